@@ -1,0 +1,95 @@
+"""`followup doctor`: check config, password, server, folders and say in words what is wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent import credentials
+from agent.config import Config, load_config
+from agent.errors import FollowupError
+from agent.mailbox import Mailbox
+
+CAPABILITY_WORDS = {
+    "SPECIAL-USE": "marks its Sent/Drafts/Junk/Trash folders (SPECIAL-USE)",
+    "CONDSTORE": "can tell cheaply what changed (CONDSTORE)",
+    "QRESYNC": "can resynchronise quickly (QRESYNC)",
+    "UIDPLUS": "reports the UID of appended drafts (UIDPLUS)",
+    "X-GM-EXT-1": "is Gmail: only All Mail is scanned (X-GM-EXT-1)",
+    "MOVE": "can move messages (MOVE)",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report; ``ok`` None means a warning."""
+
+    ok: bool | None
+    text: str
+
+
+def run_checks(config_path: Path | None,
+               load: Callable[[Path | None], Config] = load_config) -> Iterator[Check]:
+    """Yield checks in order; stop at the first failure that makes later checks pointless."""
+    try:
+        config = load(config_path)
+    except FollowupError as exc:
+        yield Check(False, str(exc))
+        return
+    where = config.source or config_path
+    yield Check(True, f"configuration {where} is valid")
+    for warning in config.warnings:
+        yield Check(None, warning)
+
+    imap = config.imap
+    try:
+        password, source = credentials.lookup_password(
+            "imap", imap.username, imap.password_command)
+    except FollowupError as exc:
+        yield Check(False, str(exc))
+        return
+    yield Check(True, f"IMAP password for {imap.username} found ({source})")
+
+    try:
+        mailbox = Mailbox.connect(imap, password)
+    except FollowupError as exc:
+        yield Check(False, str(exc))
+        return
+    with mailbox:
+        how = {"ssl": "TLS", "starttls": "STARTTLS", "none": "plaintext (loopback)"}[imap.security]
+        yield Check(True, f"logged in to {imap.host}:{imap.port} as {imap.username} over {how}")
+        caps = mailbox.capabilities
+        has = [words for cap, words in CAPABILITY_WORDS.items() if cap in caps]
+        lacks = [cap for cap in ("SPECIAL-USE", "CONDSTORE", "UIDPLUS") if cap not in caps]
+        yield Check(True, "server " + ("; ".join(has) if has else "has none of the extensions "
+                                        "followup can use"))
+        if lacks:
+            yield Check(True, f"server lacks {', '.join(lacks)}; followup works without them")
+        try:
+            roles = mailbox.roles()
+            scan = mailbox.folders_to_scan(imap.folders, imap.exclude_folders)
+        except FollowupError as exc:
+            yield Check(False, str(exc))
+            return
+        yield from _folder_checks(config, roles.sent, roles.drafts, roles.how)
+        for role in ("junk", "trash", "all"):
+            name = getattr(roles, role)
+            if name:
+                yield Check(True, f"{role.capitalize()} folder: {name!r} "
+                                  f"(found by {roles.how.get(role, 'name')})")
+        yield Check(True, f"will scan {len(scan)} folder(s): {', '.join(scan)}")
+
+
+def _folder_checks(config: Config, sent: str | None, drafts: str | None,
+                   how: dict[str, str]) -> Iterator[Check]:
+    if sent:
+        yield Check(True, f"Sent folder: {sent!r} (found by {how.get('sent', 'name')})")
+    else:
+        yield Check(None, "no Sent folder found: mail you sent is only seen if it is in a "
+                          "scanned folder; name it in [imap] folders")
+    if drafts:
+        yield Check(True, f"Drafts folder: {drafts!r} (found by {how.get('drafts', 'name')})")
+    elif config.drafts.enabled:
+        yield Check(False, "no Drafts folder found, so check-in drafts cannot be created; "
+                           "create a folder named Drafts or set [drafts] enabled = false")

@@ -1,0 +1,65 @@
+"""One error hierarchy: every error the user can fix carries its exit code and one clear sentence."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+EXIT_OPERATIONAL = 1
+EXIT_USAGE = 2
+
+
+class FollowupError(Exception):
+    """Base of every error shown to the user without a traceback."""
+
+    exit_code = EXIT_OPERATIONAL
+
+
+class UsageError(FollowupError):
+    """The command line asks for something impossible (unknown contact, bad duration)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(FollowupError):
+    """The configuration has one or more problems; all of them are listed at once."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, problems: Iterable[str], source: str = "") -> None:
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        if len(self.problems) == 1:
+            message = f"configuration problem{where}: {self.problems[0]}"
+        else:
+            lines = "\n".join(f"  - {p}" for p in self.problems)
+            message = f"{len(self.problems)} configuration problems{where}:\n{lines}"
+        super().__init__(message)
+
+
+class CredentialError(FollowupError):
+    """No password could be found, or a password_command failed."""
+
+    exit_code = EXIT_USAGE
+
+
+class MailboxError(FollowupError):
+    """The IMAP server could not be reached, refused us, or answered nonsense."""
+
+
+class TransientMailboxError(MailboxError):
+    """A network-level failure that is worth retrying (drop, timeout, server going away)."""
+
+
+class DeliveryError(FollowupError):
+    """The digest could not be delivered (SMTP or IMAP APPEND failed)."""
+
+
+class StoreError(FollowupError):
+    """The database cannot be opened or written (locked, unreadable, disk full)."""
+
+
+class TemplateError(FollowupError):
+    """A user template is broken; the message names the file and line."""
+
+    exit_code = EXIT_USAGE

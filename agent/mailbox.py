@@ -1,0 +1,445 @@
+"""The only module that speaks IMAP: connect, discover folders, fetch header batches, append."""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import ssl
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import imapclient
+from imapclient import exceptions as imap_errors
+
+from agent.config import ImapConfig, is_loopback
+from agent.errors import ConfigError, MailboxError, TransientMailboxError
+from agent.headers import HEADER_FIELDS
+
+log = logging.getLogger(__name__)
+
+# Folder roles, discovered from SPECIAL-USE flags (RFC 6154) first, then from names.
+ROLES = ("sent", "drafts", "junk", "trash", "all", "archive")
+SPECIAL_USE = {
+    "\\sent": "sent", "\\drafts": "drafts", "\\junk": "junk", "\\trash": "trash",
+    "\\all": "all", "\\archive": "archive",
+}
+# Names seen in the wild (compared case-insensitively on the last path component).
+KNOWN_NAMES: dict[str, tuple[str, ...]] = {
+    "sent": ("sent", "sent items", "sent messages", "sent mail", "sent-mail", "gesendet",
+             "gesendete elemente", "gesendete objekte", "gesendete nachrichten",
+             "gesendete e-mails", "envoyés", "éléments envoyés", "enviados", "inviata",
+             "posta inviata", "verzonden items"),
+    "drafts": ("drafts", "draft", "entwürfe", "entwurf", "brouillons", "borradores", "bozze",
+               "concepten"),
+    "junk": ("junk", "spam", "junk e-mail", "junk email", "junk-e-mail", "bulk mail",
+             "unerwünscht", "spamverdacht", "courrier indésirable", "ongewenste e-mail"),
+    "trash": ("trash", "deleted items", "deleted messages", "bin", "papierkorb",
+              "gelöschte elemente", "gelöschte objekte", "gelöscht", "corbeille",
+              "papelera", "cestino", "verwijderde items"),
+    "all": ("all mail", "alle nachrichten"),
+    "archive": ("archive", "archiv", "archives", "archivo"),
+}
+GMAIL_ROOTS = ("[gmail]", "[google mail]")
+
+_APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
+FETCH_BODY = "BODY.PEEK[HEADER.FIELDS (" + " ".join(f.upper() for f in HEADER_FIELDS) + ")]"
+
+
+@dataclass(frozen=True, slots=True)
+class Folder:
+    name: str
+    delimiter: str
+    flags: frozenset[str]  # lower-case, e.g. "\\sent", "\\noselect"
+
+    @property
+    def selectable(self) -> bool:
+        return not self.flags & {"\\noselect", "\\nonexistent"}
+
+    @property
+    def leaf(self) -> str:
+        return self.name.rsplit(self.delimiter, 1)[-1] if self.delimiter else self.name
+
+
+@dataclass(frozen=True)
+class FolderRoles:
+    """Which folder plays which part; ``how`` says whether a flag or a name told us."""
+
+    sent: str | None = None
+    drafts: str | None = None
+    junk: str | None = None
+    trash: str | None = None
+    all: str | None = None
+    archive: tuple[str, ...] = ()
+    how: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FolderStatus:
+    uidvalidity: int
+    uidnext: int
+    messages: int
+    highestmodseq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedHeader:
+    uid: int
+    internaldate: datetime | None
+    header: bytes
+    flags: frozenset[str]  # lower-case
+    gm_msgid: int | None = None
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """A verifying context; ca_file adds a private CA to the system's trust store."""
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError([f"[imap] ca_file {ca_file} cannot be used: {exc}"]) from None
+    return context
+
+
+def describe_connect_error(exc: BaseException, host: str, port: int, section: str,
+                           timeout: float) -> str:
+    """One plain sentence for what went wrong while reaching a server."""
+    where = f"{host}:{port}"
+    if isinstance(exc, socket.gaierror):
+        return (f"cannot find the server {host!r} (DNS lookup failed): check [{section}] host "
+                "and your network")
+    if isinstance(exc, ConnectionRefusedError):
+        return (f"{where} refused the connection: check [{section}] port and security "
+                "(usually 993 for ssl, 143 for starttls)")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or exc.reason or "unknown reason"
+        return (f"the TLS certificate of {host} could not be verified ({reason}); if the "
+                f"server uses a private CA, set [{section}] ca_file to its PEM file")
+    if isinstance(exc, ssl.SSLError):
+        return (f"TLS handshake with {where} failed ({exc.reason or exc}): check [{section}] "
+                "security and port (ssl and starttls use different ports)")
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return f"{where} did not answer within {timeout:g} s: check [{section}] host and port"
+    if isinstance(exc, OSError):
+        return f"cannot connect to {where}: {exc.strerror or exc}"
+    return f"cannot talk to {where}: {exc}"
+
+
+def _scrub(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+class Mailbox:
+    """A logged-in IMAP connection; every imapclient error becomes a MailboxError."""
+
+    def __init__(self, client: imapclient.IMAPClient, host: str) -> None:
+        self._client = client
+        self.host = host
+        self._capabilities: frozenset[str] | None = None
+        self._selected: str | None = None
+        self._folders: list[Folder] | None = None
+
+    # ------------------------------------------------------------------ connect
+
+    @classmethod
+    def connect(cls, settings: ImapConfig, password: str) -> Mailbox:
+        return cls.open(
+            settings.host, settings.port, settings.security, settings.username, password,
+            ca_file=settings.ca_file, timeout=settings.timeout,
+        )
+
+    @classmethod
+    def open(cls, host: str, port: int, security: str, username: str, password: str, *,
+             ca_file: Path | None = None, timeout: float = 60.0) -> Mailbox:
+        if security == "none" and not is_loopback(host):
+            raise ConfigError([f"[imap] security = \"none\" is refused for {host}: the password "
+                               "would travel in plaintext; use ssl or starttls"])
+        context = tls_context(ca_file) if security != "none" else None
+        try:
+            client = imapclient.IMAPClient(
+                host, port=port, ssl=security == "ssl", ssl_context=context, timeout=timeout,
+                use_uid=True,
+            )
+        except (OSError, imap_errors.IMAPClientError) as exc:
+            raise TransientMailboxError(
+                _scrub(describe_connect_error(exc, host, port, "imap", timeout), password)
+            ) from None
+        client.normalise_times = False
+        mailbox = cls(client, host)
+        try:
+            if security == "starttls":
+                if not client.has_capability("STARTTLS"):
+                    raise MailboxError(
+                        f"{host}:{port} does not offer STARTTLS, so the connection would not be "
+                        "encrypted; use security = \"ssl\" (usually port 993)"
+                    )
+                client.starttls(context)
+                mailbox._capabilities = None
+            mailbox._login(username, password, port)
+        except MailboxError:
+            mailbox.close()
+            raise
+        except (OSError, imap_errors.IMAPClientError) as exc:
+            mailbox.close()
+            raise TransientMailboxError(
+                _scrub(describe_connect_error(exc, host, port, "imap", timeout), password)
+            ) from None
+        return mailbox
+
+    def _login(self, username: str, password: str, port: int) -> None:
+        try:
+            self._client.login(username, password)
+        except imap_errors.LoginError as exc:
+            said = _scrub(_text(exc.args[0] if exc.args else exc), password)
+            said = said.removeprefix("b'").removesuffix("'")
+            raise MailboxError(
+                f"login as {username} on {self.host} failed (server said: {said}); check "
+                "[imap] username and the password (Gmail and iCloud need an app password)"
+            ) from None
+        except imap_errors.IMAPClientError as exc:
+            said = _scrub(str(exc), password)
+            raise MailboxError(f"login as {username} on {self.host} failed: {said}") from None
+
+    def close(self) -> None:
+        try:
+            self._client.logout()
+        except (OSError, imap_errors.IMAPClientError):
+            try:
+                self._client.shutdown()
+            except (OSError, imap_errors.IMAPClientError):
+                log.debug("connection to %s already gone", self.host)
+
+    def __enter__(self) -> Mailbox:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ capabilities
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        if self._capabilities is None:
+            raw = self._call(self._client.capabilities)
+            self._capabilities = frozenset(_text(c).upper() for c in raw)
+        return self._capabilities
+
+    @property
+    def is_gmail(self) -> bool:
+        return "X-GM-EXT-1" in self.capabilities
+
+    def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one imapclient call, turning its failures into our errors."""
+        try:
+            return function(*args, **kwargs)
+        except imap_errors.IMAPClientAbortError as exc:
+            raise TransientMailboxError(f"connection to {self.host} broke: {exc}") from None
+        except (OSError, TimeoutError) as exc:
+            raise TransientMailboxError(
+                f"connection to {self.host} broke: {exc.strerror or type(exc).__name__}"
+            ) from None
+        except imap_errors.IMAPClientError as exc:
+            raise MailboxError(f"{self.host} refused {getattr(function, '__name__', 'a command')}"
+                               f": {_text(exc)}") from None
+
+    # ------------------------------------------------------------------ folders
+
+    def list_folders(self) -> list[Folder]:
+        if self._folders is None:
+            folders = []
+            for flags, delimiter, name in self._call(self._client.list_folders):
+                folders.append(Folder(
+                    name=_text(name),
+                    delimiter=_text(delimiter) if delimiter else "",
+                    flags=frozenset(_text(f).lower() for f in flags),
+                ))
+            self._folders = folders
+        return self._folders
+
+    def roles(self) -> FolderRoles:
+        return discover_roles(self.list_folders())
+
+    def folders_to_scan(self, include: Sequence[str] | None = None,
+                        exclude: Sequence[str] = ()) -> list[str]:
+        return choose_scan_folders(self.list_folders(), self.roles(), self.is_gmail,
+                                   include, exclude)
+
+    def status(self, folder: str) -> FolderStatus:
+        items = [b"UIDNEXT", b"UIDVALIDITY", b"MESSAGES"]
+        if "CONDSTORE" in self.capabilities:
+            items.append(b"HIGHESTMODSEQ")
+        data = self._call(self._client.folder_status, folder, items)
+        return FolderStatus(
+            uidvalidity=int(data[b"UIDVALIDITY"]),
+            uidnext=int(data.get(b"UIDNEXT", 0)),
+            messages=int(data.get(b"MESSAGES", 0)),
+            highestmodseq=int(data[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in data else None,
+        )
+
+    def select(self, folder: str, readonly: bool = True) -> FolderStatus:
+        data = self._call(self._client.select_folder, folder, readonly=readonly)
+        self._selected = folder
+        return FolderStatus(
+            uidvalidity=int(data.get(b"UIDVALIDITY", 0)),
+            uidnext=int(data.get(b"UIDNEXT", 0)),
+            messages=int(data.get(b"EXISTS", 0)),
+            highestmodseq=int(data[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in data else None,
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        """UIDs above ``last_uid`` in the selected folder, ascending.
+
+        ``UID SEARCH UID n:*`` always matches the highest UID even when it is below n
+        (RFC 3501 6.4.8), hence the filter.
+        """
+        found = self._call(self._client.search, ["UID", f"{last_uid + 1}:*"])
+        return sorted(uid for uid in found if uid > last_uid)
+
+    def fetch_headers(self, uids: Sequence[int]) -> list[FetchedHeader]:
+        """Headers (only the fields we need), INTERNALDATE and FLAGS for ``uids``."""
+        if not uids:
+            return []
+        items = ["INTERNALDATE", "FLAGS", FETCH_BODY]
+        gmail = self.is_gmail
+        if gmail:
+            items.append("X-GM-MSGID")
+        response = self._call(self._client.fetch, list(uids), items)
+        out = []
+        body_key: bytes | None = None
+        for uid in uids:
+            data = response.get(uid)
+            if data is None:  # expunged meanwhile
+                continue
+            if body_key is None or body_key not in data:
+                # Servers echo the field list differently (case, quoting): match the prefix.
+                body_key = next((k for k in data if k.startswith(b"BODY[HEADER.FIELDS")), None)
+            header = data.get(body_key, b"") if body_key else b""
+            out.append(FetchedHeader(
+                uid=uid,
+                internaldate=data.get(b"INTERNALDATE"),
+                header=header if isinstance(header, bytes) else b"",
+                flags=frozenset(_text(f).lower() for f in data.get(b"FLAGS", ())),
+                gm_msgid=data.get(b"X-GM-MSGID") if gmail else None,
+            ))
+        return out
+
+    def iter_headers(self, uids: Sequence[int], batch_size: int) -> Iterator[list[FetchedHeader]]:
+        for start in range(0, len(uids), batch_size):
+            yield self.fetch_headers(uids[start:start + batch_size])
+
+    def fetch_messages(self, folder: str, uids: Iterable[int]) -> dict[int, bytes]:
+        """Whole messages (drafts checks only; the scan never downloads bodies)."""
+        self.select(folder)
+        response = self._call(self._client.fetch, list(uids), ["BODY.PEEK[]"])
+        return {uid: data.get(b"BODY[]", b"") for uid, data in response.items()}
+
+    def search(self, folder: str, criteria: list[str]) -> list[int]:
+        self.select(folder)
+        return sorted(self._call(self._client.search, criteria))
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, folder: str, message: bytes, flags: Sequence[str] = (),
+               when: datetime | None = None) -> int | None:
+        """APPEND ``message`` (bytes with CRLF endings); return its UID when the server says."""
+        response = self._call(self._client.append, folder, message, flags=list(flags),
+                              msg_time=when)
+        match = _APPENDUID.search(response if isinstance(response, bytes) else b"")
+        return int(match[2]) if match else None
+
+    def delete(self, folder: str, uids: Sequence[int]) -> None:
+        self.select(folder, readonly=False)
+        self._call(self._client.delete_messages, list(uids))
+        self._call(self._client.expunge)
+
+
+def discover_roles(folders: Sequence[Folder]) -> FolderRoles:
+    """SPECIAL-USE flags first, then known names (German, Exchange, iCloud, Gmail)."""
+    found: dict[str, str] = {}
+    how: dict[str, str] = {}
+    archive: list[str] = []
+    for folder in folders:
+        if not folder.selectable:
+            continue
+        for flag in folder.flags:
+            role = SPECIAL_USE.get(flag)
+            if role == "archive":
+                archive.append(folder.name)
+                how.setdefault("archive", "flag")
+            elif role and role not in found:
+                found[role] = folder.name
+                how[role] = "flag"
+    for role, names in KNOWN_NAMES.items():
+        if role in found or (role == "archive" and archive):
+            continue
+        for folder in _by_name_preference(folders):
+            if folder.selectable and folder.leaf.lower() in names:
+                if role == "all" and not _under_gmail_root(folder):
+                    continue
+                if role == "archive":
+                    archive.append(folder.name)
+                else:
+                    found[role] = folder.name
+                how[role] = "name"
+                break
+    return FolderRoles(
+        sent=found.get("sent"), drafts=found.get("drafts"), junk=found.get("junk"),
+        trash=found.get("trash"), all=found.get("all"), archive=tuple(archive), how=how,
+    )
+
+
+def _by_name_preference(folders: Sequence[Folder]) -> list[Folder]:
+    # Prefer top-level folders and INBOX children over deeper user folders of the same name.
+    def depth(folder: Folder) -> int:
+        parts = folder.name.split(folder.delimiter) if folder.delimiter else [folder.name]
+        if parts[0].upper() == "INBOX" or parts[0].lower() in GMAIL_ROOTS:
+            return len(parts) - 1
+        return len(parts)
+    return sorted(folders, key=depth)
+
+
+def _under_gmail_root(folder: Folder) -> bool:
+    head = folder.name.split(folder.delimiter, 1)[0] if folder.delimiter else ""
+    return head.lower() in GMAIL_ROOTS
+
+
+def choose_scan_folders(folders: Sequence[Folder], roles: FolderRoles, gmail: bool,
+                        include: Sequence[str] | None = None,
+                        exclude: Sequence[str] = ()) -> list[str]:
+    """Which folders a scan reads: explicit ``include``, else every selectable folder but
+    Junk, Trash and Drafts; on Gmail only All Mail (it holds everything else)."""
+    names = [f.name for f in folders if f.selectable]
+    if include is not None:
+        missing = [name for name in include if name not in names]
+        if missing:
+            raise ConfigError([
+                f"[imap] folders names {', '.join(repr(m) for m in missing)}, which the server "
+                f"does not have; it has: {', '.join(names)}"
+            ])
+        chosen = list(include)
+    elif gmail and roles.all:
+        chosen = [roles.all]
+    else:
+        skip = {roles.junk, roles.trash, roles.drafts}
+        chosen = [name for name in names if name not in skip]
+    return [name for name in chosen if name not in set(exclude)]
+
+
+def utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,197 @@
+"""The incremental scan: new UIDs of every relevant folder → parsed headers → the ledger."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from agent.config import Config
+from agent.headers import exchanges, normalise_address, parse_message
+from agent.mailbox import FetchedHeader, FolderStatus, Mailbox
+from agent.store import ExchangeRow, FolderState, MessageRow, Store
+
+log = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    """What the CLI shows while a scan runs (a rich bar on a terminal, nothing otherwise)."""
+
+    def folder_started(self, folder: str, total: int) -> None: ...
+
+    def advanced(self, count: int) -> None: ...
+
+    def folder_done(self, folder: str) -> None: ...
+
+
+class NoProgress:
+    def folder_started(self, folder: str, total: int) -> None:
+        pass
+
+    def advanced(self, count: int) -> None:
+        pass
+
+    def folder_done(self, folder: str) -> None:
+        pass
+
+
+@dataclass
+class ScanSummary:
+    folders: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    reset: dict[str, str] = field(default_factory=dict)  # folder → why its state was reset
+    fetched: int = 0
+    counted: int = 0
+    new_exchanges: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    repaired: Counter[str] = field(default_factory=Counter)
+    addresses_refreshed: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    def line(self) -> str:
+        """The one-line summary printed when not on a terminal."""
+        rate = self.fetched / self.seconds if self.seconds > 0 else 0.0
+        parts = [
+            f"scanned {len(self.folders)} folder(s) ({len(self.unchanged)} unchanged)",
+            f"{self.fetched} new message(s) in {self.seconds:.1f} s ({rate:.0f}/s)",
+            f"{self.new_exchanges} new exchange(s)",
+        ]
+        if self.skipped:
+            parts.append(f"{sum(self.skipped.values())} not counted")
+        if self.reset:
+            parts.append("reset: " + ", ".join(f"{f} ({why})" for f, why in self.reset.items()))
+        if self.interrupted:
+            parts.append("interrupted (resumes next time)")
+        return "; ".join(parts)
+
+
+def self_keys(config: Config) -> frozenset[str]:
+    keys = (normalise_address(a) for a in config.account.addresses)
+    return frozenset(k for k in keys if k)
+
+
+def message_key(meta_message_id: str | None, from_key: str, time_value: datetime | None,
+                header: bytes) -> str:
+    """Identity of a message across folders.
+
+    The Message-ID, qualified by sender and Date so two different messages sharing one
+    broken Message-ID stay two; without a Message-ID, a digest of the fetched headers
+    (identical in every copy of the same message).
+    """
+    if meta_message_id:
+        stamp = time_value.isoformat() if time_value else ""
+        return f"{meta_message_id}\x00{from_key}\x00{stamp}"
+    return "sha1:" + hashlib.sha1(header, usedforsecurity=False).hexdigest()
+
+
+def process_batch(fetched: Sequence[FetchedHeader], own: frozenset[str], now: datetime,
+                  summary: ScanSummary) -> tuple[list[MessageRow], list[ExchangeRow], set[str]]:
+    """Parse and classify one batch; pure apart from counting into ``summary``."""
+    messages: list[MessageRow] = []
+    rows: list[ExchangeRow] = []
+    lists: set[str] = set()
+    for item in fetched:
+        meta = parse_message(item.header, item.internaldate, now)
+        for problem in meta.problems:
+            summary.repaired[problem.split(":", 1)[0]] += 1
+        if meta.list_addresses:
+            lists.update(meta.list_addresses)
+        from_key = meta.from_[0].key if meta.from_ else ""
+        key = message_key(meta.message_id, from_key,
+                          meta.time if meta.time_source == "date" else None, item.header)
+        skipped: str | None = None
+        if "\\draft" in item.flags:
+            skipped = "draft"
+        elif meta.automated:
+            skipped = f"automated: {meta.automated}"
+        else:
+            found = exchanges(meta, own)
+            if not found.addrs or found.direction is None:
+                skipped = "no counterpart (no usable From/To, or only your own addresses)"
+            else:
+                direction = found.direction
+                for addr in found.addrs:
+                    rows.append(ExchangeRow(
+                        msg_key=key, address=addr.key, direction=direction, time=meta.time,
+                        subject=meta.subject, message_id=meta.message_id, name=addr.name,
+                        language=meta.language,
+                    ))
+        if skipped:
+            summary.skipped[skipped] += 1
+        else:
+            summary.counted += 1
+        messages.append(MessageRow(uid=item.uid, msg_key=key, time=meta.time, skipped=skipped))
+    return messages, rows, lists
+
+
+def folder_plan(state: FolderState | None, status: FolderStatus) -> tuple[str, int]:
+    """What to do with a folder: ("skip"|"reset"|"fetch", last UID already seen)."""
+    if state is None:
+        return "fetch", 0
+    if state.uidvalidity != status.uidvalidity:
+        return "reset", 0
+    if state.uidnext and status.uidnext and status.uidnext < state.uidnext:
+        return "reset", 0  # UIDNEXT went backwards (seen on GMX): trust nothing
+    if state.uidnext and status.uidnext == state.uidnext:
+        return "skip", state.last_uid
+    return "fetch", state.last_uid
+
+
+def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
+         now: datetime | None = None, progress: Progress | None = None,
+         should_stop: Callable[[], bool] = lambda: False) -> ScanSummary:
+    """Bring the ledger up to date with the mailbox; safe to interrupt at any point."""
+    started = time.monotonic()
+    now = now or datetime.now(UTC)
+    progress = progress or NoProgress()
+    summary = ScanSummary()
+    own = self_keys(config)
+    if full:
+        store.forget_mailbox()
+    folders = mailbox.folders_to_scan(config.imap.folders, config.imap.exclude_folders)
+    states = store.folder_states()
+    batch_size = config.imap.batch_size
+    for folder in folders:
+        summary.folders.append(folder)
+        status = mailbox.status(folder)
+        plan, last_uid = folder_plan(states.get(folder), status)
+        if plan == "skip":
+            summary.unchanged.append(folder)
+            continue
+        if plan == "reset":
+            old = states[folder]
+            why = ("UIDVALIDITY changed" if old.uidvalidity != status.uidvalidity
+                   else "UIDNEXT went backwards")
+            log.warning("folder %s: %s, rescanning it", folder, why)
+            summary.reset[folder] = why
+            store.reset_folder(folder, status.uidvalidity)
+        selected = mailbox.select(folder)
+        uids = mailbox.uids_after(last_uid)
+        progress.folder_started(folder, len(uids))
+        for start in range(0, len(uids), batch_size):
+            if should_stop():
+                summary.interrupted = True
+                break
+            batch = uids[start:start + batch_size]
+            fetched = mailbox.fetch_headers(batch)
+            messages, rows, lists = process_batch(fetched, own, now, summary)
+            summary.new_exchanges += store.save_batch(
+                folder, selected.uidvalidity or status.uidvalidity, batch[-1], messages, rows,
+                lists)
+            summary.fetched += len(fetched)
+            progress.advanced(len(batch))
+        progress.folder_done(folder)
+        if summary.interrupted:
+            break
+        store.finish_folder(folder, status.uidvalidity, max(status.uidnext, selected.uidnext),
+                            status.highestmodseq, now)
+    summary.addresses_refreshed = store.refresh_aggregates()
+    summary.seconds = time.monotonic() - started
+    log.info("%s", summary.line())
+    return summary
