@@ -1,4 +1,4 @@
-"""TOML configuration → frozen dataclasses, driven by one spec table that also writes the example file."""
+"""TOML configuration → frozen dataclasses, from one spec table that also writes the example."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ SECTION_HELP: dict[str, str] = {
     "storage": "Where the local database lives.",
 }
 
-PASSWORD_HELP = (
+LOGIN_HELP = (
     "Password: never in this file. Looked up in the keyring (service \"followup\", this\n"
     "username; `followup password set`), else by running password_command, else from\n"
     "the environment variable {env}."
@@ -667,7 +667,7 @@ def render_example() -> str:
             lines += ["", header, f"# {SECTION_HELP[section]}"]
             if section in ("imap", "smtp"):
                 env = f"FOLLOWUP_{section.upper()}_PASSWORD"
-                lines += [f"# {line}" for line in PASSWORD_HELP.format(env=env).splitlines()]
+                lines += [f"# {line}" for line in LOGIN_HELP.format(env=env).splitlines()]
         if key.kind == "rules":
             lines += [f"# {key.name}: {key.help}",
                       "# [[policy.rule]]", '# match = "*@bigcorp.example"', "# cadence_days = 60",

@@ -96,7 +96,9 @@ def lookup_password(
         f"variable {env_variable(kind)}"
     )
     if keyring_problem:
-        raise CredentialError(f"no {kind.upper()} password for {username}: {keyring_problem}; {ways}")
+        raise CredentialError(
+            f"no {kind.upper()} password for {username}: {keyring_problem}; {ways}"
+        )
     raise CredentialError(
         f"no {kind.upper()} password for {username}: run `followup password set` to store it "
         f"in the keyring, or {ways}"
@@ -113,7 +115,8 @@ def run_password_command(kind: str, command: str) -> str:
         raise CredentialError(f"[{kind}] password_command is empty")
     try:
         result = subprocess.run(
-            argv, capture_output=True, timeout=COMMAND_TIMEOUT, check=False, stdin=subprocess.DEVNULL
+            argv, capture_output=True, timeout=COMMAND_TIMEOUT, check=False,
+            stdin=subprocess.DEVNULL,
         )
     except FileNotFoundError:
         raise CredentialError(

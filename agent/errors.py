@@ -1,4 +1,4 @@
-"""One error hierarchy: every error the user can fix carries its exit code and one clear sentence."""
+"""One error hierarchy: every error the user can fix has an exit code and one clear sentence."""
 
 from __future__ import annotations
 

@@ -67,8 +67,8 @@ def suggest_merges(contacts: Sequence[Contact]) -> list[MergeSuggestion]:
             groups.setdefault((key, family), []).append(contact)
     seen: set[tuple[int, int]] = set()
     out = []
-    for (_, family), members in sorted(groups.items()):
-        members = sorted(members, key=lambda c: (-(c.messages_in + c.messages_out), c.id))
+    for (_, family), group in sorted(groups.items()):
+        members = sorted(group, key=lambda c: (-(c.messages_in + c.messages_out), c.id))
         keep = members[0]
         for other in members[1:]:
             pair = (min(keep.id, other.id), max(keep.id, other.id))

@@ -130,6 +130,15 @@ def describe_connect_error(exc: BaseException, host: str, port: int, section: st
     return f"cannot talk to {where}: {exc}"
 
 
+def _no_delay(client: imapclient.IMAPClient) -> None:
+    # imaplib sends a literal and its closing CRLF separately; with Nagle's algorithm on,
+    # every APPEND then waits ~40 ms for a delayed ACK.
+    try:
+        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        log.debug("TCP_NODELAY not available on this connection")
+
+
 def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
@@ -176,6 +185,7 @@ class Mailbox:
                 _scrub(describe_connect_error(exc, host, port, "imap", timeout), password)
             ) from None
         client.normalise_times = False
+        _no_delay(client)
         mailbox = cls(client, host)
         try:
             if security == "starttls":
@@ -185,6 +195,7 @@ class Mailbox:
                         "encrypted; use security = \"ssl\" (usually port 993)"
                     )
                 client.starttls(context)
+                _no_delay(client)
                 mailbox._capabilities = None
             mailbox._login(username, password, port)
         except MailboxError:

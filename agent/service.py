@@ -1,4 +1,4 @@
-"""One run of the product, step by step: scan → decide → digest → drafts. The CLI and the daemon call these."""
+"""One run of the product, step by step: scan → decide → digest → drafts (CLI and daemon)."""
 
 from __future__ import annotations
 

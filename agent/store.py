@@ -1,4 +1,4 @@
-"""The only module that writes SQL: the ledger (rebuildable) and the user's decisions (never lost)."""
+"""The only module that writes SQL: the ledger (rebuildable) and the user's decisions (kept)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,129 @@
+"""`followup doctor` against the Dovecot fixture: folders found, and one clear line per failure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from servers import ImapAccount, free_port
+from support import run_cli, write_config
+
+
+def test_doctor_reports_sent_and_drafts(dovecot_account: ImapAccount, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    write_config(dovecot_account, tmp_path, keyring_password=True)
+    code, out, err = run_cli(["doctor"], capsys)
+    assert code == 0, out + err
+    assert "Sent folder: 'Sent' (found by flag)" in out
+    assert "Drafts folder: 'Drafts' (found by flag)" in out
+    assert "password for" in out and "(keyring)" in out
+    assert "will scan" in out
+    assert dovecot_account.password not in out + err
+
+
+def test_doctor_over_verified_tls(dovecot_account: ImapAccount, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    write_config(dovecot_account, tmp_path, security="ssl")
+    code, out, err = run_cli(["doctor"], capsys)
+    assert code == 0, out + err
+    assert "over TLS" in out
+
+
+def _failure(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("FAIL")]
+
+
+def test_doctor_wrong_password(dovecot_account: ImapAccount, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str],
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(dovecot_account, tmp_path)
+    monkeypatch.setenv("FOLLOWUP_IMAP_PASSWORD", "Wr0ng-Pa55word-xyz")
+    code, out, err = run_cli(["doctor"], capsys)
+    assert code == 1
+    failures = _failure(out)
+    assert len(failures) == 1
+    assert "login as" in failures[0] and "failed" in failures[0]
+    assert "Wr0ng-Pa55word-xyz" not in out + err
+
+
+def test_doctor_closed_port(dovecot_account: ImapAccount, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(dovecot_account, tmp_path)
+    path.write_text(path.read_text().replace(f"port = {dovecot_account.port}",
+                                             f"port = {free_port()}"))
+    code, out, _ = run_cli(["doctor"], capsys)
+    assert code == 1
+    failures = _failure(out)
+    assert len(failures) == 1
+    assert "refused the connection" in failures[0]
+
+
+def test_doctor_untrusted_certificate(dovecot_account: ImapAccount, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(dovecot_account, tmp_path, security="ssl")
+    path.write_text("\n".join(line for line in path.read_text().splitlines()
+                              if not line.startswith("ca_file")))
+    code, out, _ = run_cli(["doctor"], capsys)
+    assert code == 1
+    failures = _failure(out)
+    assert len(failures) == 1
+    assert "could not be verified" in failures[0] and "ca_file" in failures[0]
+
+
+def test_doctor_unknown_host(dovecot_account: ImapAccount, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(dovecot_account, tmp_path, security="ssl")
+    path.write_text(path.read_text().replace('host = "127.0.0.1"',
+                                             'host = "imap.invalid"'))
+    code, out, _ = run_cli(["doctor"], capsys)
+    assert code == 1
+    assert "cannot find the server 'imap.invalid'" in _failure(out)[0]
+
+
+def test_doctor_without_password(dovecot_account: ImapAccount, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(dovecot_account, tmp_path)
+    monkeypatch.delenv("FOLLOWUP_IMAP_PASSWORD")
+    code, out, _ = run_cli(["doctor"], capsys)
+    assert code == 1
+    assert "followup password set" in _failure(out)[0]
+
+
+def test_doctor_bad_config_lists_every_problem(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[account]\nemail = "x"\n[imap]\nport = 0\n')
+    monkeypatch.setenv("FOLLOWUP_CONFIG", str(path))
+    code, out, _ = run_cli(["doctor"], capsys)
+    assert code == 1
+    assert "[account] email" in out and "[imap] host" in out and "[imap] port" in out
+
+
+def test_password_never_in_any_output_of_a_real_process(dovecot_account: ImapAccount,
+                                                        tmp_path: Path) -> None:
+    """A subprocess with -vvv (imapclient's protocol log on) must still never show it."""
+    write_config(dovecot_account, tmp_path)
+    for args in (["-vvv", "doctor"], ["-vvv", "scan"], ["-v", "contacts", "--json"]):
+        result = subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True,
+                                text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert dovecot_account.password not in result.stdout + result.stderr
+    # The database and config never hold it either.
+    for path in tmp_path.iterdir():
+        if path.is_file():
+            assert dovecot_account.password.encode() not in path.read_bytes(), path
+
+
+def test_cli_usage_errors_exit_2(capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FOLLOWUP_CONFIG", str(tmp_path / "missing.toml"))
+    code, _, err = run_cli(["contacts"], capsys)
+    assert code == 2
+    assert err.startswith("error: ") and "followup init" in err
+    assert "Traceback" not in err
+    code, _, err = run_cli(["no-such-command"], capsys)
+    assert code == 2

@@ -1,0 +1,179 @@
+"""The mailbox contract: the same behaviour on Dovecot and on pymap, plus TLS and folder names."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from servers import ImapAccount
+from support import message
+
+from agent.errors import ConfigError, MailboxError
+from agent.mailbox import Folder, Mailbox, choose_scan_folders, discover_roles
+
+
+def _open(account: ImapAccount, security: str = "none", **kwargs: object) -> Mailbox:
+    port = account.tls_port if security == "ssl" else account.port
+    assert port is not None
+    return Mailbox.open("127.0.0.1", port, security, account.username, account.password,
+                        timeout=10, **kwargs)  # type: ignore[arg-type]
+
+
+def test_login_and_folder_roles(imap_account: ImapAccount) -> None:
+    with _open(imap_account) as mailbox:
+        roles = mailbox.roles()
+        assert roles.sent == imap_account.sent_folder
+        assert roles.drafts == imap_account.drafts_folder
+        assert roles.trash == imap_account.trash_folder
+        assert roles.junk == imap_account.junk_folder
+        scan = mailbox.folders_to_scan()
+        assert "INBOX" in scan
+        assert imap_account.sent_folder in scan
+        for skipped in (imap_account.drafts_folder, imap_account.trash_folder,
+                        imap_account.junk_folder):
+            assert skipped not in scan
+
+
+def test_special_use_flags_found_on_dovecot(dovecot_account: ImapAccount) -> None:
+    with _open(dovecot_account) as mailbox:
+        roles = mailbox.roles()
+        assert roles.how["sent"] == "flag"
+        assert roles.how["drafts"] == "flag"
+        assert "SPECIAL-USE" in mailbox.capabilities
+
+
+def test_status_search_and_fetch_headers(imap_account: ImapAccount) -> None:
+    when = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
+    for n in range(5):
+        imap_account.append("INBOX", message(sender=f"p{n}@example.net", subject=f"S{n}"),
+                            when=when)
+    with _open(imap_account) as mailbox:
+        status = mailbox.status("INBOX")
+        assert status.messages == 5
+        assert status.uidnext > 5 - 1
+        mailbox.select("INBOX")
+        uids = mailbox.uids_after(0)
+        assert len(uids) == 5
+        # `UID n:*` above every UID still answers the last message: it must be filtered.
+        assert mailbox.uids_after(uids[-1]) == []
+        assert mailbox.uids_after(uids[2]) == uids[3:]
+        fetched = mailbox.fetch_headers(uids)
+        assert [f.uid for f in fetched] == uids
+        first = fetched[0]
+        assert b"From: p0@example.net" in first.header
+        assert b"Subject: S0" in first.header
+        assert b"Hi." not in first.header  # never the body
+        assert first.internaldate is not None
+        assert first.internaldate.tzinfo is not None
+        assert first.internaldate == when
+
+
+def test_append_draft_returns_uid(imap_account: ImapAccount) -> None:
+    with _open(imap_account) as mailbox:
+        uid = mailbox.append(imap_account.drafts_folder, message(sender="me@example.org",
+                             to=["x@example.net"], subject="Entwurf für Jürgen"),
+                             flags=["\\Draft", "\\Seen"])
+        assert uid is not None  # both servers have UIDPLUS
+        mailbox.select(imap_account.drafts_folder)
+        fetched = mailbox.fetch_headers([uid])
+        assert "\\draft" in fetched[0].flags
+    assert "Jürgen".encode() in imap_account.fetch_raw(imap_account.drafts_folder)[0]
+
+
+def test_german_host_folders_by_name(make_dovecot_account: object) -> None:
+    account = make_dovecot_account("german")  # type: ignore[operator]
+    with _open(account) as mailbox:
+        roles = mailbox.roles()
+        assert roles.sent == "INBOX.Gesendet"
+        assert roles.drafts == "INBOX.Entwürfe"
+        assert roles.trash == "INBOX.Papierkorb"
+        assert roles.junk == "INBOX.Spam"
+        assert roles.how["drafts"] == "name"
+        assert "INBOX.Entwürfe" not in mailbox.folders_to_scan()
+
+
+def test_tls_verified_with_ca_file(dovecot_account: ImapAccount) -> None:
+    assert dovecot_account.ca_file
+    with _open(dovecot_account, "ssl", ca_file=Path(dovecot_account.ca_file)) as mailbox:
+        assert mailbox.roles().sent
+    with _open(dovecot_account, "starttls", ca_file=Path(dovecot_account.ca_file)) as mailbox:
+        assert mailbox.roles().sent
+
+
+def test_untrusted_certificate_is_refused(dovecot_account: ImapAccount) -> None:
+    with pytest.raises(MailboxError, match="could not be verified.*ca_file"):
+        _open(dovecot_account, "ssl")
+    with pytest.raises(MailboxError, match="could not be verified"):
+        _open(dovecot_account, "starttls")
+
+
+def test_starttls_not_offered_is_refused(pymap_account: ImapAccount) -> None:
+    with pytest.raises(MailboxError, match="does not offer STARTTLS"):
+        _open(pymap_account, "starttls")
+
+
+def test_wrong_password_and_closed_port(dovecot_account: ImapAccount) -> None:
+    with pytest.raises(MailboxError, match="login as .* failed") as info:
+        Mailbox.open("127.0.0.1", dovecot_account.port, "none", dovecot_account.username,
+                     "wrong-password-123", timeout=10)
+    assert "wrong-password-123" not in str(info.value)
+    from servers import free_port
+
+    with pytest.raises(MailboxError, match="refused the connection"):
+        Mailbox.open("127.0.0.1", free_port(), "none", "u", "p", timeout=5)
+
+
+def test_plaintext_refused_off_loopback() -> None:
+    with pytest.raises(ConfigError, match="plaintext"):
+        Mailbox.open("imap.example.org", 143, "none", "u", "p")
+
+
+def _folders(*specs: tuple[str, str]) -> list[Folder]:
+    return [Folder(name, "/", frozenset(flags.split())) for name, flags in specs]
+
+
+def test_discovery_prefers_flags_then_names() -> None:
+    folders = _folders(("INBOX", ""), ("Sent Items", ""), ("Gesendete Elemente", "\\sent"),
+                       ("Entwürfe", ""), ("Gelöschte Elemente", ""), ("Junk-E-Mail", ""),
+                       ("Projekte/Sent", ""))
+    roles = discover_roles(folders)
+    assert roles.sent == "Gesendete Elemente"
+    assert roles.drafts == "Entwürfe"
+    assert roles.trash == "Gelöschte Elemente"
+    assert roles.junk == "Junk-E-Mail"
+
+
+def test_gmail_scans_only_all_mail() -> None:
+    folders = _folders(("INBOX", ""), ("[Gmail]", "\\noselect"), ("[Gmail]/All Mail", "\\all"),
+                       ("[Gmail]/Sent Mail", "\\sent"), ("[Gmail]/Spam", "\\junk"),
+                       ("[Gmail]/Drafts", "\\drafts"), ("Kunden", ""))
+    roles = discover_roles(folders)
+    assert choose_scan_folders(folders, roles, gmail=True) == ["[Gmail]/All Mail"]
+    assert "[Gmail]/All Mail" in choose_scan_folders(folders, roles, gmail=False)
+
+
+def test_google_mail_names_without_flags() -> None:
+    folders = _folders(("INBOX", ""), ("[Google Mail]/Alle Nachrichten", ""),
+                       ("[Google Mail]/Gesendet", ""), ("[Google Mail]/Entwürfe", ""),
+                       ("[Google Mail]/Papierkorb", ""), ("[Google Mail]/Spam", ""))
+    roles = discover_roles(folders)
+    assert roles.all == "[Google Mail]/Alle Nachrichten"
+    assert roles.sent == "[Google Mail]/Gesendet"
+    assert roles.drafts == "[Google Mail]/Entwürfe"
+
+
+def test_icloud_names() -> None:
+    folders = _folders(("INBOX", ""), ("Sent Messages", ""), ("Deleted Messages", ""),
+                       ("Drafts", ""), ("Junk", ""), ("Archive", ""))
+    roles = discover_roles(folders)
+    assert (roles.sent, roles.trash, roles.archive) == ("Sent Messages", "Deleted Messages",
+                                                       ("Archive",))
+
+
+def test_configured_folders_must_exist() -> None:
+    folders = _folders(("INBOX", ""), ("Sent", "\\sent"))
+    roles = discover_roles(folders)
+    with pytest.raises(ConfigError, match="'Archiv'.*it has: INBOX, Sent"):
+        choose_scan_folders(folders, roles, False, include=["INBOX", "Archiv"])
+    assert choose_scan_folders(folders, roles, False, exclude=["Sent"]) == ["INBOX"]
