@@ -554,9 +554,11 @@ def _parse_address_list(value: str) -> _AddressCacheEntry:
         # address.  In Q encoding "=2C" *is* a comma, so this changes nothing but the parse.
         value = _Q_WORD.sub(_protect_q_word, value)
     pairs = _split_simple(value)
+    unusual = pairs is None
     if pairs is None:
         pairs = _split_stdlib(value, notes)
     addrs: list[Addr] = []
+    lost = False
     for pair in pairs:
         entry = _MAILBOX_MEMO.get(pair)
         if entry is None:
@@ -567,7 +569,22 @@ def _parse_address_list(value: str) -> _AddressCacheEntry:
             addrs.append(addr)
         if mailbox_notes:
             notes.extend(mailbox_notes)
+            lost = lost or addr is None
+    if unusual and lost:
+        _salvage(value, addrs, notes)
     return tuple(addrs), tuple(notes)
+
+
+def _salvage(value: str, addrs: list[Addr], notes: list[str]) -> None:
+    """Add bare addresses the parser lost in malformed lists ("a@x.org b@y.org")."""
+    known = {addr.key for addr in addrs}
+    for found in _CRUDE_ADDRESS.findall(value):
+        key = normalise_address(found)
+        if key is not None and key not in known:
+            known.add(key)
+            local, _, domain = found.rpartition("@")
+            addrs.append(Addr("", f"{local}@{domain.lower()}", key))
+            notes.append(f"salvaged address {_snip(found)} from a malformed list")
 
 
 def _parse_mailbox(raw_name: str, raw_address: str) -> tuple[Addr | None, tuple[str, ...]]:
@@ -717,9 +734,20 @@ def _parse_date(value: str, problems: list[str]) -> datetime | None:
         second = 59  # leap second
     try:
         local = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-        return local - timedelta(seconds=offset) if offset else local
+        return local - _offset_delta(offset) if offset else local
     except (ValueError, OverflowError):
         return None
+
+
+_OFFSET_DELTAS: dict[int, timedelta] = {}
+
+
+def _offset_delta(seconds: int) -> timedelta:
+    """timedelta(seconds=...) for a zone offset; there are only a few dozen real ones."""
+    delta = _OFFSET_DELTAS.get(seconds)
+    if delta is None:
+        delta = _OFFSET_DELTAS[seconds] = timedelta(seconds=seconds)
+    return delta
 
 
 def _as_utc(moment: datetime | None) -> datetime | None:
@@ -858,6 +886,9 @@ _LIST_FIELDS: Final = (
     "list-owner",
     "list-archive",
 )
+# X-Auto-Response-Suppress is a marker because SPEC says so.  Beware: Exchange also stamps it
+# on some mail that people write (it asks *receivers* not to auto-reply), so helpdesk
+# vendors warn that filtering on it drops real mail.  Removing it here is a one-word change.
 _AUTORESPONDER_FIELDS: Final = ("x-autoreply", "x-autorespond", "x-auto-response-suppress")
 _MARKER_FIELDS: Final = frozenset(
     {"x-followup-digest", *_LIST_FIELDS, "precedence", "auto-submitted", *_AUTORESPONDER_FIELDS}
@@ -867,6 +898,14 @@ _BULK_PRECEDENCE: Final = frozenset({"bulk", "list", "junk", "auto_reply", "auto
 
 def _automated(fields: dict[str, str], from_: tuple[Addr, ...]) -> str | None:
     """SPEC "Automated mail": the first marker found, as a short reason, or None.
+
+    Markers, with their reasons: ``X-Followup-Digest`` (our own digest: "followup-digest");
+    any ``List-Id``/``List-Post``/``List-Unsubscribe``/``List-Help``/``List-Subscribe``/
+    ``List-Owner``/``List-Archive`` (the field name); ``Precedence: bulk|list|junk|auto_reply``
+    ("precedence:bulk"); ``Auto-Submitted`` other than ``no`` ("auto-submitted:auto-replied");
+    ``X-Autoreply``, ``X-Autorespond``, ``X-Auto-Response-Suppress`` present (the field name);
+    ``Return-Path: <>`` ("null-return-path"); a From address whose local part is automated
+    ("noreply-sender", see :func:`is_automated_address`).
 
     X-Followup-Checkin is *not* a marker: it is our draft, which the user sends to a person.
     """

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
 
 from agent import credentials, policy
 from agent.config import Config
@@ -55,3 +57,59 @@ def decide(config: Config, store: Store, now: datetime) -> list[ContactState]:
 
 def merge_suggestions(config: Config, store: Store) -> list[MergeSuggestion]:
     return suggest_merges(contacts(config, store))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Today's decisions: every contact's state, the due list in order, and the picks."""
+
+    day: date
+    states: list[ContactState]
+    due: list[ContactState]  # waiting, overdue and due, most urgent first
+    picks: list[ContactState]
+
+    @property
+    def rest(self) -> list[ContactState]:
+        picked = {s.contact.id for s in self.picks}
+        return [s for s in self.due if s.contact.id not in picked]
+
+
+def plan(config: Config, store: Store, now: datetime) -> Plan:
+    """Decide today's picks; the same all day (picks already recorded today come first)."""
+    states = decide(config, store, now)
+    day = policy.today(now, config.digest.tz)
+    picks = policy.pick_today(states, config.policy.daily_picks, day, store.pick_history())
+    return Plan(day=day, states=states, due=policy.ranked(states), picks=picks)
+
+
+@dataclass
+class CycleResult:
+    scan: ScanSummary | None = None
+    plan: Plan | None = None
+    digest: Any = None
+    drafts: Any = None
+
+
+def run_cycle(config: Config, now: datetime, *, with_digest: bool = True,
+              with_drafts: bool = True,
+              should_stop: Callable[[], bool] = lambda: False) -> CycleResult:
+    """The daily job: scan, settle yesterday's drafts, decide, digest, drafts.
+
+    One lock and one connection for the whole cycle. Digest and drafts are idempotent per
+    local day, so a cycle that runs twice (catch-up, a retry) delivers nothing twice.
+    """
+    from agent import digest, drafts
+
+    result = CycleResult()
+    with working(config) as store, connect(config) as mailbox:
+        result.scan = scan(config, mailbox, store, now=now, should_stop=should_stop)
+        if should_stop():
+            return result
+        drafts.reconcile(config, store, mailbox, now)
+        result.plan = today_plan = plan(config, store, now)
+        if with_digest:
+            result.digest = digest.deliver(config, store, mailbox, today_plan, now)
+        if with_drafts and config.drafts.enabled:
+            result.drafts = drafts.create(config, store, mailbox, today_plan, now)
+        store.record_picks(today_plan.day, [s.contact.id for s in today_plan.picks])
+    return result

@@ -135,6 +135,11 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
         resolved_at INTEGER
     );
     CREATE INDEX drafts_by_state ON drafts (state, contact_id);
+    CREATE TABLE picks (                -- who was picked on which local day (fair rotation)
+        day TEXT NOT NULL,
+        contact_id INTEGER NOT NULL,
+        PRIMARY KEY (day, contact_id)
+    );
     """)
 
 
@@ -172,6 +177,19 @@ class ExchangeRow:
     message_id: str | None
     name: str
     language: str | None
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """What the user decided about one contact; kept across rescans."""
+
+    name: str | None
+    snooze_until: date | None
+    ignored: bool
+    cadence_days: int | None
+    language: str | None
+    tags: frozenset[str]
+    merged_ids: tuple[int, ...]  # contacts merged into this one; their ids resolve to it
 
 
 @dataclass(frozen=True)
@@ -451,13 +469,18 @@ class Store:
     # ------------------------------------------------------------------ decisions
 
     def resolve(self, ref: str) -> int:
-        """A contact id from ``ref``: a number (id) or an address; unknown → UsageError."""
+        """A contact id from ``ref``: an id, or an address in any spelling; unknown → UsageError.
+
+        Addresses go through headers.normalise_address (case, ``+tag``, Gmail dots); the id of
+        a contact merged into another resolves to the one it was merged into.
+        """
         text = ref.strip()
-        if text.isdigit():
-            rows = self._query("SELECT id, merged_into FROM contacts WHERE id = ?", (int(text),))
-            if rows:
-                return self._follow_merges(int(rows[0][0]))
-            raise UsageError(f"no contact with id {text}; `followup contacts` lists them")
+        if not text:
+            raise UsageError("give a contact id or an address; `followup contacts` lists them")
+        if text.isascii() and text.isdigit():
+            if self._query("SELECT 1 FROM contacts WHERE id = ?", (int(text),)):
+                return self._follow_merges(int(text))
+            raise UsageError(f"no contact has the id {text}; `followup contacts` lists them")
         from agent.headers import normalise_address
 
         key = normalise_address(text)
@@ -466,11 +489,27 @@ class Store:
                                (key,))
             if rows:
                 return self._follow_merges(int(rows[0][0]))
-        known = [row[0] for row in self._query("SELECT address FROM contact_addresses")]
-        close = difflib.get_close_matches((key or text).lower(), known, n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else \
-            "; `followup contacts` lists everyone"
-        raise UsageError(f"no contact with address {text!r}{hint}")
+            raise UsageError(f"no contact has the address {text}; {self._hint(key)}")
+        raise UsageError(f"{text!r} is neither a contact id nor an address; {self._hint(text)}")
+
+    def close_matches(self, text: str, limit: int = 3) -> list[tuple[str, str]]:
+        """Known (address, name) pairs that look like ``text``: a typo, or part of either."""
+        needle = text.strip().lower()
+        rows: dict[str, str] = dict(self._query(
+            "SELECT ca.address, coalesce(n.name, '') FROM contact_addresses AS ca "
+            "LEFT JOIN address_names AS n ON n.address = ca.address ORDER BY ca.address"))
+        found = []
+        if len(needle) >= 3:  # shorter parts match half the ledger and help nobody
+            found = [a for a, name in rows.items() if needle in a or needle in name.lower()]
+        found += difflib.get_close_matches(needle, list(rows), n=limit, cutoff=0.6)
+        return [(a, rows[a]) for a in dict.fromkeys(found)][:limit]
+
+    def _hint(self, text: str) -> str:
+        close = [f"{a} ({name})" if name else a for a, name in self.close_matches(text)]
+        if not close:
+            return "`followup contacts` lists everyone"
+        listed = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+        return f"did you mean {listed}?"
 
     def _follow_merges(self, contact_id: int) -> int:
         seen = set()
@@ -537,24 +576,101 @@ class Store:
                 WHERE id = :keep""", {"keep": keep, "other": other})
             conn.execute("UPDATE contacts SET merged_into = ? WHERE id = ?", (keep, other))
             conn.execute("UPDATE drafts SET contact_id = ? WHERE contact_id = ?", (keep, other))
+            # The pick history follows too, so the fair rotation sees one person.
+            conn.execute("UPDATE OR IGNORE picks SET contact_id = ? WHERE contact_id = ?",
+                         (keep, other))
+            conn.execute("DELETE FROM picks WHERE contact_id = ?", (other,))
 
     def split(self, address: str) -> int:
-        """Give ``address`` a contact of its own again; returns the new id."""
-        rows = self._query("SELECT contact_id FROM contact_addresses WHERE address = ?",
-                           (address,))
+        """Give ``address`` (any spelling) a contact of its own again; returns the new id.
+
+        The new contact starts without decisions: it is a different person now.
+        """
+        from agent.headers import normalise_address
+
+        key = normalise_address(address)
+        if key is None:
+            raise UsageError(f"{address!r} is not an address; split takes one address of a "
+                             "contact (`followup show ID` lists them)")
+        rows = self._query("SELECT contact_id FROM contact_addresses WHERE address = ?", (key,))
         if not rows:
-            raise UsageError(f"no contact has the address {address!r}")
+            raise UsageError(f"no contact has the address {address}; {self._hint(key)}")
         if len(self.addresses_of(int(rows[0][0]))) == 1:
-            raise UsageError(f"{address} is already a contact of its own; nothing to split")
+            raise UsageError(f"{key} is already a contact of its own; nothing to split")
         with self.transaction() as conn:
             cursor = conn.execute("INSERT INTO contacts (created_at) VALUES (?)",
                                   (int(time.time()),))
             new_id = int(cursor.lastrowid or 0)
             conn.execute("UPDATE contact_addresses SET contact_id = ? WHERE address = ?",
-                         (new_id, address))
+                         (new_id, key))
         return new_id
 
-    # ------------------------------------------------------------------ digests and drafts
+    def contact(self, contact_id: int, self_addresses: Iterable[str] = ()) -> Contact | None:
+        """One contact with its decisions, whatever ``two_way`` says; None without exchanges.
+
+        Like ``contacts()``, the user's own and mailing-list addresses are left out.
+        """
+        excluded = set(self_addresses) | self.list_addresses()
+        rows = [row for row in self._query("""
+            SELECT ca.contact_id, a.address, a.name, a.language, a.last_time, a.last_direction,
+                a.last_subject, a.last_folder, a.last_message_id, a.last_in, a.last_out,
+                a.messages_in, a.messages_out
+            FROM addresses AS a JOIN contact_addresses AS ca ON ca.address = a.address
+            WHERE ca.contact_id = ? ORDER BY a.last_time DESC
+        """, (contact_id,)) if row[1] not in excluded]
+        if not rows:
+            return None
+        decision = self._query("SELECT name, snooze_until, ignored, cadence_days, language "
+                               "FROM contacts WHERE id = ?", (contact_id,))
+        tags = {row[0] for row in self._query(
+            "SELECT tag FROM contact_tags WHERE contact_id = ?", (contact_id,))}
+        return _contact_from_rows(contact_id, rows, decision[0] if decision else None, tags)
+
+    def decisions_of(self, contact_id: int) -> Decisions:
+        """Everything the user decided about one contact, with or without exchanges."""
+        rows = self._query("SELECT name, snooze_until, ignored, cadence_days, language "
+                           "FROM contacts WHERE id = ?", (contact_id,))
+        if not rows:
+            raise UsageError(f"no contact has the id {contact_id}")
+        name, snooze, ignored, cadence, language = rows[0]
+        tags = frozenset(row[0] for row in self._query(
+            "SELECT tag FROM contact_tags WHERE contact_id = ?", (contact_id,)))
+        merged = tuple(int(row[0]) for row in self._query("""
+            WITH RECURSIVE gone (id) AS (
+                SELECT id FROM contacts WHERE merged_into = :id
+                UNION SELECT c.id FROM contacts AS c JOIN gone ON c.merged_into = gone.id
+            ) SELECT id FROM gone ORDER BY id""", {"id": contact_id}))
+        return Decisions(name=name, snooze_until=date.fromisoformat(snooze) if snooze else None,
+                         ignored=bool(ignored), cadence_days=cadence, language=language,
+                         tags=tags, merged_ids=merged)
+
+    def last_exchanges(self, addresses: Iterable[str]) -> dict[Direction, Exchange]:
+        """The newest exchange each way ("in", "out") over ``addresses``, where there is one."""
+        addresses = list(addresses)
+        marks = ",".join("?" * len(addresses))
+        out: dict[Direction, Exchange] = {}
+        for direction in ("in", "out"):
+            rows = self._query(
+                f"SELECT address, direction, time, subject, folder, message_id "  # noqa: S608
+                f"FROM exchanges WHERE address IN ({marks}) AND direction = ? "
+                "ORDER BY time DESC, msg_key LIMIT 1", (*addresses, direction))
+            if rows:
+                r = rows[0]
+                out[r[1]] = Exchange(r[0], r[1], _from_epoch(r[2]) or datetime.min.replace(
+                    tzinfo=UTC), r[3], r[4], r[5])
+        return out
+
+    # ------------------------------------------------------------------ picks, digests, drafts
+
+    def pick_history(self) -> dict[int, date]:
+        """Contact id → the last local day they were picked."""
+        return {int(r[0]): date.fromisoformat(r[1]) for r in self._query(
+            "SELECT contact_id, max(day) FROM picks GROUP BY contact_id")}
+
+    def record_picks(self, day: date, contact_ids: Iterable[int]) -> None:
+        with self.transaction() as conn:
+            conn.executemany("INSERT OR IGNORE INTO picks (day, contact_id) VALUES (?, ?)",
+                             [(day.isoformat(), i) for i in contact_ids])
 
     def digest_sent(self, day: date) -> bool:
         return bool(self._query("SELECT 1 FROM digests WHERE day = ?", (day.isoformat(),)))

@@ -177,3 +177,56 @@ def test_configured_folders_must_exist() -> None:
     with pytest.raises(ConfigError, match="'Archiv'.*it has: INBOX, Sent"):
         choose_scan_folders(folders, roles, False, include=["INBOX", "Archiv"])
     assert choose_scan_folders(folders, roles, False, exclude=["Sent"]) == ["INBOX"]
+
+
+def test_fast_fetch_parser_agrees_with_imapclient(imap_account: ImapAccount) -> None:
+    """The fast path and imapclient's general parser read real responses identically."""
+    from agent.mailbox import FETCH_BODY, parse_fetch_fast, parse_fetch_general
+
+    imap_account.append("INBOX", message(sender='"Müller, Jürgen" <j@example.de>',
+                                         subject="Grüße"), flags=["\\Seen", "\\Flagged"],
+                        when=datetime(2024, 2, 29, 23, 59, 59, tzinfo=UTC))
+    imap_account.append("INBOX", message(sender="a@example.net", message_id=None))
+    with _open(imap_account) as mailbox:
+        mailbox.select("INBOX")
+        uids = mailbox.uids_after(0)
+        raw = mailbox._raw_fetch(uids, ["INTERNALDATE", "FLAGS", FETCH_BODY])
+        fast = parse_fetch_fast(raw)
+        assert fast is not None
+        assert fast == parse_fetch_general(raw)
+        assert fast[uids[0]].flags - {"\\recent"} == {"\\seen", "\\flagged"}
+        assert fast[uids[0]].internaldate == datetime(2024, 2, 29, 23, 59, 59, tzinfo=UTC)
+
+
+def test_unusual_fetch_shapes_fall_back_to_the_general_parser() -> None:
+    from agent.mailbox import parse_fetch_fast, parse_fetch_general
+
+    header = b"From: a@example.net\r\nSubject: x\r\n\r\n"
+    literal = (b'7 (UID 12 INTERNALDATE " 5-Jan-2026 10:00:00 +0100" FLAGS (\\Seen) '
+               b"BODY[HEADER.FIELDS (FROM SUBJECT)] {" + str(len(header)).encode() + b"}",
+               header)
+    normal = [literal, b")"]
+    unsolicited = [b"3 (FLAGS (\\Deleted))", literal, b")"]
+    quoted = [b'8 (UID 13 FLAGS () INTERNALDATE " 5-Jan-2026 10:00:00 +0000" '
+              b'BODY[HEADER.FIELDS (FROM)] "")']
+    fast = parse_fetch_fast(normal)
+    assert fast is not None and fast[12].header == header
+    assert fast[12].internaldate == datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    assert parse_fetch_fast(unsolicited) == fast  # the stray FLAGS update is skipped
+    assert parse_fetch_fast(quoted) is None
+    general = parse_fetch_general(quoted)
+    assert general[13].header == b""
+    assert general[13].flags == frozenset()
+
+
+def test_garbage_fetch_response_is_a_transient_error(dovecot_account: ImapAccount,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.errors import TransientMailboxError
+
+    dovecot_account.append("INBOX", message(sender="a@example.net"))
+    with _open(dovecot_account) as mailbox:
+        mailbox.select("INBOX")
+        monkeypatch.setattr(mailbox, "_raw_fetch",
+                            lambda uids, items: [b"1 FETCH (UID (((garbage"])
+        with pytest.raises(TransientMailboxError, match="cannot be parsed"):
+            mailbox.fetch_headers([1])

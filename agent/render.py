@@ -1,0 +1,260 @@
+"""Jinja2 rendering: the user's template dir over the packaged defaults, strict and escaped."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from agent.config import Config
+from agent.errors import TemplateError, UsageError
+
+log = logging.getLogger(__name__)
+
+MONTHS = {
+    "de": ("Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September",
+           "Oktober", "November", "Dezember"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"),
+}
+WEEKDAYS = {
+    "de": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+}
+
+
+def default_templates_dir() -> Path:
+    """The packaged defaults: agent/templates in a wheel, ../templates in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if candidate.is_dir():
+            return candidate
+    raise TemplateError("the default templates are missing from this installation; "
+                        "reinstall followup")
+
+
+def user_templates_dir(config: Config) -> Path | None:
+    """[templates] dir, else a `templates` folder next to the config file, if it exists."""
+    if config.templates.dir is not None:
+        return config.templates.dir
+    if config.source is not None:
+        candidate = config.source.parent / "templates"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+# HTML templates (digest.html.j2) are escaped; text templates and drafts are not.
+_HTML = ("html.j2", "html", "htm")
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def days_ago(days: int, language: str) -> str:
+    """'vor 93 Tagen' / '93 days ago', with today and yesterday in words."""
+    if language == "de":
+        if days == 0:
+            return "heute"
+        if days == 1:
+            return "gestern"
+        return f"vor {days} Tagen"
+    if days == 0:
+        return "today"
+    if days == 1:
+        return "yesterday"
+    return f"{days} days ago"
+
+
+def long_date(value: date | datetime, language: str) -> str:
+    """'26. November 2026' / '26 November 2026'."""
+    month = MONTHS[language][value.month - 1]
+    if language == "de":
+        return f"{value.day}. {month} {value.year}"
+    return f"{value.day} {month} {value.year}"
+
+
+def short_date(value: date | datetime, language: str) -> str:
+    """'26.11.2026' / '2026-11-26'."""
+    return f"{value:%d.%m.%Y}" if language == "de" else f"{value:%Y-%m-%d}"
+
+
+def weekday(value: date | datetime, language: str) -> str:
+    return WEEKDAYS[language][value.weekday()]
+
+
+# --------------------------------------------------------------------------- the renderer
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a template came from, for error messages."""
+
+    name: str
+    path: Path | None
+    is_user: bool
+
+
+class Renderer:
+    """Renders named templates for one language and time zone.
+
+    A user template that fails (syntax or runtime error) is reported with its file and line
+    and the packaged default is used instead: a broken tweak must not stop the digest.
+    """
+
+    def __init__(self, config: Config, language: str | None = None,
+                 tz: ZoneInfo | None = None) -> None:
+        self.language = language or config.digest.language
+        self.tz = tz or config.digest.tz
+        self.user_dir = user_templates_dir(config)
+        self.default_dir = default_templates_dir()
+        self.problems: list[str] = []
+        loaders: list[jinja2.BaseLoader] = []
+        if self.user_dir is not None:
+            loaders.append(jinja2.FileSystemLoader(str(self.user_dir)))
+        loaders.append(jinja2.FileSystemLoader(str(self.default_dir)))
+        self.env = self._environment(jinja2.ChoiceLoader(loaders))
+        self.default_env = self._environment(jinja2.FileSystemLoader(str(self.default_dir)))
+
+    def _environment(self, loader: jinja2.BaseLoader) -> jinja2.Environment:
+        env = jinja2.Environment(
+            loader=loader,
+            undefined=jinja2.StrictUndefined,
+            autoescape=jinja2.select_autoescape(_HTML, default_for_string=True, default=False),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        lang = self.language
+        filters: dict[str, Callable[..., Any]] = {
+            "days_ago": lambda days: days_ago(int(days), lang),
+            "long_date": lambda value: long_date(self.local(value), lang),
+            "short_date": lambda value: short_date(self.local(value), lang),
+            "weekday": lambda value: weekday(self.local(value), lang),
+            "local": self.local,
+        }
+        env.filters.update(filters)
+        env.globals["lang"] = lang
+        return env
+
+    def local(self, value: date | datetime) -> date | datetime:
+        if isinstance(value, datetime):
+            return value.astimezone(self.tz)
+        return value
+
+    def source_of(self, name: str) -> Source:
+        if self.user_dir is not None and (self.user_dir / name).is_file():
+            return Source(name, self.user_dir / name, True)
+        path = self.default_dir / name
+        return Source(name, path if path.is_file() else None, False)
+
+    def render(self, name: str, **context: Any) -> str:
+        """Render ``name``; a failing user template falls back to the packaged default.
+
+        "Failing" covers the template itself and any user partial it includes: a user's
+        ``_digest_row.html.j2`` that breaks makes the packaged ``digest.html.j2`` fail too, so
+        the whole render is retried with the packaged defaults only.
+        """
+        try:
+            return self.env.get_template(name).render(lang=self.language, **context)
+        except jinja2.TemplateNotFound as exc:
+            if exc.name == name or self.user_dir is None:
+                raise TemplateError(f"template {name} not found in "
+                                    f"{self.user_dir or ''} or the packaged defaults") from None
+            failure: BaseException = exc  # a user template includes a file nobody has
+        except Exception as exc:  # noqa: BLE001 - a user's template can raise anything at all
+            failure = exc
+        problem = describe_template_error(failure, self._search_path(), name)
+        if self.user_dir is None:
+            raise TemplateError(problem) from None
+        try:
+            text = self.default_env.get_template(name).render(lang=self.language, **context)
+        except Exception as exc:  # noqa: BLE001 - reported as one TemplateError
+            raise TemplateError(describe_template_error(exc, [self.default_dir], name)) from None
+        self.problems.append(problem)
+        log.error("%s; using the default template instead", problem)
+        return text
+
+    def _search_path(self) -> list[Path]:
+        return [d for d in (self.user_dir, self.default_dir) if d is not None]
+
+
+def describe_template_error(exc: BaseException, search_path: Sequence[Path] | Source,
+                            name: str | None = None) -> str:
+    """'template /path/file.j2, line 7: message' for the template file that failed.
+
+    The file is the one the error happened in (an included partial, not the template that was
+    asked for), found from a syntax error's own name or the traceback's template frames.
+    """
+    if isinstance(search_path, Source):  # the older call style: one known source
+        name = search_path.name
+        search_path = [search_path.path.parent] if search_path.path else []
+    dirs = [str(d.resolve()) for d in search_path]
+    where: str | None = None
+    line = getattr(exc, "lineno", None) if isinstance(exc, jinja2.TemplateSyntaxError) else None
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        where = exc.filename or exc.name
+    if where is None:
+        # Jinja rewrites tracebacks so that template frames carry the template's own file
+        # name and line; the innermost one is where it went wrong.
+        tb = exc.__traceback__
+        while tb is not None:
+            filename = tb.tb_frame.f_code.co_filename
+            if any(filename.startswith(d + os.sep) for d in dirs):
+                where, line = filename, tb.tb_lineno
+            tb = tb.tb_next
+    if where is None:
+        where = name or "?"
+    at = f"{where}, line {line}" if line else where
+    if isinstance(exc, jinja2.TemplateNotFound):
+        message = f"includes {exc.name}, which does not exist"
+    else:
+        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        if not isinstance(exc, jinja2.TemplateError):
+            message = f"{type(exc).__name__}: {message}"
+    return f"template {at}: {message}"
+
+
+def export_templates(target: Path, overwrite: bool = False) -> tuple[list[Path], list[Path]]:
+    """Copy the packaged templates into ``target``: (copied, kept because they exist)."""
+    source = default_templates_dir()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {target}: {exc.strerror or exc}") from None
+    copied: list[Path] = []
+    kept: list[Path] = []
+    for path in sorted(source.glob("*.j2")):
+        destination = target / path.name
+        if destination.exists() and not overwrite:
+            kept.append(destination)  # never clobber the user's own tweaks
+            continue
+        try:
+            shutil.copyfile(path, destination)
+        except OSError as exc:
+            raise UsageError(f"cannot write {destination}: {exc.strerror or exc}") from None
+        copied.append(destination)
+    return copied, kept
+
+
+def check_user_templates(config: Config) -> Iterator[str]:
+    """Problems in the user's templates (syntax only), for `followup doctor`."""
+    user_dir = user_templates_dir(config)
+    if user_dir is None or not user_dir.is_dir():
+        return
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(user_dir)),
+                             undefined=jinja2.StrictUndefined,
+                             autoescape=jinja2.select_autoescape(_HTML))
+    for path in sorted(user_dir.glob("*.j2")):
+        try:
+            env.get_template(path.name)
+        except jinja2.TemplateSyntaxError as exc:
+            yield f"template {path}, line {exc.lineno}: {exc.message}"
