@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from servers import ImapAccount, free_port
 from support import run_cli, write_config
 

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from servers import ImapAccount
-from support import message
 
 from agent.errors import ConfigError, MailboxError
 from agent.mailbox import Folder, Mailbox, choose_scan_folders, discover_roles
+from servers import ImapAccount
+from support import message
 
 
 def _open(account: ImapAccount, security: str = "none", **kwargs: object) -> Mailbox:
@@ -102,7 +102,7 @@ def test_tls_verified_with_ca_file(dovecot_account: ImapAccount) -> None:
 
 
 def test_untrusted_certificate_is_refused(dovecot_account: ImapAccount) -> None:
-    with pytest.raises(MailboxError, match="could not be verified.*ca_file"):
+    with pytest.raises(MailboxError, match=r"could not be verified.*ca_file"):
         _open(dovecot_account, "ssl")
     with pytest.raises(MailboxError, match="could not be verified"):
         _open(dovecot_account, "starttls")
@@ -114,7 +114,7 @@ def test_starttls_not_offered_is_refused(pymap_account: ImapAccount) -> None:
 
 
 def test_wrong_password_and_closed_port(dovecot_account: ImapAccount) -> None:
-    with pytest.raises(MailboxError, match="login as .* failed") as info:
+    with pytest.raises(MailboxError, match=r"login as .* failed") as info:
         Mailbox.open("127.0.0.1", dovecot_account.port, "none", dovecot_account.username,
                      "wrong-password-123", timeout=10)
     assert "wrong-password-123" not in str(info.value)
@@ -174,7 +174,7 @@ def test_icloud_names() -> None:
 def test_configured_folders_must_exist() -> None:
     folders = _folders(("INBOX", ""), ("Sent", "\\sent"))
     roles = discover_roles(folders)
-    with pytest.raises(ConfigError, match="'Archiv'.*it has: INBOX, Sent"):
+    with pytest.raises(ConfigError, match=r"'Archiv'.*it has: INBOX, Sent"):
         choose_scan_folders(folders, roles, False, include=["INBOX", "Archiv"])
     assert choose_scan_folders(folders, roles, False, exclude=["Sent"]) == ["INBOX"]
 
