@@ -403,6 +403,9 @@ def _decode_words(text: str, where: str, problems: list[str]) -> str:
 
 
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+# Whitespace (broken folding) and padding are forgiven; any other character means the text
+# is not base64 at all, and decoding around it would show the user garbage.
+_FOREIGN_IN_BASE64 = re.compile(rb"[^A-Za-z0-9+/=\s]")
 
 
 def _word_bytes(encoding: str, payload: str) -> bytes | None:
@@ -410,6 +413,8 @@ def _word_bytes(encoding: str, payload: str) -> bytes | None:
     raw = payload.encode("utf-8", "surrogateescape")
     if encoding in "qQ":
         return binascii.a2b_qp(raw, header=True)
+    if _FOREIGN_IN_BASE64.search(raw):
+        return None
     raw = _NOT_BASE64.sub(b"", raw)
     raw += b"=" * (-len(raw) % 4)
     try:
@@ -692,6 +697,14 @@ _UTC_ZONES: Final = frozenset({"UT", "UTC", "GMT", "Z"})
 _ZONE_AFTER_TIME = re.compile(r"\d:\d\d(?::\d\d(?:\.\d+)?)?\s*([A-Za-z]{1,5})\b")
 _NUMERIC_ZONE = re.compile(r"[+-]\d{4}\b")
 _MAX_ZONE_SECONDS: Final = 14 * 3600  # the widest real offset (Kiribati)
+# A numeric zone in a non-RFC spelling right after the time: "+01:00", "GMT+0100", "UTC+1".
+_OFFSET_ZONE = re.compile(r"(\d:\d\d)\s*(?:GMT|UTC|UT)?\s*([+-])(\d\d?)(?::?(\d\d))?(?!\d)",
+                          re.IGNORECASE)
+
+
+def _offset_zone(match: re.Match[str]) -> str:
+    time_end, sign, hours, minutes = match.groups()
+    return f"{time_end} {sign}{int(hours):02d}{minutes or '00'}"
 
 
 def _parse_date(value: str, problems: list[str]) -> datetime | None:
@@ -712,6 +725,9 @@ def _parse_date(value: str, problems: list[str]) -> datetime | None:
         second = int(second_s)
         offset = (int(zone_h) * 60 + int(zone_m)) * (60 if sign == "+" else -60)
     else:
+        # "+01:00", "GMT+0100", "UTC+1" (scripts, JavaScript's Date.toString) mean that offset;
+        # parsedate_tz would silently read them as UTC.
+        text = _OFFSET_ZONE.sub(_offset_zone, text)
         try:
             parsed = parsedate_tz(text)
         except (ValueError, IndexError, TypeError, OverflowError):
