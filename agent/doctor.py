@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
-from agent import credentials
+from agent import credentials, digest, render, sendmail
 from agent.config import Config, load_config
 from agent.errors import FollowupError
 from agent.mailbox import Mailbox
@@ -30,8 +31,13 @@ class Check:
 
 
 def run_checks(config_path: Path | None,
-               load: Callable[[Path | None], Config] = load_config) -> Iterator[Check]:
-    """Yield checks in order; stop at the first failure that makes later checks pointless."""
+               load: Callable[[Path | None], Config] = load_config,
+               now: datetime | None = None) -> Iterator[Check]:
+    """Yield checks in order; stop at the first failure that makes later checks pointless.
+
+    Templates, IMAP and SMTP are checked independently: a wrong IMAP password does not hide
+    a broken template. ``now`` dates the sample digest the templates are tried on.
+    """
     try:
         config = load(config_path)
     except FollowupError as exc:
@@ -41,7 +47,13 @@ def run_checks(config_path: Path | None,
     yield Check(True, f"configuration {where} is valid")
     for warning in config.warnings:
         yield Check(None, warning)
+    yield from _template_checks(config, now or datetime.now(UTC))
+    yield from _imap_checks(config)
+    if config.digest.delivery == "smtp":
+        yield from _smtp_checks(config)
 
+
+def _imap_checks(config: Config) -> Iterator[Check]:
     imap = config.imap
     try:
         password, source = credentials.lookup_password(
@@ -93,3 +105,47 @@ def _folder_checks(config: Config, sent: str | None, drafts: str | None,
     elif config.drafts.enabled:
         yield Check(False, "no Drafts folder found, so check-in drafts cannot be created; "
                            "create a folder named Drafts or set [drafts] enabled = false")
+
+
+def _template_checks(config: Config, now: datetime) -> Iterator[Check]:
+    """Syntax of every user template, then a trial digest on sample data (both languages)."""
+    user_dir = render.user_templates_dir(config)
+    problems = list(render.check_user_templates(config))
+    for language in ("de", "en"):
+        problems += digest.check_templates(_with_language(config, language), now)
+    for problem in dict.fromkeys(problems):
+        yield Check(False, f"{problem}; the default template is used until it is fixed")
+    if problems:
+        return
+    if user_dir is None:
+        yield Check(True, "templates: the packaged defaults (`followup templates export DIR` "
+                          "copies them for tweaking)")
+    else:
+        count = len(list(user_dir.glob("*.j2"))) if user_dir.is_dir() else 0
+        yield Check(True, f"templates: {count} of your own in {user_dir}, the rest packaged; "
+                          "the digest renders")
+
+
+def _with_language(config: Config, language: str) -> Config:
+    return replace(config, digest=replace(config.digest, language=language))
+
+
+def _smtp_checks(config: Config) -> Iterator[Check]:
+    smtp = config.smtp
+    if smtp is None:  # the config check already demands [smtp] for delivery = "smtp"
+        return
+    password = None
+    if smtp.username:
+        try:
+            password, source = credentials.lookup_password(
+                "smtp", smtp.username, smtp.password_command)
+        except FollowupError as exc:
+            yield Check(False, str(exc))
+            return
+        yield Check(True, f"SMTP password for {smtp.username} found ({source})")
+    try:
+        session = sendmail.probe(smtp, config.account.email, password=password)
+    except FollowupError as exc:
+        yield Check(False, str(exc))
+        return
+    yield Check(True, session.words() + "; the digest can go out this way")

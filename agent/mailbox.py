@@ -140,6 +140,15 @@ def _no_delay(client: imapclient.IMAPClient) -> None:
         log.debug("TCP_NODELAY not available on this connection")
 
 
+def _connect_error(exc: BaseException, host: str, port: int, timeout: float,
+                   password: str) -> MailboxError:
+    text = _scrub(describe_connect_error(exc, host, port, "imap", timeout), password)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # The same certificate will fail the same way in a minute: no retries.
+        return MailboxError(text)
+    return TransientMailboxError(text)
+
+
 def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
@@ -159,6 +168,9 @@ class Mailbox:
         self._capabilities: frozenset[str] | None = None
         self._selected: str | None = None
         self._folders: list[Folder] | None = None
+        # False once the server refused X-GM-MSGID although it advertises X-GM-EXT-1.
+        self._gm_msgid = True
+        self.timeout: float | None = None  # the socket timeout, for "did not answer" errors
 
     # ------------------------------------------------------------------ connect
 
@@ -182,12 +194,11 @@ class Mailbox:
                 use_uid=True,
             )
         except (OSError, imap_errors.IMAPClientError) as exc:
-            raise TransientMailboxError(
-                _scrub(describe_connect_error(exc, host, port, "imap", timeout), password)
-            ) from None
+            raise _connect_error(exc, host, port, timeout, password) from None
         client.normalise_times = False
         _no_delay(client)
         mailbox = cls(client, host)
+        mailbox.timeout = timeout
         try:
             if security == "starttls":
                 if not client.has_capability("STARTTLS"):
@@ -204,15 +215,18 @@ class Mailbox:
             raise
         except (OSError, imap_errors.IMAPClientError) as exc:
             mailbox.close()
-            raise TransientMailboxError(
-                _scrub(describe_connect_error(exc, host, port, "imap", timeout), password)
-            ) from None
+            raise _connect_error(exc, host, port, timeout, password) from None
         return mailbox
 
     def _login(self, username: str, password: str, port: int) -> None:
         try:
             self._client.login(username, password)
         except imap_errors.LoginError as exc:
+            if isinstance(exc.__context__, imap_errors.IMAPClientAbortError | OSError):
+                # imapclient turns every failure of LOGIN into LoginError, a connection that
+                # broke half-way too: that is worth a retry, and no reason to doubt the password.
+                raise TransientMailboxError(
+                    f"connection to {self.host} broke during login") from None
             said = _scrub(_text(exc.args[0] if exc.args else exc), password)
             said = said.removeprefix("b'").removesuffix("'")
             raise MailboxError(
@@ -258,7 +272,13 @@ class Mailbox:
             return function(*args, **kwargs)
         except imap_errors.IMAPClientAbortError as exc:
             raise TransientMailboxError(f"connection to {self.host} broke: {exc}") from None
-        except (OSError, TimeoutError) as exc:
+        except TimeoutError:
+            # A stalled server: say so, rather than the bare exception name.
+            within = f" within {self.timeout:g} s" if self.timeout else ""
+            raise TransientMailboxError(
+                f"{self.host} stopped answering (no reply{within}); check the network, or "
+                "raise [imap] timeout for a slow server") from None
+        except OSError as exc:
             raise TransientMailboxError(
                 f"connection to {self.host} broke: {exc.strerror or type(exc).__name__}"
             ) from None
@@ -331,10 +351,20 @@ class Mailbox:
         if not uids:
             return []
         items = ["INTERNALDATE", "FLAGS", FETCH_BODY]
-        gmail = self.is_gmail
-        if gmail:
-            items.append("X-GM-MSGID")
-        raw = self._call(self._raw_fetch, uids, items)
+        if self.is_gmail and self._gm_msgid:
+            try:
+                raw = self._call(self._raw_fetch, uids, [*items, "X-GM-MSGID"])
+            except TransientMailboxError:
+                raise
+            except MailboxError as exc:
+                # Proxies and look-alikes advertise X-GM-EXT-1 but answer BAD to its fetch
+                # items: ask again without it, once, and not again on this connection.
+                log.warning("%s advertises X-GM-EXT-1 but refused X-GM-MSGID (%s); "
+                            "fetching without it", self.host, exc)
+                self._gm_msgid = False
+                raw = self._call(self._raw_fetch, uids, items)
+        else:
+            raw = self._call(self._raw_fetch, uids, items)
         parsed = parse_fetch_fast(raw)
         if parsed is None:
             log.debug("unusual FETCH response shape; using the general parser")

@@ -7,11 +7,14 @@ import io
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from agent.identity import MergeSuggestion
-from agent.model import ContactState
+from agent.model import ContactState, Direction, Exchange
+
+if TYPE_CHECKING:
+    from agent.decisions import Profile
 
 FIELDS = ("id", "name", "email", "addresses", "last_exchange", "last_direction", "last_subject",
           "last_folder", "messages_in", "messages_out", "status", "due_date", "cadence_days",
@@ -70,6 +73,14 @@ STATUS_STYLE = {"overdue": "bold red", "waiting": "bold magenta", "due": "yellow
                 "snoozed": "dim", "ignored": "dim"}
 
 
+def status_words(state: ContactState) -> str:
+    """The status for a table cell; a snooze says until when (it ends by itself)."""
+    until = state.contact.snooze_until
+    if state.status == "snoozed" and until is not None:
+        return f"snoozed until {until.isoformat()}"
+    return state.status
+
+
 def print_table(states: Sequence[ContactState], tz: ZoneInfo, now: datetime) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -92,7 +103,7 @@ def print_table(states: Sequence[ContactState], tz: ZoneInfo, now: datetime) -> 
             f"{contact.last_exchange.astimezone(tz):%Y-%m-%d} ({days} d)",
             "→" if contact.last_direction == "out" else "←",
             Text(contact.last_subject[:60]),
-            Text(state.status, style=STATUS_STYLE.get(state.status, "")),
+            Text(status_words(state), style=STATUS_STYLE.get(state.status, "")),
             state.due_date.isoformat() if state.due_date else "",
         )
     console.print(table)
@@ -105,4 +116,113 @@ def merge_suggestions_text(suggestions: Sequence[MergeSuggestion]) -> str:
     for s in suggestions:
         lines.append(f"{s.keep.id} {s.keep.email}  +  {s.other.id} {s.other.email}   ({s.reason})"
                      f"\n    followup merge {s.keep.id} {s.other.id}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- due and show
+
+
+def due_records(due: Sequence[ContactState], picks: Sequence[ContactState]) -> list[dict[str, Any]]:
+    """``contacts --json`` records plus ``urgency`` and ``picked``, in the order given."""
+    picked = {s.contact.id for s in picks}
+    return [{**state_record(s), "urgency": round(s.urgency, 4), "picked": s.contact.id in picked}
+            for s in due]
+
+
+def due_json(due: Sequence[ContactState], picks: Sequence[ContactState]) -> str:
+    return json.dumps(due_records(due, picks), ensure_ascii=False, indent=2)
+
+
+def print_due(due: Sequence[ContactState], picks: Sequence[ContactState]) -> None:
+    """The due list as a table, most urgent first; ``*`` marks today's picks."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console()
+    if not due:
+        console.print("Nobody is waiting, overdue or due today.")
+        return
+    picked = {s.contact.id for s in picks}
+    table = Table(header_style="bold")
+    for column in ("", "id", "name", "email", "status", "due", "why"):
+        table.add_column(column, overflow="fold" if column == "why" else "ellipsis")
+    for state in due:
+        contact = state.contact
+        table.add_row(
+            "*" if contact.id in picked else "", str(contact.id), Text(contact.name),
+            Text(contact.email), Text(state.status, style=STATUS_STYLE.get(state.status, "")),
+            state.due_date.isoformat() if state.due_date else "", Text(state.reason),
+        )
+    console.print(table)
+    console.print(f"* today's picks ({len(picked)} of {len(due)})")
+
+
+def _when(value: datetime, tz: ZoneInfo) -> str:
+    return f"{value.astimezone(tz):%Y-%m-%d %H:%M %Z}"
+
+
+def _subject(exchange: Exchange) -> str:
+    return repr(exchange.subject) if exchange.subject else "(no subject)"
+
+
+def show_text(profile: Profile, tz: ZoneInfo) -> str:
+    """``followup show``: addresses, status and why, last exchanges, tags and decisions."""
+    target, state, effective = profile.target, profile.state, profile.settings
+    contact = target.contact
+    rows: list[tuple[str, str]] = [("addresses", ", ".join(target.addresses) or "none")]
+
+    if profile.not_listed:
+        rows.append(("status", profile.not_listed))
+    if state is not None:
+        # Reasons of ignored and snoozed contacts start with their status already.
+        words = state.reason if state.reason.startswith(state.status) else \
+            f"{state.status}: {state.reason}"
+        rows.append(("status" if not profile.not_listed else "would be", words))
+    if profile.rank is not None:
+        place = f"number {profile.rank} of {profile.due_count} on today's due list"
+        rows.append(("", place + ("; one of today's picks" if profile.picked else "")))
+    if effective.ignored:
+        rows.append(("cadence", f"never: ignored ({effective.source})"))
+    else:
+        rows.append(("cadence", f"every {effective.cadence_days} days ({effective.source})"))
+
+    ways: tuple[tuple[Direction, str, str], ...] = (("in", "last in", "from"),
+                                                   ("out", "last out", "to"))
+    for direction, label, preposition in ways:
+        exchange = profile.last.get(direction)
+        rows.append((label, "never" if exchange is None else
+                     f"{_when(exchange.time, tz)} {preposition} {exchange.address}: "
+                     f"{_subject(exchange)} in {exchange.folder}"))
+    if contact is not None:
+        rows.append(("messages", f"{contact.messages_in} in, {contact.messages_out} out"))
+
+    decisions = target.decisions
+    rows.append(("tags", ", ".join(sorted(decisions.tags)) or "none"))
+    chosen = []
+    if decisions.snooze_until is not None:
+        chosen.append(f"snoozed until {decisions.snooze_until.isoformat()}")
+    if decisions.ignored:
+        chosen.append("ignored")
+    if decisions.cadence_days is not None:
+        chosen.append(f"cadence {decisions.cadence_days} days")
+    if decisions.language:
+        chosen.append(f"language {decisions.language}")
+    if decisions.name:
+        chosen.append(f"name {decisions.name!r}")
+    rows.append(("decisions", "; ".join(chosen) or "none"))
+    if decisions.merged_ids:
+        ids = ", ".join(str(i) for i in decisions.merged_ids)
+        rows.append(("merged ids", f"{ids} (they name this contact)"))
+    for draft in profile.pending_drafts:
+        rows.append(("draft", f"{draft.kind} draft of {draft.day.isoformat()} waiting in "
+                              f"{draft.folder}, to {draft.address}"))
+
+    lines = [f"{target.label} (id {target.id})"]
+    lines += [f"  {label + ':' if label else '':<12}{text}" for label, text in rows]
+    if profile.recent:
+        lines.append("  recent exchanges:")
+        lines += [f"    {_when(e.time, tz)}  {'→' if e.direction == 'out' else '←'} "
+                  f"{e.address}  {_subject(e)}  {e.folder}"
+                  for e in profile.recent]
     return "\n".join(lines)

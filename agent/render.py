@@ -118,8 +118,10 @@ class Renderer:
         self.default_dir = default_templates_dir()
         self.problems: list[str] = []
         loaders: list[jinja2.BaseLoader] = []
+        # Absolute search paths: error messages then name absolute files, and a failing
+        # frame is found by its file name (see describe_template_error).
         if self.user_dir is not None:
-            loaders.append(jinja2.FileSystemLoader(str(self.user_dir)))
+            loaders.append(jinja2.FileSystemLoader(str(self.user_dir.resolve())))
         loaders.append(jinja2.FileSystemLoader(str(self.default_dir)))
         self.env = self._environment(jinja2.ChoiceLoader(loaders))
         self.default_env = self._environment(jinja2.FileSystemLoader(str(self.default_dir)))
@@ -156,7 +158,7 @@ class Renderer:
         path = self.default_dir / name
         return Source(name, path if path.is_file() else None, False)
 
-    def render(self, name: str, **context: Any) -> str:
+    def render(self, name: str, /, **context: Any) -> str:
         """Render ``name``; a failing user template falls back to the packaged default.
 
         "Failing" covers the template itself and any user partial it includes: a user's
@@ -173,8 +175,8 @@ class Renderer:
         except Exception as exc:  # noqa: BLE001 - a user's template can raise anything at all
             failure = exc
         problem = describe_template_error(failure, self._search_path(), name)
-        if self.user_dir is None:
-            raise TemplateError(problem) from None
+        if self.user_dir is None or not (self.default_dir / name).is_file():
+            raise TemplateError(problem) from None  # nothing to fall back to
         try:
             text = self.default_env.get_template(name).render(lang=self.language, **context)
         except Exception as exc:  # noqa: BLE001 - reported as one TemplateError
@@ -187,16 +189,13 @@ class Renderer:
         return [d for d in (self.user_dir, self.default_dir) if d is not None]
 
 
-def describe_template_error(exc: BaseException, search_path: Sequence[Path] | Source,
+def describe_template_error(exc: BaseException, search_path: Sequence[Path],
                             name: str | None = None) -> str:
     """'template /path/file.j2, line 7: message' for the template file that failed.
 
     The file is the one the error happened in (an included partial, not the template that was
     asked for), found from a syntax error's own name or the traceback's template frames.
     """
-    if isinstance(search_path, Source):  # the older call style: one known source
-        name = search_path.name
-        search_path = [search_path.path.parent] if search_path.path else []
     dirs = [str(d.resolve()) for d in search_path]
     where: str | None = None
     line = getattr(exc, "lineno", None) if isinstance(exc, jinja2.TemplateSyntaxError) else None

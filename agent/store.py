@@ -140,6 +140,10 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
         contact_id INTEGER NOT NULL,
         PRIMARY KEY (day, contact_id)
     );
+    CREATE TABLE cycles (               -- daily cycles done (`followup run` catches up once)
+        day TEXT PRIMARY KEY,           -- local calendar day, ISO
+        finished_at INTEGER NOT NULL
+    );
     """)
 
 
@@ -256,14 +260,27 @@ class Store:
             raise _store_error(exc, self.path) from None
         try:
             yield self.conn
+        except sqlite3.OperationalError as exc:
+            # A write failed (disk full, I/O error): one clear StoreError, not a traceback.
+            self._rollback()
+            raise _store_error(exc, self.path) from None
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
             self.conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise _store_error(exc, self.path) from None
+
+    def _rollback(self) -> None:
+        # SQLite rolls back by itself after some errors (SQLITE_FULL may); a second ROLLBACK
+        # would then fail and hide the real error.
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.debug("rollback of %s failed", self.path, exc_info=True)
 
     def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         try:
@@ -501,7 +518,12 @@ class Store:
         found = []
         if len(needle) >= 3:  # shorter parts match half the ledger and help nobody
             found = [a for a, name in rows.items() if needle in a or needle in name.lower()]
-        found += difflib.get_close_matches(needle, list(rows), n=limit, cutoff=0.6)
+        similar = difflib.get_close_matches(needle, list(rows), n=limit, cutoff=0.6)
+        if similar:
+            # A shared domain makes every address on it look alike: keep the near-best only.
+            best = difflib.SequenceMatcher(None, needle, similar[0]).ratio()
+            found += [a for a in similar
+                      if difflib.SequenceMatcher(None, needle, a).ratio() >= best - 0.1]
         return [(a, rows[a]) for a in dict.fromkeys(found)][:limit]
 
     def _hint(self, text: str) -> str:
@@ -672,6 +694,16 @@ class Store:
             conn.executemany("INSERT OR IGNORE INTO picks (day, contact_id) VALUES (?, ?)",
                              [(day.isoformat(), i) for i in contact_ids])
 
+    def last_cycle_day(self) -> date | None:
+        """The latest local day whose daily cycle (scan, digest, drafts) finished."""
+        rows = self._query("SELECT max(day) FROM cycles")
+        return date.fromisoformat(rows[0][0]) if rows and rows[0][0] else None
+
+    def record_cycle(self, day: date, now: datetime) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO cycles (day, finished_at) VALUES (?, ?)",
+                         (day.isoformat(), _epoch(now)))
+
     def digest_sent(self, day: date) -> bool:
         return bool(self._query("SELECT 1 FROM digests WHERE day = ?", (day.isoformat(),)))
 
@@ -711,6 +743,24 @@ class Store:
         with self.transaction() as conn:
             conn.execute("UPDATE drafts SET uid = ?, uidvalidity = ? WHERE id = ?",
                          (uid, uidvalidity, draft_id))
+
+    def decline_draft(self, draft_id: int, contact_id: int, snooze_until: date,
+                      now: datetime) -> date:
+        """Mark a draft declined and snooze its contact until at least ``snooze_until``.
+
+        One transaction, so a crash never leaves a declined draft without its snooze. A longer
+        snooze the user set stays; returns the snooze now in force.
+        """
+        contact_id = self._follow_merges(contact_id)
+        with self.transaction() as conn:
+            conn.execute("UPDATE drafts SET state = 'declined', resolved_at = ? WHERE id = ?",
+                         (_epoch(now), draft_id))
+            # ISO dates compare correctly as text.
+            conn.execute("UPDATE contacts SET snooze_until = max(coalesce(snooze_until, ''), ?) "
+                         "WHERE id = ?", (snooze_until.isoformat(), contact_id))
+            row = conn.execute("SELECT snooze_until FROM contacts WHERE id = ?",
+                               (contact_id,)).fetchone()
+        return date.fromisoformat(row[0]) if row and row[0] else snooze_until
 
     def sent_to_since(self, addresses: Iterable[str], since: datetime) -> bool:
         addresses = list(addresses)

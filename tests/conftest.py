@@ -14,13 +14,16 @@ import pytest
 from hypothesis import settings
 
 from servers import (
+    ALL_PERSONALITIES,
     PERSONALITIES,
+    Cyrus,
     Dovecot,
     ImapAccount,
     MemoryKeyring,
     PymapServer,
     SmtpSink,
     TlsFiles,
+    find_cyrus,
     find_dovecot,
     make_self_signed_cert,
 )
@@ -38,6 +41,9 @@ SERVER_FIXTURES = frozenset(
         "imap_account",
         "smtp_sink",
         "smtp_sink_tls",
+        "cyrus_server",
+        "cyrus_account",
+        "personality_account",
     }
 )
 
@@ -208,6 +214,38 @@ def pymap_account(pymap_server: PymapServer) -> Iterator[ImapAccount]:
 def imap_account(request: pytest.FixtureRequest) -> ImapAccount:
     """The contract-suite account: the test runs once on Dovecot and once on pymap."""
     account = request.getfixturevalue(f"{request.param}_account")
+    assert isinstance(account, ImapAccount)
+    return account
+
+
+@pytest.fixture(scope="session")
+def cyrus_server() -> Iterator[Cyrus]:
+    """The session's Cyrus IMAP (plaintext loopback, SPECIAL-USE folders)."""
+    if find_cyrus() is None:
+        servers_unavailable(
+            "Cyrus IMAP is not installed (Debian: apt-get install cyrus-common sasl2-bin, "
+            "then unpack cyrus-imapd's imapd, see .ci/run)"
+        )
+    if os.geteuid() != 0:
+        servers_unavailable("the Cyrus test server needs root (it runs as the cyrus user)")
+    with Cyrus() as server:
+        yield server
+
+
+@pytest.fixture
+def cyrus_account(cyrus_server: Cyrus) -> ImapAccount:
+    """A fresh user on the session's Cyrus."""
+    return cyrus_server.new_account()
+
+
+@pytest.fixture(params=ALL_PERSONALITIES)
+def personality_account(request: pytest.FixtureRequest) -> ImapAccount:
+    """A fresh account on each server personality in turn (one server per personality)."""
+    name = request.param
+    if name in ("pymap", "cyrus"):
+        account = request.getfixturevalue(f"{name}_account")
+    else:
+        account = request.getfixturevalue("make_dovecot_account")(name)
     assert isinstance(account, ImapAccount)
     return account
 

@@ -1,12 +1,12 @@
-"""Real mail servers on loopback for tests and the demo: Dovecot, pymap, an SMTP sink.
+"""Real mail servers on loopback for tests and the demo: Dovecot, pymap, Cyrus, SMTP.
 
-Nothing here imports pytest: `followup demo` reuses `PymapServer`, and the fixtures in
-conftest.py are thin wrappers around these classes.
+Nothing here imports pytest; the fixtures in conftest.py are thin wrappers around these
+classes. The pymap server itself lives in the package (agent.demo_server, which `followup
+demo` uses); `PymapServer` here adds `new_account()`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import grp
@@ -23,9 +23,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from argparse import Namespace
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,10 +37,17 @@ from keyring.backend import KeyringBackend
 from keyring.compat import properties
 from keyring.errors import PasswordDeleteError
 
+from agent.demo_server import (
+    LOOPBACK,
+    ServerStartError,
+    free_port,
+    wait_for_greeting,
+)
+from agent.demo_server import PymapServer as EmbeddedPymapServer
+
 log = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
-ServerKind = Literal["dovecot", "pymap"]
+ServerKind = Literal["dovecot", "pymap", "cyrus"]
 _T = TypeVar("_T")
 
 # Batch sizes for seeding and reading back: big enough to be fast, small enough that no
@@ -55,14 +60,6 @@ _FETCH_BATCH = 500
 # --------------------------------------------------------------------------- utilities
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def find_dovecot() -> str | None:
     """Path of the dovecot binary, or None when it is not installed."""
     if os.access("/usr/sbin/dovecot", os.X_OK):
@@ -70,21 +67,10 @@ def find_dovecot() -> str | None:
     return shutil.which("dovecot")
 
 
-def wait_for_greeting(
-    host: str, port: int, *, prefix: bytes = b"* OK", timeout: float = 1.0
-) -> bool:
-    """True when a server accepts on host:port and its first line starts with prefix."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            return sock.recv(1024).startswith(prefix)
-    except OSError:
-        return False
-
-
-def _make_private_dir(prefix: str) -> Path:
+def _make_private_dir(prefix: str, parent: str = "/tmp") -> Path:
     # Short path under /tmp: Dovecot's Unix sockets must fit in ~108 bytes. The auth
     # and login processes run as other users, so the directory must be traversable.
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     path.chmod(0o755)
     return path
 
@@ -213,6 +199,8 @@ class ImapAccount:
     uidvalidity_changer: Callable[[ImapAccount, str], None] | None = field(
         default=None, repr=False, compare=False
     )
+    # The folder that shows every message (Gmail's "[Gmail]/All Mail", \All), if any.
+    all_folder: str | None = None
 
     def client(self) -> imapclient.IMAPClient:
         """A logged-in IMAPClient over plaintext loopback; use it as a context manager."""
@@ -369,11 +357,29 @@ def _rebuild_folder(
 
 
 @dataclass(frozen=True)
+class VirtualFolder:
+    """A folder that is a live view over real ones (Dovecot's virtual plugin).
+
+    That is how Gmail behaves: one message, many labels, each label a folder with its own
+    UIDs. `rules` is the view's dovecot-virtual file: mailbox patterns, then an indented
+    search program; a `!name` pattern is where APPENDs to the view are stored.
+    """
+
+    name: str  # full IMAP name, e.g. "[Gmail]/All Mail"
+    special_use: str | None
+    rules: str
+
+
+@dataclass(frozen=True)
 class Personality:
     """A mailbox layout a server presents: what hosting providers differ in.
 
     `folders` are full IMAP names as a client sees them (prefix included) with their
     SPECIAL-USE flag or None; sent/drafts/trash/junk name the folder in that role.
+    `views` are virtual folders in their own namespace `views_prefix`, stored in real
+    folders of a hidden namespace (`hidden_folders`, named ".real/<name>").
+    `capability`, when set, is Dovecot's `imap_capability`: a full list replaces the
+    defaults, "+X" adds X to them.
     """
 
     name: str
@@ -385,6 +391,11 @@ class Personality:
     trash: str
     junk: str
     extra_config: tuple[str, ...] = ()
+    capability: str = ""
+    views_prefix: str = ""
+    views: tuple[VirtualFolder, ...] = ()
+    hidden_folders: tuple[str, ...] = ()
+    all_mail: str | None = None
 
 
 STANDARD = Personality(
@@ -422,11 +433,135 @@ GERMAN = Personality(
     junk="INBOX.Spam",
 )
 
-PERSONALITIES: dict[str, Personality] = {p.name: p for p in (STANDARD, GERMAN)}
+# Gmail: INBOX and user labels are real folders; everything below "[Gmail]/" is a view.
+# All Mail holds every message but Spam and Trash (drafts included, flagged \Draft), so
+# each message shows up in at least two folders with different UIDs, as on Gmail; Starred
+# shows the \Flagged ones. Sent Mail, Drafts, Spam and Trash store into hidden real
+# folders. Where this differs from Gmail: a message put into INBOX and into a label is
+# two copies, so All Mail lists it twice (Gmail: once); Dovecot gives no APPENDUID for an
+# APPEND to a view (drafts come back without a UID); and it knows no X-GM-MSGID.
+_REAL = ".real/"
+_EVERYTHING = f"INBOX\n*\n{_REAL}*\n-{_REAL}Spam\n-{_REAL}Trash\n"
+
+
+def _gmail(name: str, capability: str = "") -> Personality:
+    def view(leaf: str, special_use: str, rules: str) -> VirtualFolder:
+        return VirtualFolder(f"[Gmail]/{leaf}", special_use, rules)
+
+    return Personality(
+        name=name,
+        separator="/",
+        prefix="",
+        folders=(),
+        sent="[Gmail]/Sent Mail",
+        drafts="[Gmail]/Drafts",
+        trash="[Gmail]/Trash",
+        junk="[Gmail]/Spam",
+        capability=capability,
+        views_prefix="[Gmail]/",
+        views=(
+            view("All Mail", "\\All", _EVERYTHING + "  all\n"),
+            view("Sent Mail", "\\Sent", f"!{_REAL}Sent\n  all\n"),
+            view("Drafts", "\\Drafts", f"!{_REAL}Drafts\n  all\n"),
+            view("Spam", "\\Junk", f"!{_REAL}Spam\n  all\n"),
+            view("Trash", "\\Trash", f"!{_REAL}Trash\n  all\n"),
+            view("Starred", "\\Flagged", _EVERYTHING + "  flagged\n"),
+        ),
+        hidden_folders=("Sent", "Drafts", "Spam", "Trash"),
+        all_mail="[Gmail]/All Mail",
+    )
+
+
+# Gmail's capability list (CONDSTORE without QRESYNC, no MULTIAPPEND) less what Dovecot
+# does not implement here (QUOTA, XLIST, COMPRESS=DEFLATE, UTF8=ACCEPT, LITERAL-).
+_GMAIL_CAPABILITY = ("IMAP4rev1 UNSELECT IDLE NAMESPACE ID CHILDREN {ext}UIDPLUS ENABLE MOVE "
+                     "CONDSTORE ESEARCH LIST-EXTENDED LIST-STATUS SPECIAL-USE")
+# Gmail as it is: the layout above and X-GM-EXT-1, so followup reads All Mail only (and
+# asks for X-GM-MSGID, which Dovecot refuses: agent.mailbox must carry on without it).
+GMAIL = _gmail("gmail", capability=_GMAIL_CAPABILITY.format(ext="X-GM-EXT-1 "))
+# The same layout without X-GM-EXT-1 (a migrated copy, a proxy): followup reads every
+# folder, and the copies of one message in INBOX, labels, All Mail and Sent Mail must
+# count once.
+GMAIL_NOEXT = _gmail("gmail-noext", capability=_GMAIL_CAPABILITY.format(ext=""))
+
+# Microsoft Exchange / Microsoft 365 with German folder names: top-level folders, "/"
+# separator, no SPECIAL-USE flags, and Exchange's short capability list (no CONDSTORE,
+# QRESYNC, SPECIAL-USE, MULTIAPPEND, LITERAL+). After login Dovecot 2.3 advertises a
+# full `imap_capability` list exactly as given (test_personalities checks it).
+EXCHANGE = Personality(
+    name="exchange",
+    separator="/",
+    prefix="",
+    folders=(
+        ("Gesendete Elemente", None),
+        ("Entwürfe", None),
+        ("Gelöschte Elemente", None),
+        ("Junk-E-Mail", None),
+        ("Postausgang", None),
+        ("Archiv", None),
+    ),
+    sent="Gesendete Elemente",
+    drafts="Entwürfe",
+    trash="Gelöschte Elemente",
+    junk="Junk-E-Mail",
+    capability="IMAP4 IMAP4rev1 SASL-IR UIDPLUS ID UNSELECT CHILDREN IDLE NAMESPACE MOVE",
+)
+
+PERSONALITIES: dict[str, Personality] = {
+    p.name: p for p in (STANDARD, GERMAN, GMAIL, GMAIL_NOEXT, EXCHANGE)
+}
+# Every server personality the tests know: the Dovecot layouts above, pymap, Cyrus.
+ALL_PERSONALITIES: tuple[str, ...] = (*PERSONALITIES, "pymap", "cyrus")
 
 
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _mailbox_section(name: str, lines: Sequence[str], indent: str = "  ") -> str:
+    inner = "\n".join(f"{indent}  {line}" for line in lines)
+    return f"{indent}mailbox {_quote(name)} {{\n{inner}\n{indent}}}"
+
+
+def _personality_settings(personality: Personality) -> list[str]:
+    """Config beyond the inbox namespace: capability list, views and their hidden store."""
+    settings: list[str] = []
+    if personality.capability:
+        settings.append(f"imap_capability = {personality.capability}")
+    if not personality.views:
+        return settings
+    prefix = personality.views_prefix
+    views: list[str] = []
+    for folder in personality.views:
+        if not folder.name.startswith(prefix):
+            raise ValueError(f"view {folder.name!r} is outside its namespace prefix {prefix!r}")
+        if folder.special_use:
+            leaf = folder.name[len(prefix) :]
+            views.append(_mailbox_section(leaf, [f"special_use = {folder.special_use}"]))
+    hidden = [_mailbox_section(name, ["auto = create"]) for name in personality.hidden_folders]
+    body, hidden_body = "\n".join(views), "\n".join(hidden)
+    settings.append(f"""\
+mail_plugins = $mail_plugins virtual
+# The views: one directory with a dovecot-virtual file each, written by add_user().
+namespace views {{
+  prefix = {prefix}
+  separator = {personality.separator}
+  location = virtual:~/views
+  list = yes
+  subscriptions = no
+{body}
+}}
+# Where the views store what is APPENDed to them; invisible to clients.
+namespace real {{
+  prefix = {_REAL}
+  separator = {personality.separator}
+  location = maildir:~/real
+  hidden = yes
+  list = no
+  subscriptions = no
+{hidden_body}
+}}""")
+    return settings
 
 
 def dovecot_config(
@@ -450,7 +585,7 @@ def dovecot_config(
             lines.append(f"    special_use = {special_use}")
         inner = "\n".join(lines)
         mailboxes.append(f"  mailbox {_quote(name[len(personality.prefix) :])} {{\n{inner}\n  }}")
-    extra = "\n".join(personality.extra_config)
+    extra = "\n".join([*_personality_settings(personality), *personality.extra_config])
     namespace_body = "\n".join(mailboxes)
     return f"""\
 # Generated by tests/servers.py for a throwaway test server ({personality.name}).
@@ -530,10 +665,6 @@ namespace inbox {{
 }}
 {extra}
 """
-
-
-class ServerStartError(RuntimeError):
-    """A test server did not come up; the message carries its log tail."""
 
 
 class Dovecot:
@@ -706,6 +837,7 @@ class Dovecot:
         home = self._path("home", username)
         home.mkdir(mode=0o700)
         os.chown(home, self.mail_uid, self.mail_gid)
+        self._write_views(home)
         line = f"{username}:{{PLAIN}}{password}:{self.mail_uid}:{self.mail_gid}::{home}::\n"
         target = self.passwd_file(username)
         tmp = target.with_name(f".{username}.tmp")
@@ -713,6 +845,20 @@ class Dovecot:
         tmp.chmod(0o644)
         os.replace(tmp, target)
         return username, password
+
+    def _write_views(self, home: Path) -> None:
+        # Dovecot cannot CREATE a virtual folder: each view is a directory with its
+        # dovecot-virtual file, there before the user's first login.
+        prefix = self.personality.views_prefix
+        for view in self.personality.views:
+            path = home
+            for part in ["views", *view.name[len(prefix) :].split(self.personality.separator)]:
+                path = path / part
+                path.mkdir(mode=0o700, exist_ok=True)
+                os.chown(path, self.mail_uid, self.mail_gid)
+            rules = path / "dovecot-virtual"
+            rules.write_text(view.rules, encoding="utf-8")
+            os.chown(rules, self.mail_uid, self.mail_gid)
 
     def new_account(self) -> ImapAccount:
         username, password = self.add_user()
@@ -731,6 +877,7 @@ class Dovecot:
             junk_folder=p.junk,
             personality=p.name,
             uidvalidity_changer=self._change_uidvalidity,
+            all_folder=p.all_mail,
         )
 
     def _change_uidvalidity(self, account: ImapAccount, folder: str) -> None:
@@ -763,155 +910,8 @@ class Dovecot:
 # --------------------------------------------------------------------------- pymap
 
 
-class PymapServer:
-    """pymap's in-memory `dict` backend in a background thread with its own event loop.
-
-    Plaintext IMAP on 127.0.0.1 (STARTTLS off, so LOGIN works without TLS), cleartext
-    password storage and no failed-login delay: fast enough to start per test.
-    Advertised capabilities (pymap 0.36.7): before login ``IMAP4rev1 LITERAL+ ID
-    AUTH=PLAIN AUTH=LOGIN`` (plus ``STARTTLS`` when TLS is on); after login also
-    ``BINARY UIDPLUS MOVE CHILDREN APPENDLIMIT=... IDLE OBJECTID MULTIAPPEND`` (see the
-    harness tests). No SPECIAL-USE, CONDSTORE, QRESYNC or NAMESPACE: folders are found by
-    name only. Separator ``/``; a new mailbox gets a time+random UIDVALIDITY.
-    """
-
-    FOLDERS: ClassVar[tuple[str, ...]] = ("Sent", "Drafts", "Trash", "Junk")
-
-    def __init__(self, host: str = LOOPBACK, port: int | None = None) -> None:
-        self.host = host
-        self.port = port or 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._config: Any = None
-        self._login: Any = None
-        self._counter = 0
-        self._lock = threading.Lock()
-
-    def _run(self, coro: Coroutine[Any, Any, _T], timeout: float = 30.0) -> _T:
-        if self._loop is None:
-            raise RuntimeError("pymap server is not running")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    def start(self, timeout: float = 10.0) -> None:
-        if self.port == 0:
-            self.port = free_port()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="pymap", daemon=True)
-        self._thread.start()
-        try:
-            self._run(self._start(), timeout)
-        except BaseException as exc:
-            self.stop()
-            raise ServerStartError(f"pymap did not start on port {self.port}: {exc}") from exc
-        if not wait_for_greeting(self.host, self.port, timeout=timeout):
-            self.stop()
-            raise ServerStartError(f"pymap did not answer on port {self.port}")
-
-    async def _start(self) -> None:
-        # Imported here so that merely importing this module stays cheap.
-        from pymap.backend.dict import Config, DictBackend, Login
-        from pymap.concurrent import Subsystem
-        from pymap.imap import IMAPService
-        from pysasl.hashing import Cleartext
-
-        class _Config(Config):
-            @property
-            def greeting(self) -> bytes:
-                # The default asks socket.getfqdn() on every connection: slow without DNS.
-                return b"Server ready pymap"
-
-        args = Namespace(debug=False, passlib_cfg=None, proxy_protocol=None, inherited_sockets=None)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pymap-cpu")
-        config = _Config(
-            args,
-            host=self.host,
-            port=self.port,
-            demo_data=False,
-            demo_user="demouser",
-            demo_password=secrets.token_urlsafe(12),
-            tls_enabled=False,
-            hash_context=Cleartext(),
-            invalid_user_sleep=0.0,
-            reject_dnsbl=False,
-            cpu_subsystem=Subsystem.for_threading(self._executor),
-        )
-        config.apply_context()
-        login = Login(config)
-        backend = DictBackend(login, config)
-        self._config, self._login = config, login
-        self._stack = contextlib.AsyncExitStack()
-        await backend.start(self._stack)
-        await IMAPService(backend, config).start(self._stack)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if self._stack is not None and loop.is_running():
-            with contextlib.suppress(Exception):
-                self._run(self._shutdown(), timeout)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
-        loop.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-        self._loop = self._thread = self._stack = self._executor = None
-
-    async def _shutdown(self) -> None:
-        if self._stack is not None:
-            await self._stack.aclose()
-        current = asyncio.current_task()
-        tasks = [task for task in asyncio.all_tasks() if task is not current]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def add_user(self, username: str | None = None, password: str | None = None) -> tuple[str, str]:
-        """Add a user whose mailbox has INBOX plus FOLDERS (subscribed)."""
-        with self._lock:
-            if username is None:
-                self._counter += 1
-                username = f"p{self._counter:04d}"
-        password = password or secrets.token_urlsafe(12)
-        self._run(self._add_user(username, password))
-        return username, password
-
-    async def _add_user(self, username: str, password: str) -> None:
-        from pymap.backend.dict.filter import FilterSet
-        from pymap.backend.dict.mailbox import MailboxSet
-        from pymap.user import UserMetadata
-
-        config = self._config
-        if username in self._login.users_dict:
-            raise ValueError(f"duplicate username {username!r}")
-        self._login.users_dict[username] = UserMetadata(config, username, password=password)
-        mailbox_set = MailboxSet()
-        for name in self.FOLDERS:
-            await mailbox_set.add_mailbox(name)
-            await mailbox_set.set_subscribed(name, True)
-        config.set_cache[username] = (mailbox_set, FilterSet())
-
-    def remove_user(self, username: str) -> None:
-        """Forget a user and all of its mail (frees the memory)."""
-        self._run(self._remove_user(username))
-
-    async def _remove_user(self, username: str) -> None:
-        self._login.users_dict.pop(username, None)
-        self._config.set_cache.pop(username, None)
+class PymapServer(EmbeddedPymapServer):
+    """The package's embedded pymap server (agent.demo_server), handing out ImapAccounts."""
 
     def new_account(self) -> ImapAccount:
         username, password = self.add_user()
@@ -928,6 +928,230 @@ class PymapServer:
             trash_folder="Trash",
             junk_folder="Junk",
             personality="pymap",
+            uidvalidity_changer=_rebuild_folder,
+        )
+
+
+# --------------------------------------------------------------------------- cyrus
+
+CYRUS_BIN = Path("/usr/lib/cyrus/bin")
+# Debian's cyrus-imapd and dovecot-imapd conflict (both provide imap-server), so the test
+# machine installs cyrus-common (master, libraries) and only unpacks cyrus-imapd's imapd
+# here (see .ci/run); FOLLOWUP_CYRUS_IMAPD names another imapd binary.
+CYRUS_UNPACKED_IMAPD = Path("/opt/cyrus-imapd/usr/lib/cyrus/bin/imapd")
+
+
+def find_cyrus() -> tuple[str, str] | None:
+    """(master, imapd) of Cyrus IMAP 3, or None when it (or saslpasswd2) is missing."""
+    master = CYRUS_BIN / "master"
+    if not os.access(master, os.X_OK) or shutil.which("saslpasswd2") is None:
+        return None
+    for imapd in (os.environ.get("FOLLOWUP_CYRUS_IMAPD"), CYRUS_BIN / "imapd",
+                  CYRUS_UNPACKED_IMAPD):
+        if imapd and os.access(imapd, os.X_OK):
+            return str(master), str(imapd)
+    return None
+
+
+def cyrus_config(*, root: Path, port: int, imapd: str, munge8bit: bool = False
+                 ) -> tuple[str, str]:
+    """(imapd.conf, cyrus.conf) for a private Cyrus that keeps everything under `root`."""
+    folders = " | ".join(name for name, _flag in Cyrus.FOLDERS)
+    special_use = "\n".join(f"xlist-{flag}: {name}" for name, flag in Cyrus.FOLDERS)
+    imapd_conf = f"""\
+# Generated by tests/servers.py for a throwaway test server (cyrus).
+configdirectory: {root}/conf
+defaultpartition: default
+partition-default: {root}/spool
+proc_path: {root}/run/proc
+mboxname_lockpath: {root}/run/lock
+lmtpsocket: {root}/run/socket/lmtp
+idlesocket: {root}/run/socket/idle
+notifysocket: {root}/run/socket/notify
+syslog_prefix: fu-cyrus
+# Plaintext LOGIN on loopback; users and {{PLAIN}}-like secrets in a private sasldb.
+allowplaintext: yes
+sasl_pwcheck_method: auxprop
+sasl_auxprop_plugin: sasldb
+sasl_sasldb_path: {root}/sasldb2
+sasl_mech_list: PLAIN LOGIN
+# A user's INBOX and folders (with SPECIAL-USE flags) appear at the first login.
+autocreate_quota: 0
+autocreate_inbox_folders: {folders}
+autocreate_subscribe_folders: {folders}
+{special_use}
+# Stock Cyrus turns raw 8-bit bytes in headers into "X", on APPEND too: such names are
+# lost before any client sees them. Off here, so the ledger compares like with like.
+munge8bit: {"yes" if munge8bit else "no"}
+"""
+    cyrus_conf = f"""\
+START {{
+  recover cmd="{CYRUS_BIN}/ctl_cyrusdb -C {root}/imapd.conf -r"
+}}
+SERVICES {{
+  imap cmd="{imapd} -C {root}/imapd.conf" listen="{LOOPBACK}:{port}" prefork=0 maxchild=100
+}}
+EVENTS {{
+}}
+"""
+    return imapd_conf, cyrus_conf
+
+
+class Cyrus:
+    """A private Cyrus IMAP 3 on loopback (plaintext only) with many users.
+
+    Started as root, its master switches to the system user `cyrus`; everything lives in
+    a temp dir owned by that user. Users go into a private sasldb (saslpasswd2) and get
+    INBOX, Sent, Drafts, Trash, Junk and Archive, with SPECIAL-USE flags, at first login.
+    Cyrus writes its logs to syslog only; the master's own output goes to master.log.
+    """
+
+    FOLDERS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("Sent", "sent"), ("Drafts", "drafts"), ("Trash", "trash"), ("Junk", "junk"),
+        ("Archive", "archive"),
+    )
+
+    def __init__(self, *, master: str | None = None, imapd: str | None = None,
+                 user: str = "cyrus", munge8bit: bool = False) -> None:
+        found = find_cyrus()
+        self.munge8bit = munge8bit
+        self.master = master or (found[0] if found else str(CYRUS_BIN / "master"))
+        self.imapd = imapd or (found[1] if found else str(CYRUS_BIN / "imapd"))
+        self.host = LOOPBACK
+        self.port = 0
+        self.uid = pwd.getpwnam(user).pw_uid
+        self.gid = pwd.getpwnam(user).pw_gid
+        self.root: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._counter = 0
+        self._lock = threading.Lock()
+
+    def _path(self, *parts: str) -> Path:
+        if self.root is None:
+            raise RuntimeError("Cyrus is not running")
+        return self.root.joinpath(*parts)
+
+    def start(self, timeout: float = 15.0, attempts: int = 3) -> None:
+        """Start the server; retried with a new port if one was taken meanwhile."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once(timeout)
+                atexit.register(self.stop)
+                return
+            except ServerStartError:
+                self.stop()
+                if attempt == attempts:
+                    raise
+                log.warning("Cyrus did not start (attempt %d), retrying", attempt, exc_info=True)
+
+    def _start_once(self, timeout: float) -> None:
+        # On tmpfs where there is one: Cyrus fsyncs every APPEND and cannot be told not to.
+        self.root = root = _make_private_dir(
+            "cy-", "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp")
+        for sub in ("conf", "conf/socket", "spool", "run", "run/socket", "run/lock",
+                    "run/proc"):
+            (root / sub).mkdir(mode=0o750)
+        self.port = free_port()
+        imapd_conf, cyrus_conf = cyrus_config(root=root, port=self.port, imapd=self.imapd,
+                                              munge8bit=self.munge8bit)
+        (root / "imapd.conf").write_text(imapd_conf, encoding="utf-8")
+        (root / "cyrus.conf").write_text(cyrus_conf, encoding="utf-8")
+        for path in (root, *root.rglob("*")):
+            os.chown(path, self.uid, self.gid)
+        with (root / "master.log").open("wb") as output:
+            self._process = subprocess.Popen(
+                [self.master, "-C", str(root / "imapd.conf"), "-M", str(root / "cyrus.conf"),
+                 "-p", str(root / "run" / "master.pid")],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise ServerStartError(
+                    f"cyrus master exited with status {self._process.returncode}:\n"
+                    f"{self.log_tail()}"
+                )
+            if wait_for_greeting(self.host, self.port, timeout=0.5):
+                return
+            time.sleep(0.05)
+        raise ServerStartError(
+            f"cyrus did not answer on port {self.port} within {timeout}s:\n{self.log_tail()}"
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the master (it ends its children), wait, remove the temp dir."""
+        atexit.unregister(self.stop)
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("cyrus master %d ignored SIGTERM; killing its group", process.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout)
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError, RuntimeError):
+            text = self._path("master.log").read_text(errors="replace")
+            return "\n".join(text.splitlines()[-lines:])
+        return ""
+
+    def add_user(self, username: str | None = None, password: str | None = None) -> tuple[str, str]:
+        """Add a user to the sasldb; its mailboxes appear at its first login."""
+        password = password or secrets.token_urlsafe(12)
+        with self._lock:
+            if username is None:
+                self._counter += 1
+                username = f"c{self._counter:04d}"
+            if not _USERNAME.fullmatch(username):
+                raise ValueError(f"bad username {username!r}")
+            sasldb = self._path("sasldb2")
+            result = subprocess.run(
+                ["saslpasswd2", "-f", str(sasldb), "-p", "-c", username],
+                input=password.encode(),
+                capture_output=True,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise RuntimeError(f"saslpasswd2 failed: {result.stderr.decode(errors='replace')}")
+            os.chown(sasldb, self.uid, self.gid)
+        return username, password
+
+    def new_account(self) -> ImapAccount:
+        username, password = self.add_user()
+        return ImapAccount(
+            kind="cyrus",
+            host=self.host,
+            port=self.port,
+            tls_port=None,
+            username=username,
+            password=password,
+            ca_file=None,
+            sent_folder="Sent",
+            drafts_folder="Drafts",
+            trash_folder="Trash",
+            junk_folder="Junk",
+            personality="cyrus",
             uidvalidity_changer=_rebuild_folder,
         )
 

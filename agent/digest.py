@@ -1,0 +1,379 @@
+"""The morning digest: today's picks and the due list as one email to the user, once a day."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import quote
+
+from agent import credentials, policy, sendmail
+from agent.config import Config
+from agent.errors import DeliveryError, FollowupError, TransientMailboxError, UsageError
+from agent.model import Contact, ContactState, Direction
+from agent.render import Renderer
+
+if TYPE_CHECKING:
+    from agent.mailbox import Mailbox
+    from agent.service import Plan
+    from agent.store import Store
+
+log = logging.getLogger(__name__)
+
+DIGEST_HEADER = "X-Followup-Digest"
+
+Outcome = Literal["delivered", "already_sent", "nothing_due", "preview"]
+
+
+# --------------------------------------------------------------------------- what templates see
+
+
+@dataclass(frozen=True)
+class Row:
+    """One contact as the digest templates see it; every string is one line, no CR/LF."""
+
+    id: int
+    name: str  # the display name, or the address when there is none
+    has_name: bool
+    email: str
+    status: str  # waiting | overdue | due
+    reply: bool  # waiting: they wrote last, so suggest a reply rather than a check-in
+    days: int  # local calendar days since the last exchange
+    last_exchange: datetime  # aware UTC; the `local` filters show it in the user's zone
+    direction: str  # in (they wrote last) | out (you did)
+    subject: str  # subject of the last exchange, "" when it had none
+    folder: str
+    due_date: date | None  # the day the contact reaches the line
+    days_to_line: int  # negative: that many days past the line
+    cadence_days: int | None
+    mailto: str  # a URL-encoded mailto: link ("Re: subject" for replies)
+
+    @property
+    def days_past_line(self) -> int:
+        return -self.days_to_line
+
+
+@dataclass(frozen=True)
+class Counts:
+    picks: int
+    waiting: int
+    overdue: int
+    due: int
+    snoozed: int
+    contacts: int  # every contact that is not ignored
+
+    @property
+    def total_due(self) -> int:
+        return self.waiting + self.overdue + self.due
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    email: str
+
+
+_LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
+
+
+def one_line(text: str) -> str:
+    """Collapse line breaks (and runs of whitespace) so a value cannot add header or text lines."""
+    return " ".join(_LINE_BREAKS.sub(" ", text).split())
+
+
+def mailto(address: str, subject: str = "", in_reply_to: str | None = None) -> str:
+    """A mailto: URL (RFC 6068) in which no address or subject can end the href or add fields."""
+    url = "mailto:" + quote(address, safe="@+")
+    fields = []
+    if subject:
+        fields.append("subject=" + quote(subject, safe=""))
+    if in_reply_to:
+        fields.append("In-Reply-To=" + quote(in_reply_to, safe=""))
+    return url + ("?" + "&".join(fields) if fields else "")
+
+
+def reply_subject(subject: str) -> str:
+    return subject if re.match(r"(?i)\s*(re|aw|antw)\s*:", subject) else f"Re: {subject}"
+
+
+def row(state: ContactState, day: date, config: Config) -> Row:
+    contact = state.contact
+    tz = config.digest.tz
+    name = one_line(contact.name)
+    email = one_line(contact.email)
+    subject = one_line(contact.last_subject)
+    reply = state.status == "waiting"
+    link = (mailto(email, reply_subject(subject) if subject else "",
+                   one_line(contact.last_message_id or "") or None)
+            if reply else mailto(email))
+    due_date = state.due_date
+    return Row(
+        id=contact.id,
+        name=name or email,
+        has_name=bool(name) and name.lower() != email.lower(),
+        email=email,
+        status=state.status,
+        reply=reply,
+        days=(day - contact.last_exchange.astimezone(tz).date()).days,
+        last_exchange=contact.last_exchange,
+        direction=contact.last_direction,
+        subject=subject,
+        folder=one_line(contact.last_folder),
+        due_date=due_date,
+        days_to_line=(due_date - day).days if due_date else 0,
+        cadence_days=state.cadence_days,
+        mailto=link,
+    )
+
+
+def context(config: Config, plan: Plan, now: datetime) -> dict[str, object]:
+    """Everything the digest templates may use (documented in the README)."""
+    statuses = [s.status for s in plan.states]
+    counts = Counts(
+        picks=len(plan.picks),
+        waiting=statuses.count("waiting"),
+        overdue=statuses.count("overdue"),
+        due=statuses.count("due"),
+        snoozed=statuses.count("snoozed"),
+        contacts=sum(1 for s in statuses if s != "ignored"),
+    )
+    return {
+        "day": plan.day,
+        "now": now,
+        "user": User(one_line(config.account.name), config.account.email),
+        "picks": [row(s, plan.day, config) for s in plan.picks],
+        "rest": [row(s, plan.day, config) for s in plan.rest],
+        "counts": counts,
+        "drafts_enabled": config.drafts.enabled,
+    }
+
+
+# --------------------------------------------------------------------------- the message
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The three rendered parts, and any user-template problems met on the way."""
+
+    subject: str
+    text: str
+    html: str
+    problems: tuple[str, ...] = ()
+
+
+def render(config: Config, plan: Plan, now: datetime, renderer: Renderer) -> Rendered:
+    values = context(config, plan, now)
+    before = len(renderer.problems)
+    subject = one_line(renderer.render("digest.subject.j2", **values))
+    text = renderer.render("digest.txt.j2", subject=subject, **values)
+    html = renderer.render("digest.html.j2", subject=subject, **values)
+    return Rendered(subject, text, html, tuple(renderer.problems[before:]))
+
+
+def message_id(config: Config, day: date) -> str:
+    """One Message-ID per user and day: a digest re-sent after a crash is a duplicate by ID."""
+    own = config.account.email.lower()
+    digest = hashlib.sha256(f"{own} {day.isoformat()}".encode()).hexdigest()[:16]
+    return f"<followup-digest.{day.isoformat()}.{digest}@{sendmail.local_hostname(own)}>"
+
+
+def to_message(config: Config, rendered: Rendered, day: date, now: datetime) -> EmailMessage:
+    """multipart/alternative (text, then HTML), from the user to the user."""
+    me = Address(display_name=one_line(config.account.name),
+                 addr_spec=one_line(config.account.email))
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = me
+    msg["To"] = me
+    msg["Subject"] = one_line(rendered.subject)
+    msg["Date"] = format_datetime(now.astimezone(config.digest.tz))
+    msg["Message-ID"] = message_id(config, day)
+    # Auto-Submitted keeps auto-responders (out of office) quiet and, with the private
+    # header, tells our own scanner that this is no exchange with anybody.
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg[DIGEST_HEADER] = day.isoformat()
+    # quoted-printable keeps every line 7-bit and short, whatever relay or server it meets.
+    msg.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    msg["Content-Language"] = config.digest.language  # after set_content, which drops Content-*
+    return msg
+
+
+def build(config: Config, plan: Plan, now: datetime, renderer: Renderer) -> EmailMessage:
+    """The digest for ``plan`` as an email (pure: no I/O but reading templates)."""
+    return to_message(config, render(config, plan, now, renderer), plan.day, now)
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+@dataclass(frozen=True)
+class DigestResult:
+    """What happened to today's digest."""
+
+    day: date
+    outcome: Outcome
+    delivery: str  # imap | smtp
+    subject: str | None = None
+    text: str | None = None  # the plain-text part (printed by --dry-run)
+    message: EmailMessage | None = field(default=None, repr=False)
+    output: Path | None = None  # where the HTML was written
+    uid: int | None = None  # the INBOX UID of an IMAP delivery, when the server says
+    problems: tuple[str, ...] = ()
+    picks: int = 0
+    due: int = 0
+    already_delivered: bool = False  # today's digest had been delivered before this run
+
+    @property
+    def delivered(self) -> bool:
+        return self.outcome == "delivered"
+
+    def line(self) -> str:
+        where = "your INBOX" if self.delivery == "imap" else "you through SMTP"
+        if self.outcome == "delivered":
+            return f"digest for {self.day.isoformat()} delivered to {where}: {self.subject}"
+        if self.outcome == "already_sent":
+            return (f"today's digest ({self.day.isoformat()}) was already delivered; "
+                    "nothing sent")
+        if self.outcome == "nothing_due":
+            return ("nobody is due today, so no digest was sent (set [digest] send_empty = true "
+                    "to get one anyway)")
+        return f"preview of the digest for {self.day.isoformat()}: {self.subject}"
+
+
+def wanted(config: Config, store: Store, plan: Plan) -> bool:
+    """Whether a real run would deliver a digest now: not yet today, and something to say."""
+    if store.digest_sent(plan.day):
+        return False
+    return bool(plan.picks or plan.due) or config.digest.send_empty
+
+
+def deliver(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, now: datetime,
+            *, dry_run: bool = False, output: Path | None = None) -> DigestResult:
+    """Build today's digest and deliver it, at most once per local day.
+
+    The day is recorded only after the server took the message: a crash before that retries
+    on the next run, a crash after it does not send twice. ``dry_run`` builds everything and
+    delivers nothing; ``output`` also writes the HTML part there. ``mailbox`` is needed only
+    for ``[digest] delivery = "imap"``.
+    """
+    delivery = config.digest.delivery
+    already = store.digest_sent(plan.day)
+    send = not dry_run and wanted(config, store, plan)
+    skipped: Outcome = "preview" if dry_run else "already_sent" if already else "nothing_due"
+    result = DigestResult(plan.day, skipped, delivery, picks=len(plan.picks),
+                          due=len(plan.due), already_delivered=already)
+    if not send and not dry_run and output is None:
+        log.info("no digest for %s: %s", plan.day, skipped.replace("_", " "))
+        return result
+
+    rendered = render(config, plan, now, Renderer(config))
+    message = to_message(config, rendered, plan.day, now)
+    result = replace(result, subject=rendered.subject, text=rendered.text, message=message,
+                     problems=rendered.problems)
+    if output is not None:
+        write_html(output, rendered.html)
+        result = replace(result, output=output)
+    if not send:
+        return result
+
+    uid = None
+    if delivery == "smtp":
+        send_smtp(config, message)
+    else:
+        if mailbox is None:
+            raise DeliveryError("delivery to the INBOX needs an IMAP connection")
+        if in_inbox(mailbox, message):
+            # Appended by an earlier run that never heard the server's OK (killed, or the
+            # connection broke): recording it now is all that is left to do.
+            log.info("today's digest is already in the INBOX; recording it")
+        else:
+            uid = append_to_inbox(mailbox, message, config.account.email)
+    store.record_digest(plan.day, delivery, rendered.subject, now)
+    log.info("digest for %s delivered (%s): %s", plan.day, delivery, rendered.subject)
+    return replace(result, outcome="delivered", uid=uid)
+
+
+def in_inbox(mailbox: Mailbox, message: EmailMessage) -> bool:
+    """Whether the INBOX already holds this digest (found by its Message-ID)."""
+    return bool(mailbox.search("INBOX", ["HEADER", "Message-ID", str(message["Message-ID"])]))
+
+
+def append_to_inbox(mailbox: Mailbox, message: EmailMessage, own_address: str) -> int | None:
+    """APPEND to INBOX without \\Seen, so it shows up as a new, unread message."""
+    sendmail.check_recipients(message, own_address)
+    try:
+        return mailbox.append("INBOX", message.as_bytes(policy=SMTP), flags=())
+    except TransientMailboxError:
+        raise  # the caller retries; the retry finds the message if the server kept it
+    except FollowupError as exc:
+        raise DeliveryError(f"the digest could not be put into your INBOX: {exc}") from None
+
+
+def send_smtp(config: Config, message: EmailMessage) -> None:
+    smtp = config.smtp
+    if smtp is None:  # config validation makes this impossible; say so plainly anyway
+        raise DeliveryError("[digest] delivery = \"smtp\" needs an [smtp] section")
+    password = (credentials.get_password("smtp", smtp.username, smtp.password_command)
+                if smtp.username else None)
+    sendmail.send(smtp, message, config.account.email, password=password)
+
+
+def write_html(path: Path, html: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Names and subjects of the user's contacts: private (0600) like the database.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(html)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+# --------------------------------------------------------------------------- doctor
+
+
+def sample_plan(config: Config, now: datetime) -> Plan:
+    """A made-up day with one contact of each kind, to try templates on (`followup doctor`)."""
+    from agent.service import Plan  # not at the top: service imports this module lazily
+
+    people: list[tuple[int, str, str, Direction, int, str]] = [
+        (1, "Jürgen Weiß", "juergen@example.net", "in", 12, "Angebot für März?"),
+        (2, "Ann Example", "ann@example.com", "out", 120, "Photos from the launch"),
+        (3, "", "booking@example.org", "out", 80, ""),
+    ]
+    contacts = [
+        Contact(id=i, name=name, email=email, addresses=(email,),
+                last_exchange=now - timedelta(days=days), last_direction=direction,
+                last_subject=subject, last_folder="INBOX" if direction == "in" else "Sent",
+                last_message_id=f"<sample-{i}@example.net>", last_in=None, last_out=None,
+                messages_in=3, messages_out=2)
+        for i, name, email, direction, days, subject in people
+    ]
+    states = policy.evaluate(contacts, config.policy, config.digest.tz, now)
+    day = policy.today(now, config.digest.tz)
+    ranked = policy.ranked(states)
+    return Plan(day=day, states=states, due=ranked, picks=ranked[:config.policy.daily_picks])
+
+
+def check_templates(config: Config, now: datetime) -> list[str]:
+    """Problems the user's digest templates have when rendered with sample data.
+
+    A syntax check alone misses what only shows with data (a misspelt ``row.nmae`` under
+    StrictUndefined); found here, it does not wait for a morning digest to fall back.
+    """
+    renderer = Renderer(config)
+    try:
+        render(config, sample_plan(config, now), now, renderer)
+    except FollowupError as exc:
+        return [str(exc)]
+    return list(dict.fromkeys(renderer.problems))
