@@ -59,7 +59,7 @@ class ScanSummary:
         rate = self.fetched / self.seconds if self.seconds > 0 else 0.0
         parts = [
             f"scanned {len(self.folders)} folder(s) ({len(self.unchanged)} unchanged)",
-            f"{self.fetched} new message(s) in {self.seconds:.1f} s ({rate:.0f}/s)",
+            f"{self.fetched} new message(s) in {self.seconds:.2f} s ({rate:.0f}/s)",
             f"{self.new_exchanges} new exchange(s)",
         ]
         if self.skipped:
@@ -82,12 +82,15 @@ def message_key(meta_message_id: str | None, from_key: str, time_value: datetime
 
     The Message-ID, qualified by sender and Date so two different messages sharing one
     broken Message-ID stay two; without a Message-ID, a digest of the fetched headers
-    (identical in every copy of the same message).
+    (identical in every copy of the same message). A sane Date also leads the key as a
+    sortable prefix (minutes since 1970, hex) so that keys of mail scanned in time order
+    land next to each other in the ledger's index (see store.key_id).
     """
+    prefix = f"{int(time_value.timestamp()) // 60:08x}:" if time_value else ""
     if meta_message_id:
         stamp = time_value.isoformat() if time_value else ""
-        return f"{meta_message_id}\x00{from_key}\x00{stamp}"
-    return "sha1:" + hashlib.sha1(header, usedforsecurity=False).hexdigest()
+        return f"{prefix}{meta_message_id}\x00{from_key}\x00{stamp}"
+    return prefix + "sha1:" + hashlib.sha1(header, usedforsecurity=False).hexdigest()
 
 
 def process_batch(fetched: Sequence[FetchedHeader], own: frozenset[str], now: datetime,
@@ -151,47 +154,58 @@ def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
     now = now or datetime.now(UTC)
     progress = progress or NoProgress()
     summary = ScanSummary()
-    own = self_keys(config)
     if full:
         store.forget_mailbox()
     folders = mailbox.folders_to_scan(config.imap.folders, config.imap.exclude_folders)
     states = store.folder_states()
-    batch_size = config.imap.batch_size
     for folder in folders:
-        summary.folders.append(folder)
-        status = mailbox.status(folder)
-        plan, last_uid = folder_plan(states.get(folder), status)
-        if plan == "skip":
-            summary.unchanged.append(folder)
-            continue
-        if plan == "reset":
-            old = states[folder]
-            why = ("UIDVALIDITY changed" if old.uidvalidity != status.uidvalidity
-                   else "UIDNEXT went backwards")
-            log.warning("folder %s: %s, rescanning it", folder, why)
-            summary.reset[folder] = why
-            store.reset_folder(folder, status.uidvalidity)
-        selected = mailbox.select(folder)
-        uids = mailbox.uids_after(last_uid)
-        progress.folder_started(folder, len(uids))
-        for start in range(0, len(uids), batch_size):
-            if should_stop():
-                summary.interrupted = True
-                break
-            batch = uids[start:start + batch_size]
-            fetched = mailbox.fetch_headers(batch)
-            messages, rows, lists = process_batch(fetched, own, now, summary)
-            summary.new_exchanges += store.save_batch(
-                folder, selected.uidvalidity or status.uidvalidity, batch[-1], messages, rows,
-                lists)
-            summary.fetched += len(fetched)
-            progress.advanced(len(batch))
-        progress.folder_done(folder)
+        _scan_folder(config, mailbox, store, folder, states.get(folder), now, progress,
+                     should_stop, summary)
         if summary.interrupted:
             break
-        store.finish_folder(folder, status.uidvalidity, max(status.uidnext, selected.uidnext),
-                            status.highestmodseq, now)
     summary.addresses_refreshed = store.refresh_aggregates()
+    if summary.fetched:
+        store.checkpoint()
     summary.seconds = time.monotonic() - started
     log.info("%s", summary.line())
     return summary
+
+
+def _scan_folder(config: Config, mailbox: Mailbox, store: Store, folder: str,
+                 state: FolderState | None, now: datetime, progress: Progress,
+                 should_stop: Callable[[], bool], summary: ScanSummary) -> None:
+    """One folder: skip it if unchanged, reset it if its UIDs changed meaning, fetch the rest."""
+    summary.folders.append(folder)
+    status = mailbox.status(folder)
+    plan, last_uid = folder_plan(state, status)
+    if plan == "skip":
+        summary.unchanged.append(folder)
+        return
+    if plan == "reset" and state is not None:
+        why = ("UIDVALIDITY changed" if state.uidvalidity != status.uidvalidity
+               else "UIDNEXT went backwards")
+        log.warning("folder %s: %s, rescanning it", folder, why)
+        summary.reset[folder] = why
+        store.reset_folder(folder, status.uidvalidity)
+    selected = mailbox.select(folder)
+    uidvalidity = selected.uidvalidity or status.uidvalidity
+    uids = mailbox.uids_after(last_uid)
+    own = self_keys(config)
+    batch_size = config.imap.batch_size
+    progress.folder_started(folder, len(uids))
+    for start in range(0, len(uids), batch_size):
+        if should_stop():
+            summary.interrupted = True
+            break
+        batch = uids[start:start + batch_size]
+        fetched = mailbox.fetch_headers(batch)
+        messages, rows, lists = process_batch(fetched, own, now, summary)
+        # One transaction: the batch and the folder's new sync state, together.
+        summary.new_exchanges += store.save_batch(folder, uidvalidity, batch[-1], messages,
+                                                  rows, lists)
+        summary.fetched += len(fetched)
+        progress.advanced(len(batch))
+    progress.folder_done(folder)
+    if not summary.interrupted:
+        uidnext = max(status.uidnext, selected.uidnext)
+        store.finish_folder(folder, status.uidvalidity, uidnext, status.highestmodseq, now)
