@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from agent import credentials, policy, sendmail
 from agent.config import Config
+from agent.drafts import reply_subject
 from agent.errors import DeliveryError, FollowupError, TransientMailboxError, UsageError
 from agent.model import Contact, ContactState, Direction
 from agent.render import Renderer
@@ -99,10 +100,6 @@ def mailto(address: str, subject: str = "", in_reply_to: str | None = None) -> s
     if in_reply_to:
         fields.append("In-Reply-To=" + quote(in_reply_to, safe=""))
     return url + ("?" + "&".join(fields) if fields else "")
-
-
-def reply_subject(subject: str) -> str:
-    return subject if re.match(r"(?i)\s*(re|aw|antw)\s*:", subject) else f"Re: {subject}"
 
 
 def row(state: ContactState, day: date, config: Config) -> Row:

@@ -72,18 +72,22 @@ def _imap_checks(config: Config) -> Iterator[Check]:
         how = {"ssl": "TLS", "starttls": "STARTTLS", "none": "plaintext (loopback)"}[imap.security]
         yield Check(True, f"logged in to {imap.host}:{imap.port} as {imap.username} over {how}")
         caps = mailbox.capabilities
-        has = [words for cap, words in CAPABILITY_WORDS.items() if cap in caps]
-        lacks = [cap for cap in ("SPECIAL-USE", "CONDSTORE", "UIDPLUS") if cap not in caps]
-        yield Check(True, "server " + ("; ".join(has) if has else "has none of the extensions "
-                                        "followup can use"))
-        if lacks:
-            yield Check(True, f"server lacks {', '.join(lacks)}; followup works without them")
         try:
             roles = mailbox.roles()
             scan = mailbox.folders_to_scan(imap.folders, imap.exclude_folders)
         except FollowupError as exc:
             yield Check(False, str(exc))
             return
+        words = dict(CAPABILITY_WORDS)
+        if "flag" not in roles.how.values():
+            # Some servers (German hosts on Dovecot) advertise it but flag no folder.
+            words["SPECIAL-USE"] = "advertises SPECIAL-USE but flags no folder (found by name)"
+        has = [text for cap, text in words.items() if cap in caps]
+        lacks = [cap for cap in ("SPECIAL-USE", "CONDSTORE", "UIDPLUS") if cap not in caps]
+        yield Check(True, "server " + ("; ".join(has) if has else "has none of the extensions "
+                                        "followup can use"))
+        if lacks:
+            yield Check(True, f"server lacks {', '.join(lacks)}; followup works without them")
         yield from _folder_checks(config, roles.sent, roles.drafts, roles.how)
         for role in ("junk", "trash", "all"):
             name = getattr(roles, role)

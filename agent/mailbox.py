@@ -17,6 +17,7 @@ import imapclient
 from imapclient import exceptions as imap_errors
 from imapclient.response_parser import parse_fetch_response
 
+from agent import net
 from agent.config import ImapConfig, is_loopback
 from agent.errors import ConfigError, MailboxError, TransientMailboxError
 from agent.headers import HEADER_FIELDS
@@ -47,6 +48,12 @@ KNOWN_NAMES: dict[str, tuple[str, ...]] = {
 }
 GMAIL_ROOTS = ("[gmail]", "[google mail]")
 
+# What the user reads when the server refuses one of our calls: its IMAP command.
+_COMMANDS = {
+    "_raw_fetch": "FETCH", "fetch": "FETCH", "folder_status": "STATUS", "select_folder": "SELECT",
+    "search": "SEARCH", "append": "APPEND", "list_folders": "LIST", "capabilities": "CAPABILITY",
+    "delete_messages": "STORE +FLAGS (\\Deleted)", "expunge": "EXPUNGE",
+}
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
 FETCH_BODY = "BODY.PEEK[HEADER.FIELDS (" + " ".join(f.upper() for f in HEADER_FIELDS) + ")]"
 
@@ -96,39 +103,15 @@ class FetchedHeader:
     gm_msgid: int | None = None
 
 
-def tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """A verifying context; ca_file adds a private CA to the system's trust store."""
-    context = ssl.create_default_context()
-    if ca_file is not None:
-        try:
-            context.load_verify_locations(cafile=str(ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError([f"[imap] ca_file {ca_file} cannot be used: {exc}"]) from None
-    return context
-
-
 def describe_connect_error(exc: BaseException, host: str, port: int, section: str,
                            timeout: float) -> str:
-    """One plain sentence for what went wrong while reaching a server."""
-    where = f"{host}:{port}"
-    if isinstance(exc, socket.gaierror):
-        return (f"cannot find the server {host!r} (DNS lookup failed): check [{section}] host "
-                "and your network")
-    if isinstance(exc, ConnectionRefusedError):
-        return (f"{where} refused the connection: check [{section}] port and security "
-                "(usually 993 for ssl, 143 for starttls)")
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = exc.verify_message or exc.reason or "unknown reason"
-        return (f"the TLS certificate of {host} could not be verified ({reason}); if the "
-                f"server uses a private CA, set [{section}] ca_file to its PEM file")
-    if isinstance(exc, ssl.SSLError):
-        return (f"TLS handshake with {where} failed ({exc.reason or exc}): check [{section}] "
-                "security and port (ssl and starttls use different ports)")
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return f"{where} did not answer within {timeout:g} s: check [{section}] host and port"
+    """One plain sentence for what went wrong while reaching an IMAP server."""
+    known = net.describe_connect_error(exc, host, port, section, timeout)
+    if known is not None:
+        return known
     if isinstance(exc, OSError):
-        return f"cannot connect to {where}: {exc.strerror or exc}"
-    return f"cannot talk to {where}: {exc}"
+        return f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+    return f"cannot talk to {host}:{port}: {exc}"
 
 
 def _no_delay(client: imapclient.IMAPClient) -> None:
@@ -142,15 +125,11 @@ def _no_delay(client: imapclient.IMAPClient) -> None:
 
 def _connect_error(exc: BaseException, host: str, port: int, timeout: float,
                    password: str) -> MailboxError:
-    text = _scrub(describe_connect_error(exc, host, port, "imap", timeout), password)
+    text = net.scrub(describe_connect_error(exc, host, port, "imap", timeout), password)
     if isinstance(exc, ssl.SSLCertVerificationError):
         # The same certificate will fail the same way in a minute: no retries.
         return MailboxError(text)
     return TransientMailboxError(text)
-
-
-def _scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text
 
 
 def _text(value: Any) -> str:
@@ -187,7 +166,7 @@ class Mailbox:
         if security == "none" and not is_loopback(host):
             raise ConfigError([f"[imap] security = \"none\" is refused for {host}: the password "
                                "would travel in plaintext; use ssl or starttls"])
-        context = tls_context(ca_file) if security != "none" else None
+        context = net.tls_context(ca_file, "imap") if security != "none" else None
         try:
             client = imapclient.IMAPClient(
                 host, port=port, ssl=security == "ssl", ssl_context=context, timeout=timeout,
@@ -227,14 +206,14 @@ class Mailbox:
                 # broke half-way too: that is worth a retry, and no reason to doubt the password.
                 raise TransientMailboxError(
                     f"connection to {self.host} broke during login") from None
-            said = _scrub(_text(exc.args[0] if exc.args else exc), password)
+            said = net.scrub(_text(exc.args[0] if exc.args else exc), password)
             said = said.removeprefix("b'").removesuffix("'")
             raise MailboxError(
                 f"login as {username} on {self.host} failed (server said: {said}); check "
                 "[imap] username and the password (Gmail and iCloud need an app password)"
             ) from None
         except imap_errors.IMAPClientError as exc:
-            said = _scrub(str(exc), password)
+            said = net.scrub(str(exc), password)
             raise MailboxError(f"login as {username} on {self.host} failed: {said}") from None
 
     def close(self) -> None:
@@ -283,8 +262,9 @@ class Mailbox:
                 f"connection to {self.host} broke: {exc.strerror or type(exc).__name__}"
             ) from None
         except imap_errors.IMAPClientError as exc:
-            raise MailboxError(f"{self.host} refused {getattr(function, '__name__', 'a command')}"
-                               f": {_text(exc)}") from None
+            name = getattr(function, "__name__", "")
+            command = _COMMANDS.get(name, name.lstrip("_").upper() or "a command")
+            raise MailboxError(f"{self.host} refused {command}: {_text(exc)}") from None
 
     # ------------------------------------------------------------------ folders
 

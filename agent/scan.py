@@ -77,16 +77,19 @@ def self_keys(config: Config) -> frozenset[str]:
 
 
 def message_key(meta_message_id: str | None, from_key: str, time_value: datetime | None,
-                header: bytes) -> str:
+                header: bytes, gm_msgid: int | None = None) -> str:
     """Identity of a message across folders.
 
     The Message-ID, qualified by sender and Date so two different messages sharing one
     broken Message-ID stay two; without a Message-ID, a digest of the fetched headers
-    (identical in every copy of the same message). A sane Date also leads the key as a
-    sortable prefix (minutes since 1970, hex) so that keys of mail scanned in time order
-    land next to each other in the ledger's index (see store.key_id).
+    (identical in every copy of the same message). Gmail names every message itself
+    (X-GM-MSGID, the same under every label): that wins when present. A sane Date leads
+    the key as a sortable prefix (minutes since 1970, hex) so that keys of mail scanned in
+    time order land next to each other in the ledger's index (see store.key_id).
     """
     prefix = f"{int(time_value.timestamp()) // 60:08x}:" if time_value else ""
+    if gm_msgid is not None:
+        return f"{prefix}gm:{gm_msgid}"
     if meta_message_id:
         stamp = time_value.isoformat() if time_value else ""
         return f"{prefix}{meta_message_id}\x00{from_key}\x00{stamp}"
@@ -107,7 +110,8 @@ def process_batch(fetched: Sequence[FetchedHeader], own: frozenset[str], now: da
             lists.update(meta.list_addresses)
         from_key = meta.from_[0].key if meta.from_ else ""
         key = message_key(meta.message_id, from_key,
-                          meta.time if meta.time_source == "date" else None, item.header)
+                          meta.time if meta.time_source == "date" else None, item.header,
+                          item.gm_msgid)
         skipped: str | None = None
         if "\\draft" in item.flags:
             skipped = "draft"

@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import smtplib
-import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import getaddresses
-from pathlib import Path
 
+from agent import net
 from agent.config import SmtpConfig, is_loopback
 from agent.errors import ConfigError, DeliveryError
 
@@ -69,17 +68,6 @@ def check_recipients(message: EmailMessage, own_address: str) -> None:
         )
 
 
-def tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """A verifying context; ``ca_file`` adds a private CA to the system's trust store."""
-    context = ssl.create_default_context()
-    if ca_file is not None:
-        try:
-            context.load_verify_locations(cafile=str(ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError([f"[smtp] ca_file {ca_file} cannot be used: {exc}"]) from None
-    return context
-
-
 def send(settings: SmtpConfig, message: EmailMessage, own_address: str, *,
          password: str | None, hostname: str | None = None) -> None:
     """Send ``message`` to ``own_address`` (envelope and headers); DeliveryError on failure.
@@ -105,7 +93,7 @@ def send(settings: SmtpConfig, message: EmailMessage, own_address: str, *,
             raise DeliveryError(_refused(settings, "the digest",
                                          (exc.smtp_code, exc.smtp_error), password)) from None
         except (smtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(_scrub(f"sending to {settings.host}:{settings.port} failed: "
+            raise DeliveryError(net.scrub(f"sending to {settings.host}:{settings.port} failed: "
                                        f"{_reason(exc)}", password)) from None
         if refused:  # pragma: no cover - one recipient: refusal raises SMTPRecipientsRefused
             raise DeliveryError(f"{settings.host} refused {own_address}: {refused}")
@@ -126,7 +114,7 @@ def connect(settings: SmtpConfig, *, password: str | None,
     if security == "none" and not is_loopback(host):
         raise ConfigError([f"[smtp] security = \"none\" is refused for {host}: mail and password "
                            "would travel in plaintext; use ssl or starttls"])
-    context = tls_context(settings.ca_file) if security != "none" else None
+    context = net.tls_context(settings.ca_file, "smtp") if security != "none" else None
     client: smtplib.SMTP
     try:
         if security == "ssl":
@@ -135,7 +123,7 @@ def connect(settings: SmtpConfig, *, password: str | None,
         else:
             client = smtplib.SMTP(host, port, local_hostname=hostname, timeout=settings.timeout)
     except (OSError, smtplib.SMTPException) as exc:
-        raise DeliveryError(_scrub(_connect_error(exc, settings), password)) from None
+        raise DeliveryError(net.scrub(_connect_error(exc, settings), password)) from None
     try:
         session = _start(client, settings, context, password, hostname)
         yield client, session
@@ -173,12 +161,12 @@ def _start(client: smtplib.SMTP, settings: SmtpConfig, context: ssl.SSLContext |
         raise
     except smtplib.SMTPAuthenticationError as exc:
         said = _said(exc.smtp_code, exc.smtp_error)
-        raise DeliveryError(_scrub(
+        raise DeliveryError(net.scrub(
             f"login as {settings.username} on {host} failed (server said: {said}); check "
             "[smtp] username and the password (Gmail and iCloud need an app password)",
             password)) from None
     except (OSError, smtplib.SMTPException) as exc:
-        raise DeliveryError(_scrub(_connect_error(exc, settings), password)) from None
+        raise DeliveryError(net.scrub(_connect_error(exc, settings), password)) from None
     server_name = (client.ehlo_resp or b"").split(b"\n", 1)[0].decode("utf-8", "replace")
     return Session(host, port, HOW[settings.security], settings.username or None,
                    server_name.strip())
@@ -209,7 +197,7 @@ def _refused(settings: SmtpConfig, what: str, reply: tuple[int, bytes | str] | N
     hint = ""
     if code in (530, 550, 554) and not settings.username and "auth" in said.lower():
         hint = "; the server wants a login: set [smtp] username (and its password)"
-    return _scrub(f"{settings.host} refused {what} (server said: {said}){hint}", password)
+    return net.scrub(f"{settings.host} refused {what} (server said: {said}){hint}", password)
 
 
 def _reason(exc: BaseException) -> str:
@@ -222,22 +210,9 @@ def _connect_error(exc: BaseException, settings: SmtpConfig) -> str:
     """One plain sentence for what went wrong while reaching the SMTP server."""
     host, port = settings.host, settings.port
     where = f"{host}:{port}"
-    if isinstance(exc, socket.gaierror):
-        return (f"cannot find the SMTP server {host!r} (DNS lookup failed): check [smtp] host "
-                "and your network")
-    if isinstance(exc, ConnectionRefusedError):
-        return (f"{where} refused the connection: check [smtp] port and security (usually 465 "
-                "for ssl, 587 for starttls)")
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = exc.verify_message or exc.reason or "unknown reason"
-        return (f"the TLS certificate of {host} could not be verified ({reason}); if the "
-                "server uses a private CA, set [smtp] ca_file to its PEM file")
-    if isinstance(exc, ssl.SSLError):
-        return (f"TLS handshake with {where} failed ({exc.reason or exc}): check [smtp] security "
-                "and port (ssl and starttls use different ports)")
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return (f"{where} did not answer within {settings.timeout:g} s: check [smtp] host and "
-                "port")
+    known = net.describe_connect_error(exc, host, port, "smtp", settings.timeout)
+    if known is not None:
+        return known
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return (f"{where} closed the connection ({_reason(exc)}): check [smtp] port and security "
                 "(ssl and starttls use different ports)")
@@ -246,5 +221,3 @@ def _connect_error(exc: BaseException, settings: SmtpConfig) -> str:
     return f"cannot talk to the SMTP server {where}: {_reason(exc)}"
 
 
-def _scrub(text: str, secret: str | None) -> str:
-    return text.replace(secret, "***") if secret else text

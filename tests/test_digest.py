@@ -261,7 +261,7 @@ def test_mailto_encoding() -> None:
     assert "&b" not in link.split("?")[0] and '"' not in link and " " not in link
     query = parse_qs(urlsplit(link).query)
     assert query == {"subject": ['Re: 50% & "more"?'], "In-Reply-To": ["<id@x>"]}
-    assert digest.reply_subject("AW: Angebot") == "AW: Angebot"
+    assert digest.reply_subject("AW: Angebot") == "Re: Angebot"  # as the reply draft says
     assert digest.reply_subject("Angebot") == "Re: Angebot"
 
 

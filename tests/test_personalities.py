@@ -350,6 +350,11 @@ def test_doctor(personality_account: ImapAccount, tmp_path: Path,
     has = {"SPECIAL-USE": want.special_use, "CONDSTORE": want.condstore, "UIDPLUS": True,
            "X-GM-EXT-1": want.gmail}
     for capability, present in has.items():
+        if capability == "SPECIAL-USE" and present and not want.flagged:
+            # Advertised, but no folder carries a flag: doctor must not claim it marks them.
+            assert CAPABILITY_WORDS[capability] not in out
+            assert "advertises SPECIAL-USE but flags no folder" in out
+            continue
         assert (CAPABILITY_WORDS[capability] in out) is present, capability
     lacks = [c for c in ("SPECIAL-USE", "CONDSTORE", "UIDPLUS") if not has[c]]
     if lacks:

@@ -630,3 +630,19 @@ def test_an_empty_mailbox_scans_to_an_empty_ledger(
     assert len(out.splitlines()) == 1
     assert " 0 new message(s)" in out
     assert contacts_json(capsys) == []
+
+
+def test_message_keys_sort_by_minute_and_gmail_ids_win() -> None:
+    """Same message → same key in every folder; Gmail's own id beats the headers."""
+    from agent.scan import message_key
+    from agent.store import key_id
+
+    when = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    inbox = message_key("a@x", "b@y", when, b"From: b@y\r\n")
+    copy = message_key("a@x", "b@y", when, b"From: b@y\r\nReturn-Path: <b@y>\r\n")
+    assert inbox == copy  # delivery headers differ between copies; the identity does not
+    later = message_key("c@x", "b@y", when + timedelta(minutes=1), b"")
+    assert key_id(inbox) < key_id(later)  # keys of later mail sort later
+    assert message_key("a@x", "b@y", when, b"", 42) == message_key(None, "", when, b"x", 42)
+    undated = message_key(None, "", None, b"From: b@y\r\n")
+    assert key_id(undated) < 0 <= key_id(inbox)
