@@ -14,6 +14,8 @@ from agent.identity import MergeSuggestion
 from agent.model import ContactState, Direction, Exchange
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from agent.decisions import Profile
 
 FIELDS = ("id", "name", "email", "addresses", "last_exchange", "last_direction", "last_subject",
@@ -81,31 +83,51 @@ def status_words(state: ContactState) -> str:
     return state.status
 
 
-def print_table(states: Sequence[ContactState], tz: ZoneInfo, now: datetime) -> None:
+def _console() -> Console:
+    """A terminal console, or a wide one when piped (tables must not wrap into columns)."""
     from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
+def print_table(states: Sequence[ContactState], tz: ZoneInfo, now: datetime) -> None:
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    console = Console()
+    console = _console()
     if not states:
         console.print("No contacts yet. Run `followup scan` first (with two_way = true a person "
                       "counts once you have written to each other).")
         return
-    table = Table(show_lines=False, header_style="bold")
-    for column in ("id", "name", "email", "last exchange", "", "subject", "status", "due"):
-        table.add_column(column, overflow="fold" if column == "subject" else "ellipsis")
+    # One line per contact: long values are cut with "…", never wrapped; on a narrow
+    # terminal the address column goes (`followup show ID` has everything).
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("name", no_wrap=True, overflow="ellipsis", max_width=26)
+    wide = console.width >= 110
+    if wide:
+        table.add_column("email", no_wrap=True, overflow="ellipsis", max_width=34)
+    table.add_column("last exchange", no_wrap=True)
+    table.add_column("subject", no_wrap=True, overflow="ellipsis", ratio=1, min_width=12)
+    table.add_column("status", no_wrap=True)
+    table.add_column("due", no_wrap=True)
     today = now.astimezone(tz).date()
     for state in states:
         contact = state.contact
         days = (today - contact.last_exchange.astimezone(tz).date()).days
-        table.add_row(
-            str(contact.id), Text(contact.name), Text(contact.email),
-            f"{contact.last_exchange.astimezone(tz):%Y-%m-%d} ({days} d)",
-            "→" if contact.last_direction == "out" else "←",
-            Text(contact.last_subject[:60]),
+        arrow = "→" if contact.last_direction == "out" else "←"
+        cells: list[str | Text] = [str(contact.id), Text(contact.name or contact.email)]
+        if wide:
+            cells.append(Text(contact.email))
+        cells += [
+            f"{contact.last_exchange.astimezone(tz):%Y-%m-%d} {arrow} {days:>3} d",
+            Text(contact.last_subject),
             Text(status_words(state), style=STATUS_STYLE.get(state.status, "")),
             state.due_date.isoformat() if state.due_date else "",
-        )
+        ]
+        table.add_row(*cells)
     console.print(table)
 
 
@@ -135,11 +157,10 @@ def due_json(due: Sequence[ContactState], picks: Sequence[ContactState]) -> str:
 
 def print_due(due: Sequence[ContactState], picks: Sequence[ContactState]) -> None:
     """The due list as a table, most urgent first; ``*`` marks today's picks."""
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    console = Console()
+    console = _console()
     if not due:
         console.print("Nobody is waiting, overdue or due today.")
         return
