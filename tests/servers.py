@@ -667,6 +667,21 @@ namespace inbox {{
 """
 
 
+def await_greeting(name: str, process: subprocess.Popen[bytes], host: str, port: int,
+                   timeout: float, log_tail: Callable[[], str]) -> None:
+    """Wait until a freshly started server greets on ``port``; its log tail if it does not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerStartError(
+                f"{name} exited with status {process.returncode}:\n{log_tail()}")
+        if wait_for_greeting(host, port, timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise ServerStartError(f"{name} did not answer on port {port} within {timeout}s:\n"
+                           f"{log_tail()}")
+
+
 class Dovecot:
     """A private Dovecot 2.3 on loopback with one mailbox layout and many users.
 
@@ -763,18 +778,7 @@ class Dovecot:
                 # Own process group: a Ctrl-C in the test run must not skip our stop().
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise ServerStartError(
-                    f"dovecot exited with status {self._process.returncode}:\n{self.log_tail()}"
-                )
-            if wait_for_greeting(self.host, self.port, timeout=0.5):
-                return
-            time.sleep(0.05)
-        raise ServerStartError(
-            f"dovecot did not answer on port {self.port} within {timeout}s:\n{self.log_tail()}"
-        )
+        await_greeting("dovecot", self._process, self.host, self.port, timeout, self.log_tail)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the master (PID from base_dir/master.pid), wait, remove the temp dir."""
@@ -1067,19 +1071,8 @@ class Cyrus:
                 stderr=output,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise ServerStartError(
-                    f"cyrus master exited with status {self._process.returncode}:\n"
-                    f"{self.log_tail()}"
-                )
-            if wait_for_greeting(self.host, self.port, timeout=0.5):
-                return
-            time.sleep(0.05)
-        raise ServerStartError(
-            f"cyrus did not answer on port {self.port} within {timeout}s:\n{self.log_tail()}"
-        )
+        await_greeting("cyrus master", self._process, self.host, self.port, timeout,
+                       self.log_tail)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the master (it ends its children), wait, remove the temp dir."""
