@@ -667,6 +667,23 @@ namespace inbox {{
 """
 
 
+def start_retrying(name: str, start_once: Callable[[float], None], stop: Callable[[], None],
+                   timeout: float, attempts: int) -> None:
+    """Start a server, with fresh ports on each attempt (one may be taken meanwhile)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            start_once(timeout)
+            # Last line of defence against orphaned servers if the test run dies without
+            # reaching its teardown; stop() is idempotent.
+            atexit.register(stop)
+            return
+        except ServerStartError:
+            stop()
+            if attempt == attempts:
+                raise
+            log.warning("%s did not start (attempt %d), retrying", name, attempt, exc_info=True)
+
+
 def await_greeting(name: str, process: subprocess.Popen[bytes], host: str, port: int,
                    timeout: float, log_tail: Callable[[], str]) -> None:
     """Wait until a freshly started server greets on ``port``; its log tail if it does not."""
@@ -736,18 +753,7 @@ class Dovecot:
 
     def start(self, timeout: float = 15.0, attempts: int = 3) -> None:
         """Start the server; retried with new ports if one was taken meanwhile."""
-        for attempt in range(1, attempts + 1):
-            try:
-                self._start_once(timeout)
-                # Last line of defence against orphaned servers if the test run dies
-                # without reaching its teardown; stop() is idempotent.
-                atexit.register(self.stop)
-                return
-            except ServerStartError:
-                self.stop()
-                if attempt == attempts:
-                    raise
-                log.warning("Dovecot did not start (attempt %d), retrying", attempt, exc_info=True)
+        start_retrying("Dovecot", self._start_once, self.stop, timeout, attempts)
 
     def _start_once(self, timeout: float) -> None:
         self.root = root = _make_private_dir("fu-")
@@ -1037,16 +1043,7 @@ class Cyrus:
 
     def start(self, timeout: float = 15.0, attempts: int = 3) -> None:
         """Start the server; retried with a new port if one was taken meanwhile."""
-        for attempt in range(1, attempts + 1):
-            try:
-                self._start_once(timeout)
-                atexit.register(self.stop)
-                return
-            except ServerStartError:
-                self.stop()
-                if attempt == attempts:
-                    raise
-                log.warning("Cyrus did not start (attempt %d), retrying", attempt, exc_info=True)
+        start_retrying("Cyrus", self._start_once, self.stop, timeout, attempts)
 
     def _start_once(self, timeout: float) -> None:
         # On tmpfs where there is one: Cyrus fsyncs every APPEND and cannot be told not to.
