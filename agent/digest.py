@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from email.headerregistry import Address
@@ -22,6 +21,7 @@ from agent.drafts import reply_subject
 from agent.errors import DeliveryError, FollowupError, TransientMailboxError, UsageError
 from agent.model import Contact, ContactState, Direction
 from agent.render import Renderer
+from agent.text import one_line
 
 if TYPE_CHECKING:
     from agent.mailbox import Mailbox
@@ -81,14 +81,6 @@ class Counts:
 class User:
     name: str
     email: str
-
-
-_LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
-
-
-def one_line(text: str) -> str:
-    """Collapse line breaks (and runs of whitespace) so a value cannot add header or text lines."""
-    return " ".join(_LINE_BREAKS.sub(" ", text).split())
 
 
 def mailto(address: str, subject: str = "", in_reply_to: str | None = None) -> str:

@@ -52,6 +52,7 @@ from agent.mailbox import Mailbox, utc
 from agent.model import Contact, ContactState, Exchange
 from agent.render import Renderer
 from agent.store import DraftRecord, Store
+from agent.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -218,12 +219,6 @@ def _is_name_word(word: str) -> bool:
     return len(word) >= 2 and _NAME_WORD.fullmatch(word) is not None
 
 
-def _one_line(text: str) -> str:
-    """Control characters (CR, LF, tab …) become spaces; whitespace collapsed."""
-    cleaned = "".join(" " if not ch.isprintable() else ch for ch in text)
-    return " ".join(cleaned.split())
-
-
 def _tidy_case(word: str) -> str:
     # "JÜRGEN" / "jürgen" → "Jürgen"; "McKenzie" and "Jean-Luc" stay as written.
     if word.isupper() or word.islower():
@@ -239,7 +234,7 @@ def first_name(name: str, address: str) -> str | None:
     "Acme GmbH"), initials ("J. Müller") and bare user names give None.
     """
     local = address.rpartition("@")[0].lower()
-    text = _one_line(re.sub(r"\([^)]*\)", " ", name)).strip(" \"'")
+    text = one_line(re.sub(r"\([^)]*\)", " ", name)).strip(" \"'")
     if "@" in text or text.lower() == local:
         text = ""
     if "," in text:
@@ -270,7 +265,7 @@ _REPLY_PREFIXES = re.compile(
 
 def reply_subject(subject: str) -> str:
     """'Re: <subject>' without stacking: 'AW: Re: WG: Angebot' → 'Re: Angebot'."""
-    core = _REPLY_PREFIXES.sub("", _one_line(subject))
+    core = _REPLY_PREFIXES.sub("", one_line(subject))
     return f"Re: {core}" if core else ""
 
 
@@ -311,7 +306,7 @@ def _encoded(text: str, header_name: str) -> str:
 
 
 def _text_header(name: str, text: str) -> _Verbatim:
-    text = _one_line(text)
+    text = one_line(text)
     return _Verbatim(name, text, f"{name}: {_encoded(text, name)}\r\n")
 
 
@@ -328,7 +323,7 @@ def _ascii_address(address: str) -> str | None:
 
 
 def _address_header(name: str, display: str, address: str) -> _Verbatim:
-    display = _one_line(display)
+    display = one_line(display)
     if not display:
         return _Verbatim(name, address, f"{name}: {address}\r\n")
     if display.isascii() and "=?" not in display:
@@ -373,7 +368,7 @@ def compose(config: Config, state: ContactState, *, language: str, language_reas
         "email": contact.email,
         "days": _days_since(contact, day, config),
         "last_exchange": contact.last_exchange,
-        "last_subject": _REPLY_PREFIXES.sub("", _one_line(contact.last_subject)),
+        "last_subject": _REPLY_PREFIXES.sub("", one_line(contact.last_subject)),
         "last_direction": contact.last_direction,
         "sender_name": sender.name,
         "sender_first_name": first_name(sender.name, sender.email) or "",
@@ -386,7 +381,7 @@ def compose(config: Config, state: ContactState, *, language: str, language_reas
     thread = contact.last_message_id if _message_id_ok(contact.last_message_id) else None
     subject = reply_subject(contact.last_subject) if thread else ""
     if not subject:
-        subject = _one_line(renderer.render(f"{kind}.subject.j2", **context))
+        subject = one_line(renderer.render(f"{kind}.subject.j2", **context))
 
     own_domain = (_ascii_address(sender.email) or sender.email).rpartition("@")[2]
     message_id = f"followup.{uuid.uuid4().hex}@{own_domain}"

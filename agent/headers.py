@@ -24,6 +24,8 @@ from functools import lru_cache
 from typing import Final, Literal, TypeVar
 from urllib.parse import unquote
 
+from agent.text import one_line
+
 __all__ = [
     "HEADER_FIELDS",
     "Addr",
@@ -265,25 +267,6 @@ def is_automated_address(key: str) -> bool:
 
 # -- text repair -------------------------------------------------------------------------------
 
-# Controls (C0, DEL, C1) and line/paragraph separators become spaces; invisible bidi
-# overrides and BOMs, which can make a name display as something else, are removed.
-_CONTROL_TABLE: Final[dict[int, str | None]] = {
-    **dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029], " "),
-    **dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0xFEFF], None),
-}
-
-
-def _clean(text: str) -> str:
-    """Collapse whitespace and remove control characters, so the text is one safe line."""
-    text = text.strip()
-    if text.isprintable() and "  " not in text:
-        return text  # the common case, at the cost of two C-level scans
-    text = text.translate(_CONTROL_TABLE)
-    if not text.isprintable():
-        # Lone surrogates (from exotic codecs) cannot be stored as UTF-8 later.
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return " ".join(text.split())
-
 
 def _snip(text: str, limit: int = 60) -> str:
     """A short printable quote of bad input, for problem notes."""
@@ -427,7 +410,7 @@ def _decode_text(value: str, where: str, problems: list[str]) -> str:
     """Decoded, cleaned text of an unstructured header value (Subject, names)."""
     if "=?" in value:
         value = _decode_words(value, where, problems)
-    return _clean(value)
+    return one_line(value)
 
 
 # -- header block ------------------------------------------------------------------------------
@@ -816,7 +799,7 @@ def _clean_id(text: str) -> str | None:
     """A message id without brackets, whitespace or control characters; None if empty."""
     ident = text.strip()
     if " " in ident or not ident.isprintable():
-        ident = "".join(_clean(ident).split())
+        ident = "".join(one_line(ident).split())
     ident = ident.strip("<>")
     return ident[:MAX_ID_CHARS] if ident else None
 
@@ -1009,7 +992,7 @@ def _parse(raw: bytes, internaldate: datetime | None, now: datetime | None) -> M
         automated=_automated(fields, from_),
         list_addresses=_list_addresses(fields),
         language=_language(get("content-language")),
-        followup_checkin=_clean(checkin) if checkin is not None else None,
+        followup_checkin=one_line(checkin) if checkin is not None else None,
         problems=tuple(problems),
     )
 
