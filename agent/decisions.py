@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from agent import policy, service
 from agent.config import Config
 from agent.errors import UsageError
-from agent.headers import normalise_address
+from agent.headers.addresses import normalise_address
 from agent.model import Contact, ContactState, Direction, Exchange
 from agent.scan import self_keys
 from agent.store import Decisions, DraftRecord, Store

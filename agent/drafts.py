@@ -47,7 +47,8 @@ from typing import Any, Protocol
 from agent import policy
 from agent.config import Config
 from agent.errors import MailboxError
-from agent.headers import normalise_address, parse_message
+from agent.headers.addresses import normalise_address
+from agent.headers.meta import parse_message
 from agent.mailbox import Mailbox, utc
 from agent.model import Contact, ContactState, Exchange
 from agent.render import Renderer

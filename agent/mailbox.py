@@ -20,7 +20,7 @@ from imapclient.response_parser import parse_fetch_response
 from agent import net
 from agent.config import ImapConfig, is_loopback
 from agent.errors import ConfigError, MailboxError, TransientMailboxError
-from agent.headers import HEADER_FIELDS
+from agent.headers.meta import HEADER_FIELDS
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from agent.config import Config
-from agent.headers import exchanges, normalise_address, parse_message
+from agent.headers.addresses import normalise_address
+from agent.headers.meta import exchanges, parse_message
 from agent.mailbox import FetchedHeader, FolderStatus, Mailbox
 from agent.store import ExchangeRow, FolderState, MessageRow, Store
 

@@ -528,7 +528,7 @@ class Store:
             if self._query("SELECT 1 FROM contacts WHERE id = ?", (int(text),)):
                 return self._follow_merges(int(text))
             raise UsageError(f"no contact has the id {text}; `followup contacts` lists them")
-        from agent.headers import normalise_address
+        from agent.headers.addresses import normalise_address
 
         key = normalise_address(text)
         if key:
@@ -638,7 +638,7 @@ class Store:
 
         The new contact starts without decisions: it is a different person now.
         """
-        from agent.headers import normalise_address
+        from agent.headers.addresses import normalise_address
 
         key = normalise_address(address)
         if key is None:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent import headers
-from agent.headers import exchanges, normalise_address, parse_message
+from agent.headers.addresses import clear_memos, normalise_address
+from agent.headers.meta import exchanges, parse_message
 
 FIRST = ["Anna", "Jürgen", "Hans", "Maria", "Peter", "Zoë", "Łukasz", "Sophie", "Tom", "Ines"]
 LAST = ["Müller", "Schmidt", "Meyer", "Weiß", "Becker", "O'Brien", "Nowak", "Dubois", "Lee"]
@@ -130,7 +130,7 @@ def _run(mailbox: list[tuple[bytes, datetime]], *, with_exchanges: bool, cold: b
     started = time.perf_counter()
     for raw, internaldate in mailbox:
         if cold:
-            headers.clear_memos()
+            clear_memos()
         meta = parse_message(raw, internaldate, now)
         if with_exchanges:
             exchanges(meta, self_keys)
@@ -161,7 +161,7 @@ def main() -> None:
         ("parse_message (cold memo)", False, True),
         ("parse_message + exchanges (cold memo)", True, True),
     ):
-        headers.clear_memos()
+        clear_memos()
         best = min(
             _run(mailbox, with_exchanges=with_exchanges, cold=cold) for _ in range(args.rounds)
         )
