@@ -42,7 +42,7 @@ from agent.config import Config, load_config, local_timezone_name
 from agent.demo_server import LOOPBACK, PymapServer, require_pymap
 from agent.digest import DIGEST_HEADER
 from agent.drafts import CHECKIN_HEADER
-from agent.mailbox import Mailbox
+from agent.mailbox.client import Mailbox
 from agent.model import ContactState
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from agent.render import Renderer
 from agent.text import one_line
 
 if TYPE_CHECKING:
-    from agent.mailbox import Mailbox
+    from agent.mailbox.client import Mailbox
     from agent.service import Plan
     from agent.store import Store
 

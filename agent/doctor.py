@@ -10,7 +10,7 @@ from pathlib import Path
 from agent import credentials, digest, render, sendmail
 from agent.config import Config, load_config
 from agent.errors import FollowupError
-from agent.mailbox import Mailbox
+from agent.mailbox.client import Mailbox
 
 CAPABILITY_WORDS = {
     "SPECIAL-USE": "marks its Sent/Drafts/Junk/Trash folders (SPECIAL-USE)",

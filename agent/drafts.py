@@ -49,7 +49,8 @@ from agent.config import Config
 from agent.errors import MailboxError
 from agent.headers.addresses import normalise_address
 from agent.headers.meta import parse_message
-from agent.mailbox import Mailbox, utc
+from agent.mailbox.client import Mailbox
+from agent.mailbox.fetch import utc
 from agent.model import Contact, ContactState, Exchange
 from agent.render import Renderer
 from agent.store import DraftRecord, Store

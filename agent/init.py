@@ -28,7 +28,8 @@ from agent.config import (
     parse_config_text,
 )
 from agent.errors import CredentialError, MailboxError, UsageError
-from agent.mailbox import FolderRoles, Mailbox
+from agent.mailbox.client import Mailbox
+from agent.mailbox.folders import FolderRoles
 
 log = logging.getLogger(__name__)
 

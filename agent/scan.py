@@ -14,7 +14,8 @@ from typing import Protocol
 from agent.config import Config
 from agent.headers.addresses import normalise_address
 from agent.headers.meta import exchanges, parse_message
-from agent.mailbox import FetchedHeader, FolderStatus, Mailbox
+from agent.mailbox.client import FolderStatus, Mailbox
+from agent.mailbox.fetch import FetchedHeader
 from agent.store import ExchangeRow, FolderState, MessageRow, Store
 
 log = logging.getLogger(__name__)

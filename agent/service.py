@@ -15,7 +15,7 @@ from agent import credentials, policy
 from agent.config import Config
 from agent.errors import TransientMailboxError
 from agent.identity import MergeSuggestion, suggest_merges
-from agent.mailbox import Mailbox
+from agent.mailbox.client import Mailbox
 from agent.model import Contact, ContactState
 from agent.scan import Progress, ScanSummary, scan, self_keys
 from agent.store import Store, exclusive_lock

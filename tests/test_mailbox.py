@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent.errors import ConfigError, MailboxError
-from agent.mailbox import Folder, Mailbox, choose_scan_folders, discover_roles
+from agent.mailbox.client import Mailbox
+from agent.mailbox.folders import Folder, choose_scan_folders, discover_roles
 from servers import ImapAccount
 from support import message
 
@@ -181,7 +182,7 @@ def test_configured_folders_must_exist() -> None:
 
 def test_fast_fetch_parser_agrees_with_imapclient(imap_account: ImapAccount) -> None:
     """The fast path and imapclient's general parser read real responses identically."""
-    from agent.mailbox import FETCH_BODY, parse_fetch_fast, parse_fetch_general
+    from agent.mailbox.fetch import FETCH_BODY, parse_fetch_fast, parse_fetch_general
 
     imap_account.append("INBOX", message(sender='"Müller, Jürgen" <j@example.de>',
                                          subject="Grüße"), flags=["\\Seen", "\\Flagged"],
@@ -199,7 +200,7 @@ def test_fast_fetch_parser_agrees_with_imapclient(imap_account: ImapAccount) -> 
 
 
 def test_unusual_fetch_shapes_fall_back_to_the_general_parser() -> None:
-    from agent.mailbox import parse_fetch_fast, parse_fetch_general
+    from agent.mailbox.fetch import parse_fetch_fast, parse_fetch_general
 
     header = b"From: a@example.net\r\nSubject: x\r\n\r\n"
     literal = (b'7 (UID 12 INTERNALDATE " 5-Jan-2026 10:00:00 +0100" FLAGS (\\Seen) '

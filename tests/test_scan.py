@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from agent.config import load_config
-from agent.mailbox import FetchedHeader, FolderStatus, Mailbox
+from agent.mailbox.client import FolderStatus, Mailbox
+from agent.mailbox.fetch import FetchedHeader
 from agent.scan import ScanSummary, folder_plan, process_batch
 from agent.service import run_scan
 from agent.store import FolderState, Store
