@@ -21,10 +21,13 @@ from agent.config import ImapConfig, is_loopback
 from agent.errors import ConfigError, MailboxError, TransientMailboxError
 from agent.mailbox.fetch import (
     FETCH_BODY,
+    PRIVATE_CALL_ERRORS,
     FetchedHeader,
+    UnreadableFetch,
     as_text,
-    parse_fetch_fast,
-    parse_fetch_general,
+    parse_fetch,
+    private_fetch_problem,
+    public_fetch,
     raw_fetch,
 )
 from agent.mailbox.folders import Folder, FolderRoles, choose_scan_folders, discover_roles
@@ -33,9 +36,10 @@ log = logging.getLogger(__name__)
 
 # What the user reads when the server refuses one of our calls: its IMAP command.
 _COMMANDS = {
-    "_raw_fetch": "FETCH", "fetch": "FETCH", "folder_status": "STATUS", "select_folder": "SELECT",
-    "search": "SEARCH", "append": "APPEND", "list_folders": "LIST", "capabilities": "CAPABILITY",
-    "delete_messages": "STORE +FLAGS (\\Deleted)", "expunge": "EXPUNGE",
+    "_raw_fetch": "FETCH", "public_fetch": "FETCH", "fetch": "FETCH", "folder_status": "STATUS",
+    "select_folder": "SELECT", "search": "SEARCH", "append": "APPEND", "list_folders": "LIST",
+    "capabilities": "CAPABILITY", "delete_messages": "STORE +FLAGS (\\Deleted)",
+    "expunge": "EXPUNGE",
 }
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
 
@@ -120,6 +124,9 @@ class Mailbox:
         self._folders: list[Folder] | None = None
         # False once the server refused X-GM-MSGID although it advertises X-GM-EXT-1.
         self._gm_msgid = True
+        # Whether FETCH takes the fast path through imaplib's private calls; decided at the
+        # first FETCH of this connection, and False for good once they fail.
+        self._private_fetch: bool | None = None
 
     # ------------------------------------------------------------------ connect
 
@@ -265,18 +272,13 @@ class Mailbox:
         return sorted(uid for uid in found if uid > last_uid)
 
     def fetch_headers(self, uids: Sequence[int]) -> list[FetchedHeader]:
-        """Headers (only the fields we need), INTERNALDATE and FLAGS for ``uids``.
-
-        The response is read by a fast parser for the one shape we ask for; anything it does
-        not recognise (NIL or quoted headers, extra literals, odd servers) goes through
-        imapclient's general parser instead, so the fast path can only make it quicker.
-        """
+        """Headers (only the fields we need), INTERNALDATE and FLAGS for ``uids``."""
         if not uids:
             return []
         items = ["INTERNALDATE", "FLAGS", FETCH_BODY]
         if self.is_gmail and self._gm_msgid:
             try:
-                raw = self._call(self._raw_fetch, uids, [*items, "X-GM-MSGID"])
+                parsed = self._fetch(uids, [*items, "X-GM-MSGID"])
             except TransientMailboxError:
                 raise
             except MailboxError as exc:
@@ -285,24 +287,34 @@ class Mailbox:
                 log.warning("%s advertises X-GM-EXT-1 but refused X-GM-MSGID (%s); "
                             "fetching without it", self.host, exc)
                 self._gm_msgid = False
-                raw = self._call(self._raw_fetch, uids, items)
+                parsed = self._fetch(uids, items)
         else:
-            raw = self._call(self._raw_fetch, uids, items)
-        parsed = parse_fetch_fast(raw)
-        if parsed is None:
-            log.debug("unusual FETCH response shape; using the general parser")
-            try:
-                parsed = parse_fetch_general(raw)
-            except (imap_errors.ProtocolError, ValueError, TypeError) as exc:
-                raise TransientMailboxError(
-                    f"{self.host} sent a FETCH response that cannot be parsed ({exc})"
-                ) from None
-        out = []
-        for uid in uids:
-            found = parsed.get(uid)
-            if found is not None:  # else: expunged meanwhile
-                out.append(found)
-        return out
+            parsed = self._fetch(uids, items)
+        return [parsed[uid] for uid in uids if uid in parsed]  # the rest: expunged meanwhile
+
+    def _fetch(self, uids: Sequence[int], items: Sequence[str]) -> dict[int, FetchedHeader]:
+        """One FETCH: the fast path while imaplib's private calls work on this connection,
+        else imapclient's public fetch (another Python may change or drop those calls)."""
+        if self._private_fetch is None:
+            problem = private_fetch_problem(self._client)
+            self._private_fetch = problem is None
+            if problem is not None:
+                log.debug("%s; FETCH through IMAPClient.fetch on this connection", problem)
+        try:
+            if self._private_fetch:
+                try:
+                    raw = self._call(self._raw_fetch, uids, items)
+                except PRIVATE_CALL_ERRORS as exc:
+                    log.debug("imaplib's private calls failed (%s: %s); FETCH through "
+                              "IMAPClient.fetch on this connection", type(exc).__name__, exc)
+                    self._private_fetch = False
+                else:
+                    return parse_fetch(raw)
+            found: dict[int, FetchedHeader] = self._call(public_fetch, self._client, uids, items)
+            return found
+        except UnreadableFetch as exc:
+            raise TransientMailboxError(
+                f"{self.host} sent a FETCH response that cannot be parsed ({exc})") from None
 
     def _raw_fetch(self, uids: Sequence[int], items: Sequence[str]) -> list[Any]:
         return raw_fetch(self._client, uids, items)
