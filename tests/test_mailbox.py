@@ -125,6 +125,14 @@ def test_wrong_password_and_closed_port(dovecot_account: ImapAccount) -> None:
         Mailbox.open("127.0.0.1", free_port(), "none", "u", "p", timeout=5)
 
 
+def test_a_refused_login_is_a_login_refused_error(dovecot_account: ImapAccount) -> None:
+    from agent.errors import LoginRefused
+
+    with pytest.raises(LoginRefused, match=r"login as .* failed"):
+        Mailbox.open("127.0.0.1", dovecot_account.port, "none", dovecot_account.username,
+                     "wrong-password-123", timeout=10)
+
+
 def test_plaintext_refused_off_loopback() -> None:
     with pytest.raises(ConfigError, match="plaintext"):
         Mailbox.open("imap.example.org", 143, "none", "u", "p")

@@ -18,7 +18,7 @@ from imapclient import exceptions as imap_errors
 
 from agent import net
 from agent.config import ImapConfig, is_loopback
-from agent.errors import ConfigError, MailboxError, TransientMailboxError
+from agent.errors import ConfigError, LoginRefused, MailboxError, TransientMailboxError
 from agent.mailbox.fetch import (
     FETCH_BODY,
     PRIVATE_CALL_ERRORS,
@@ -102,13 +102,13 @@ def _log_in(client: imapclient.IMAPClient, host: str, username: str, password: s
             raise TransientMailboxError(f"connection to {host} broke during login") from None
         said = net.scrub(as_text(exc.args[0] if exc.args else exc), password)
         said = said.removeprefix("b'").removesuffix("'")
-        raise MailboxError(
+        raise LoginRefused(
             f"login as {username} on {host} failed (server said: {said}); check "
             "[imap] username and the password (Gmail and iCloud need an app password)"
         ) from None
     except imap_errors.IMAPClientError as exc:
         said = net.scrub(str(exc), password)
-        raise MailboxError(f"login as {username} on {host} failed: {said}") from None
+        raise LoginRefused(f"login as {username} on {host} failed: {said}") from None
 
 
 class Mailbox:
