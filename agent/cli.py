@@ -10,13 +10,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from agent import __version__, credentials
 from agent.config import Config, default_config_path, load_config
 from agent.errors import EXIT_OPERATIONAL, EXIT_USAGE, FollowupError, UsageError
+
+if TYPE_CHECKING:
+    from agent.service import RunResult
 
 log = logging.getLogger("agent")
 
@@ -103,7 +106,7 @@ def doctor(app: App) -> None:
     from agent.doctor import run_checks
 
     failed = False
-    for check in run_checks(app.config_path):
+    for check in run_checks(app.config_path, now=app.now()):
         mark = {True: "ok  ", False: "FAIL", None: "warn"}[check.ok]
         click.echo(f"{mark} {credentials.redact(check.text)}")
         failed = failed or check.ok is False
@@ -213,7 +216,7 @@ def scan(app: App, full: bool) -> None:
     config = app.config
     progress = RichProgress() if sys.stderr.isatty() else None
     try:
-        summary = service.run_scan(config, full=full, now=app.now(), progress=progress)
+        summary = service.run_scan(config, app.now(), full=full, progress=progress)
     finally:
         if progress:
             progress.stop()
@@ -253,7 +256,7 @@ def _status_filter(value: str | None) -> set[str] | None:
 def contacts(app: App, as_json: bool, as_csv: bool, status: str | None,
              suggest_merges: bool) -> None:
     """The ledger: everyone you exchange mail with, and when you last did."""
-    from agent import output, service
+    from agent import identity, output, plan, service
 
     if as_json and as_csv:
         raise UsageError("choose one of --json and --csv")
@@ -261,9 +264,10 @@ def contacts(app: App, as_json: bool, as_csv: bool, status: str | None,
     config = app.config
     with service.open_store(config) as store:
         if suggest_merges:
-            click.echo(output.merge_suggestions_text(service.merge_suggestions(config, store)))
+            suggestions = identity.suggest_merges(plan.contacts(config, store))
+            click.echo(output.merge_suggestions_text(suggestions))
             return
-        states = service.decide(config, store, app.now())
+        states = plan.decide(config, store, app.now())
     if wanted is not None:
         states = [s for s in states if s.status in wanted]
     if as_json:
@@ -421,7 +425,7 @@ def split(app: App, address: str) -> None:
     from agent import decisions, service
 
     with service.open_store(app.config) as store:
-        new, old = decisions.split(app.config, store, address)
+        new, old = decisions.split(app.config, store, address, app.now())
     click.echo(f"split {new.email} off {old.label} (id {old.id}): now contact {new.id}, "
                f"{new.label}")
     click.echo(f"{old.label} keeps: {', '.join(old.addresses)}")
@@ -453,10 +457,10 @@ def due(app: App, as_json: bool) -> None:
     Waiting on your reply, overdue, then due soon; * marks today's picks (those the
     digest and drafts use).
     """
-    from agent import output, service
+    from agent import output, plan, service
 
     with service.open_store(app.config) as store:
-        today_plan = service.plan(app.config, store, app.now())
+        today_plan = plan.make_plan(app.config, store, app.now())
     if as_json:
         click.echo(output.due_json(today_plan.due, today_plan.picks))
     else:
@@ -549,8 +553,7 @@ def drafts(app: App, dry_run: bool) -> None:
     snoozed [drafts] snooze_days), then new drafts are made, at most [drafts] max_per_day a
     day and never two for one person. Nothing is ever sent: you send, edit or delete them.
     """
-    from agent import drafts as drafts_module
-    from agent import service
+    from agent import output, service
 
     config = app.config
     if not config.drafts.enabled:
@@ -559,7 +562,7 @@ def drafts(app: App, dry_run: bool) -> None:
     result = service.run_drafts(config, app.now(), dry_run=dry_run)
     for problem in result.problems:
         click.echo(f"warning: {problem}; the default template was used", err=True)
-    for line in drafts_module.report(result):
+    for line in output.drafts_report(result):
         click.echo(line)
 
 
@@ -654,13 +657,13 @@ def init(app: App, email: str | None, name: str | None, provider: str | None,
                "mailbox, `followup run` keeps going (see contrib/ for a service).")
 
 
-def _cycle_lines(result: Any) -> list[str]:
+def _cycle_lines(result: RunResult) -> list[str]:
     """What one cycle did, in the words of its parts: scan, digest, drafts."""
-    from agent import drafts
+    from agent import output
 
     lines = [part.line() for part in (result.scan, result.digest) if part is not None]
     if result.drafts is not None:
-        lines += drafts.report(result.drafts)
+        lines += output.drafts_report(result.drafts)
     return lines
 
 

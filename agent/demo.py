@@ -37,7 +37,7 @@ import keyring
 import keyring.backend
 import keyring.backends.null
 
-from agent import service
+from agent import plan, service
 from agent.config import Config, load_config, local_timezone_name
 from agent.demo_server import LOOPBACK, PymapServer, require_pymap
 from agent.digest import DIGEST_HEADER
@@ -372,7 +372,7 @@ class DemoResult:
     people: int
     messages: int
     states: list[ContactState]
-    cycle: service.CycleResult
+    cycle: service.RunResult
     digest_text: str
     html_path: Path
     digests_in_inbox: int
@@ -487,7 +487,7 @@ class DemoSession:
         # The same plan (today's picks are recorded), rendered once more into a file.
         preview = service.run_digest(config, self.now, output=html_path)
         with service.open_store(config) as store:
-            states = service.decide(config, store, self.now)
+            states = plan.decide(config, store, self.now)
         digest_text = (cycle.digest.text if cycle.digest is not None and cycle.digest.text
                        else preview.text or "")
         with self._mailbox() as mailbox:

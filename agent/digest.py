@@ -7,26 +7,24 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from urllib.parse import quote
 
-from agent import credentials, policy, sendmail
+from agent import credentials, sendmail
 from agent.config import Config
 from agent.drafts import reply_subject
 from agent.errors import DeliveryError, FollowupError, TransientMailboxError, UsageError
-from agent.model import Contact, ContactState, Direction
+from agent.mailbox import Mailbox
+from agent.model import ContactState
+from agent.plan import Plan
 from agent.render import Renderer
-
-if TYPE_CHECKING:
-    from agent.mailbox import Mailbox
-    from agent.service import Plan
-    from agent.store import Store
+from agent.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +247,7 @@ class DigestResult:
 
 def wanted(config: Config, store: Store, plan: Plan) -> bool:
     """Whether a real run would deliver a digest now: not yet today, and something to say."""
-    if store.digest_sent(plan.day):
+    if store.journal.digest_sent(plan.day):
         return False
     return bool(plan.picks or plan.due) or config.digest.send_empty
 
@@ -264,7 +262,7 @@ def deliver(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, n
     for ``[digest] delivery = "imap"``.
     """
     delivery = config.digest.delivery
-    already = store.digest_sent(plan.day)
+    already = store.journal.digest_sent(plan.day)
     send = not dry_run and wanted(config, store, plan)
     skipped: Outcome = "preview" if dry_run else "already_sent" if already else "nothing_due"
     result = DigestResult(plan.day, skipped, delivery, picks=len(plan.picks),
@@ -295,7 +293,7 @@ def deliver(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, n
             log.info("today's digest is already in the INBOX; recording it")
         else:
             uid = append_to_inbox(mailbox, message, config.account.email)
-    store.record_digest(plan.day, delivery, rendered.subject, now)
+    store.journal.record_digest(plan.day, delivery, rendered.subject, now)
     log.info("digest for %s delivered (%s): %s", plan.day, delivery, rendered.subject)
     return replace(result, outcome="delivered", uid=uid)
 
@@ -334,43 +332,3 @@ def write_html(path: Path, html: str) -> None:
             file.write(html)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-# --------------------------------------------------------------------------- doctor
-
-
-def sample_plan(config: Config, now: datetime) -> Plan:
-    """A made-up day with one contact of each kind, to try templates on (`followup doctor`)."""
-    from agent.service import Plan  # not at the top: service imports this module lazily
-
-    people: list[tuple[int, str, str, Direction, int, str]] = [
-        (1, "Jürgen Weiß", "juergen@example.net", "in", 12, "Angebot für März?"),
-        (2, "Ann Example", "ann@example.com", "out", 120, "Photos from the launch"),
-        (3, "", "booking@example.org", "out", 80, ""),
-    ]
-    contacts = [
-        Contact(id=i, name=name, email=email, addresses=(email,),
-                last_exchange=now - timedelta(days=days), last_direction=direction,
-                last_subject=subject, last_folder="INBOX" if direction == "in" else "Sent",
-                last_message_id=f"<sample-{i}@example.net>", last_in=None, last_out=None,
-                messages_in=3, messages_out=2)
-        for i, name, email, direction, days, subject in people
-    ]
-    states = policy.evaluate(contacts, config.policy, config.digest.tz, now)
-    day = policy.today(now, config.digest.tz)
-    ranked = policy.ranked(states)
-    return Plan(day=day, states=states, due=ranked, picks=ranked[:config.policy.daily_picks])
-
-
-def check_templates(config: Config, now: datetime) -> list[str]:
-    """Problems the user's digest templates have when rendered with sample data.
-
-    A syntax check alone misses what only shows with data (a misspelt ``row.nmae`` under
-    StrictUndefined); found here, it does not wait for a morning digest to fall back.
-    """
-    renderer = Renderer(config)
-    try:
-        render(config, sample_plan(config, now), now, renderer)
-    except FollowupError as exc:
-        return [str(exc)]
-    return list(dict.fromkeys(renderer.problems))

@@ -42,7 +42,7 @@ from email.header import Header
 from email.message import EmailMessage
 from email.policy import SMTP, Policy
 from email.utils import format_datetime, formataddr
-from typing import Any, Protocol
+from typing import Any
 
 from agent import policy
 from agent.config import Config
@@ -50,8 +50,10 @@ from agent.errors import MailboxError
 from agent.headers import normalise_address, parse_message
 from agent.mailbox import Mailbox, utc
 from agent.model import Contact, ContactState, Exchange
+from agent.plan import Plan
 from agent.render import Renderer
-from agent.store import DraftRecord, Store
+from agent.store import Store
+from agent.store.journal import DraftRecord
 
 log = logging.getLogger(__name__)
 
@@ -133,16 +135,6 @@ class FolderDraft:
     saved: datetime  # the later of INTERNALDATE and Date: when this copy was last saved
 
 
-class Picks(Protocol):
-    """What ``create`` needs of today's plan (``service.Plan``)."""
-
-    @property
-    def day(self) -> date: ...
-
-    @property
-    def picks(self) -> Sequence[ContactState]: ...
-
-
 # --------------------------------------------------------------------------- language
 
 
@@ -180,7 +172,7 @@ def choose_language(config: Config, store: Store, contact: Contact) -> tuple[str
     ruled = policy.effective_settings(contact, config.policy).language
     if ruled in LANGUAGES:
         return ruled, "a [[policy.rule]]"
-    guessed = guess_language(contact, store.exchanges_of(contact.addresses, limit=20))
+    guessed = guess_language(contact, store.ledger.exchanges_of(contact.addresses, limit=20))
     if guessed is not None:
         return guessed
     return config.digest.language, "[digest] language"
@@ -480,7 +472,7 @@ def reconcile(config: Config, store: Store, mailbox: Mailbox, now: datetime) -> 
     a missing Drafts folder: the digest must still go out; the pending drafts wait.
     """
     result = ReconcileResult()
-    pending = store.drafts("pending")
+    pending = store.journal.drafts("pending")
     if not pending:
         return result
     folder = mailbox.roles().drafts
@@ -509,7 +501,7 @@ def reconcile(config: Config, store: Store, mailbox: Mailbox, now: datetime) -> 
         for record in records:
             if record.id in matched:
                 continue
-            keys = frozenset({record.address, *store.addresses_of(record.contact_id)})
+            keys = frozenset({record.address, *store.people.addresses_of(record.contact_id)})
             hit = _edited_match(record, keys, free.values())
             if hit is not None:
                 matched[record.id] = free.pop(hit.uid)
@@ -519,17 +511,20 @@ def reconcile(config: Config, store: Store, mailbox: Mailbox, now: datetime) -> 
             if hit is not None:
                 result.pending.append(record)
                 if hit.uid != record.uid or uidvalidity != record.uidvalidity:
-                    store.update_draft_uid(record.id, hit.uid, uidvalidity)
+                    store.journal.update_draft_uid(record.id, hit.uid, uidvalidity)
                     result.moved.append(record)
                 continue
-            addresses = {record.address, *store.addresses_of(record.contact_id)}
-            if store.sent_to_since(addresses, record.created_at - SENT_SLACK):
-                store.resolve_draft(record.id, "sent", now)
+            addresses = {record.address, *store.people.addresses_of(record.contact_id)}
+            if store.ledger.sent_to_since(addresses, record.created_at - SENT_SLACK):
+                store.journal.resolve_draft(record.id, "sent", now)
                 result.sent.append(record)
                 log.info("draft to %s was sent", record.address)
             else:
                 until = today + timedelta(days=config.drafts.snooze_days)
-                until = store.decline_draft(record.id, record.contact_id, until, now)
+                # One transaction: a crash never leaves a declined draft without its snooze.
+                with store.transaction():
+                    store.journal.resolve_draft(record.id, "declined", now)
+                    until = store.people.snooze_at_least(record.contact_id, until)
                 result.declined.append((record, until))
                 log.info("draft to %s was deleted unsent; contact snoozed until %s",
                          record.address, until.isoformat())
@@ -539,7 +534,7 @@ def reconcile(config: Config, store: Store, mailbox: Mailbox, now: datetime) -> 
 # --------------------------------------------------------------------------- create
 
 
-def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Picks, now: datetime,
+def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, now: datetime,
            *, dry_run: bool = False) -> DraftsResult:
     """Drafts for today's picks (``plan.picks``), at most ``[drafts] max_per_day`` a day.
 
@@ -552,7 +547,7 @@ def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Picks, n
     if mailbox is None and not dry_run:
         raise ValueError("create() needs a mailbox unless dry_run")
     day = plan.day
-    records = store.drafts()
+    records = store.journal.drafts()
     pending = {r.contact_id: r for r in records if r.state == "pending"}
     made_today = {r.contact_id for r in records if r.day == day}
     budget = config.drafts.max_per_day - sum(1 for r in records if r.day == day)
@@ -610,8 +605,8 @@ def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Picks, n
         if uid is None:  # no UIDPLUS: find it by its Message-ID
             hits = mailbox.search(folder, ["HEADER", "Message-ID", draft.message_id])
             uid = hits[-1] if hits else None
-        store.add_draft(contact.id, draft.address, day, draft.kind, draft.message_id, folder,
-                        uid, uidvalidity, now)
+        store.journal.add_draft(contact.id, draft.address, day, draft.kind, draft.message_id,
+                                folder, uid, uidvalidity, now)
         result.created.append(replace(draft, uid=uid))
         log.info("draft to %s in %s (%s, %s)", draft.address, folder, draft.kind, draft.language)
     result.problems = [p for r in renderers.values() for p in r.problems]
@@ -624,60 +619,7 @@ def _adopt(store: Store, state: ContactState, orphan: FolderDraft, folder: str,
     kind = "reply" if state.status == "waiting" else "checkin"
     adopted_day = policy.today(orphan.written, config.digest.tz)
     message_id = orphan.message_id or ""
-    draft_id = store.add_draft(contact.id, contact.email, adopted_day, kind, message_id, folder,
-                               orphan.uid, uidvalidity, orphan.written)
+    draft_id = store.journal.add_draft(contact.id, contact.email, adopted_day, kind, message_id,
+                                       folder, orphan.uid, uidvalidity, orphan.written)
     return DraftRecord(draft_id, contact.id, contact.email, adopted_day, kind, message_id, folder,
                        orphan.uid, uidvalidity, orphan.written, "pending")
-
-
-# --------------------------------------------------------------------------- in words
-
-
-KIND_WORDS = {"checkin": "check-in", "reply": "reply"}
-LANGUAGE_WORDS = {"de": "German", "en": "English"}
-
-
-def first_lines(draft: Draft, count: int = 4) -> list[str]:
-    """The first non-empty lines of the body, for `followup drafts --dry-run`."""
-    return [line for line in draft.body.splitlines() if line.strip()][:count]
-
-
-def report(result: DraftsResult) -> list[str]:
-    """What `followup drafts` prints: settled drafts, new (or would-be) drafts, skipped picks."""
-    lines: list[str] = []
-    settled = result.reconciled
-    if settled is not None and (settled.sent or settled.declined or settled.pending):
-        parts = [f"{len(settled.sent)} sent"] if settled.sent else []
-        parts += [f"deleted: {r.address} (snoozed until {until.isoformat()})"
-                  for r, until in settled.declined]
-        if settled.pending:
-            parts.append(f"{len(settled.pending)} still in Drafts")
-        lines.append("earlier drafts: " + "; ".join(parts))
-    if settled is not None and settled.problem:
-        lines.append(f"earlier drafts: {settled.problem}")
-    if result.dry_run:
-        lines.append(f"would create {len(result.created)} draft(s) (dry run: nothing changed; "
-                     "working from the ledger of the last scan)")
-    elif result.created:
-        lines.append(f"created {len(result.created)} draft(s) in {result.folder}:")
-    else:
-        lines.append("no new drafts today")
-    for draft in result.created:
-        to = f"{draft.name} <{draft.address}>" if draft.name else draft.address
-        kind = KIND_WORDS.get(draft.kind, draft.kind)
-        language = LANGUAGE_WORDS.get(draft.language, draft.language)
-        if not result.dry_run:
-            lines.append(f"  {to}: {draft.subject} ({kind}, {language})")
-            continue
-        lines += ["", f"To:       {to}", f"Subject:  {draft.subject}",
-                  f"Kind:     {kind} in {language} ({draft.language_reason})"]
-        lines += [f"    {line}" for line in first_lines(draft)]
-    if result.adopted:
-        lines.append("found in Drafts from an earlier run (kept, not made again): "
-                     + ", ".join(r.address for r in result.adopted))
-    if result.skipped:
-        if result.dry_run:
-            lines.append("")
-        lines.append("not drafted:")
-        lines += [f"  {s.address}: {s.reason}" for s in result.skipped]
-    return lines

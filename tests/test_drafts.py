@@ -18,12 +18,14 @@ from typing import Any
 
 import pytest
 
-from agent import drafts, service
+from agent import drafts, plan, service
 from agent.config import Config, load_config, parse_config_text
+from agent.decisions import resolve
 from agent.errors import MailboxError
 from agent.model import Contact, ContactState, Exchange
 from agent.render import Renderer
 from agent.store import Store
+from agent.store.journal import Journal
 from servers import ImapAccount, SmtpSink
 from support import ME, message, run_cli, write_config
 
@@ -113,17 +115,17 @@ def delete_from_drafts(account: ImapAccount, uid: int) -> None:
 def records(config: Config) -> dict[str, Any]:
     """Address → the newest draft record."""
     with Store(config.storage.path) as store:
-        return {r.address: r for r in store.drafts()}
+        return {r.address: r for r in store.journal.drafts()}
 
 
 def contact_id(config: Config, address: str) -> int:
     with Store(config.storage.path) as store:
-        return store.resolve(address)
+        return resolve(store, address)
 
 
 def state_of(config: Config, address: str, now: datetime) -> ContactState:
     with Store(config.storage.path) as store:
-        states = service.decide(config, store, now)
+        states = plan.decide(config, store, now)
     return next(s for s in states if address in s.contact.addresses)
 
 
@@ -470,7 +472,7 @@ def test_deleted_draft_snoozes_the_contact(imap_account: ImapAccount, tmp_path: 
     delete_from_drafts(imap_account, known[CARLA].uid)
     # Anna's snooze set by the user runs longer than snooze_days: it must stay.
     with Store(config.storage.path) as store:
-        store.set_decision(contact_id(config, ANNA), snooze_until=date(2027, 6, 1))
+        store.people.set_decision(contact_id(config, ANNA), snooze_until=date(2027, 6, 1))
     delete_from_drafts(imap_account, known[ANNA].uid)
 
     later = NOW + timedelta(days=1)
@@ -528,7 +530,7 @@ def test_append_then_crash_before_recording_makes_no_duplicate(
 
     # A fault a real server cannot produce: the process dies right after the APPEND.
     with monkeypatch.context() as patch, pytest.raises(RuntimeError):
-        patch.setattr(Store, "add_draft", crash)
+        patch.setattr(Journal, "add_draft", crash)
         service.run_drafts(config, NOW)
     assert len(in_drafts(dovecot_account)) == 1
 
