@@ -41,7 +41,7 @@ from agent import plan, service
 from agent.config import Config, load_config, local_timezone_name
 from agent.demo_server import LOOPBACK, PymapServer, require_pymap
 from agent.digest import DIGEST_HEADER
-from agent.drafts import CHECKIN_HEADER
+from agent.drafts.compose import CHECKIN_HEADER
 from agent.mailbox import Mailbox
 from agent.model import ContactState
 

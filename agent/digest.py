@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
@@ -18,9 +16,16 @@ from urllib.parse import quote
 
 from agent import credentials, sendmail
 from agent.config import Config
-from agent.drafts import reply_subject
 from agent.errors import DeliveryError, FollowupError, TransientMailboxError, UsageError
 from agent.mailbox import Mailbox
+from agent.message import (
+    Verbatim,
+    address_header,
+    ascii_address,
+    one_line,
+    reply_subject,
+    text_header,
+)
 from agent.model import ContactState
 from agent.plan import Plan
 from agent.render import Renderer
@@ -79,14 +84,6 @@ class Counts:
 class User:
     name: str
     email: str
-
-
-_LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x0b\x0c\x85]+")
-
-
-def one_line(text: str) -> str:
-    """Collapse line breaks (and runs of whitespace) so a value cannot add header or text lines."""
-    return " ".join(_LINE_BREAKS.sub(" ", text).split())
 
 
 def mailto(address: str, subject: str = "", in_reply_to: str | None = None) -> str:
@@ -183,14 +180,15 @@ def message_id(config: Config, day: date) -> str:
 
 def to_message(config: Config, rendered: Rendered, day: date, now: datetime) -> EmailMessage:
     """multipart/alternative (text, then HTML), from the user to the user."""
-    me = Address(display_name=one_line(config.account.name),
-                 addr_spec=one_line(config.account.email))
+    own = ascii_address(config.account.email) or config.account.email
+    ident = message_id(config, day)
     msg = EmailMessage(policy=SMTP)
-    msg["From"] = me
-    msg["To"] = me
-    msg["Subject"] = one_line(rendered.subject)
+    # Every header through the one safe builder: a name or subject can never add a header.
+    msg["From"] = address_header("From", config.account.name, own)
+    msg["To"] = address_header("To", config.account.name, own)
+    msg["Subject"] = text_header("Subject", rendered.subject)
     msg["Date"] = format_datetime(now.astimezone(config.digest.tz))
-    msg["Message-ID"] = message_id(config, day)
+    msg["Message-ID"] = Verbatim("Message-ID", ident, f"Message-ID: {ident}\r\n")
     # Auto-Submitted keeps auto-responders (out of office) quiet and, with the private
     # header, tells our own scanner that this is no exchange with anybody.
     msg["Auto-Submitted"] = "auto-generated"

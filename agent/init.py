@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from agent import credentials
+from agent import credentials, language
 from agent.config import (
     CONVERTERS,
     DEFAULT_PORTS,
@@ -277,10 +277,11 @@ def guess_name(email: str) -> str:
     return " ".join(p.capitalize() for p in parts) if len(parts) >= 2 else ""
 
 
-def guess_language(email: str) -> str:
-    domain = email.rpartition("@")[2].lower()
-    if domain.endswith((".de", ".at", ".ch")) or domain in ("gmx.net", "posteo.net"):
-        return "de"
+def default_language(email: str) -> str:
+    """The digest's language to offer: from the address's domain, else from $LANG."""
+    found = language.from_address(email)
+    if found is not None:
+        return found[0]
     return "de" if os.environ.get("LANG", "").startswith("de") else "en"
 
 
@@ -329,7 +330,7 @@ def run_init(options: InitOptions, path: Path, ui: Dialogue, *,
         check=_checker("account", "name"))
     language = _given(options.language, _checker("digest", "language"), "--language") or ui.ask(
         f"Language of the digest ({' | '.join(LANGUAGES)})", flag="--language",
-        default=guess_language(email), check=_checker("digest", "language"))
+        default=default_language(email), check=_checker("digest", "language"))
     timezone = _given(options.timezone, _checker("digest", "timezone"), "--timezone") or ui.ask(
         "Your time zone", flag="--timezone", default=local_timezone_name(),
         check=_checker("digest", "timezone"))

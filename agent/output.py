@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from agent.decisions import Profile
-from agent.drafts import Draft, DraftsResult
+from agent.drafts.compose import Draft
+from agent.drafts.lifecycle import DraftsResult
 from agent.identity import MergeSuggestion
 from agent.model import ContactState, Direction, Exchange
 

@@ -17,10 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from agent import credentials, digest, drafts
+from agent import credentials, digest
 from agent.config import Config
 from agent.digest import DigestResult
-from agent.drafts import DraftsResult, ReconcileResult
+from agent.drafts import lifecycle as drafts
+from agent.drafts.lifecycle import DraftsResult, ReconcileResult
 from agent.errors import TransientMailboxError
 from agent.mailbox import Mailbox
 from agent.plan import Plan, make_plan, plan_today

@@ -20,7 +20,7 @@ import pytest
 
 from agent.demo import ME, STORIES, DemoSession, generate
 from agent.digest import DIGEST_HEADER
-from agent.drafts import CHECKIN_HEADER
+from agent.drafts.compose import CHECKIN_HEADER
 from servers import MemoryKeyring
 from support import run_cli
 
