@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import hmac
 import logging
 import os
 from dataclasses import dataclass, field, replace
@@ -171,17 +173,31 @@ def render(config: Config, plan: Plan, now: datetime, renderer: Renderer) -> Ren
     return Rendered(subject, text, html, tuple(renderer.problems[before:]))
 
 
-def message_id(config: Config, day: date) -> str:
-    """One Message-ID per user and day: a digest re-sent after a crash is a duplicate by ID."""
+def message_id(config: Config, day: date, secret: bytes | None) -> str:
+    """One Message-ID per day, unguessable without this installation's ``secret``.
+
+    The same day gives the same ID, so a digest re-sent after a crash is a duplicate by ID;
+    the secret part means nobody else can make a message that passes for today's (or
+    tomorrow's) digest, and a reply that names it proves it answers our digest. Without a
+    secret (a preview that must change nothing) the part is "preview".
+    """
     own = config.account.email.lower()
-    digest = hashlib.sha256(f"{own} {day.isoformat()}".encode()).hexdigest()[:16]
-    return f"<followup-digest.{day.isoformat()}.{digest}@{sendmail.local_hostname(own)}>"
+    if secret is None:
+        token = "preview"  # noqa: S105 - the Message-ID part of a preview, not a password
+    else:
+        token = hmac.new(secret, f"digest {own} {day.isoformat()}".encode(),
+                         hashlib.sha256).hexdigest()[:32]
+    return f"<followup-digest.{day.isoformat()}.{token}@{sendmail.local_hostname(own)}>"
 
 
-def to_message(config: Config, rendered: Rendered, day: date, now: datetime) -> EmailMessage:
-    """multipart/alternative (text, then HTML), from the user to the user."""
+def to_message(config: Config, rendered: Rendered, day: date, now: datetime,
+               ident: str | None = None) -> EmailMessage:
+    """multipart/alternative (text, then HTML), from the user to the user.
+
+    ``ident`` is the Message-ID (``message_id``); without one, a preview's.
+    """
     own = ascii_address(config.account.email) or config.account.email
-    ident = message_id(config, day)
+    ident = ident or message_id(config, day, None)
     msg = EmailMessage(policy=SMTP)
     # Every header through the one safe builder: a name or subject can never add a header.
     msg["From"] = address_header("From", config.account.name, own)
@@ -270,7 +286,8 @@ def deliver(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, n
         return result
 
     rendered = render(config, plan, now, Renderer(config))
-    message = to_message(config, rendered, plan.day, now)
+    ident = message_id(config, plan.day, store.journal.secret(create=send))
+    message = to_message(config, rendered, plan.day, now, ident)
     result = replace(result, subject=rendered.subject, text=rendered.text, message=message,
                      problems=rendered.problems)
     if output is not None:
@@ -285,20 +302,22 @@ def deliver(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, n
     else:
         if mailbox is None:
             raise DeliveryError("delivery to the INBOX needs an IMAP connection")
-        if in_inbox(mailbox, message):
+        if store.journal.digest_attempted(plan.day, ident) and in_inbox(mailbox, ident):
             # Appended by an earlier run that never heard the server's OK (killed, or the
-            # connection broke): recording it now is all that is left to do.
+            # connection broke): recording it now is all that is left to do. Only a copy
+            # this installation tried to append, carrying its secret, counts.
             log.info("today's digest is already in the INBOX; recording it")
         else:
+            store.journal.attempt_digest(plan.day, ident, now)
             uid = append_to_inbox(mailbox, message, config.account.email)
     store.journal.record_digest(plan.day, delivery, rendered.subject, now)
     log.info("digest for %s delivered (%s): %s", plan.day, delivery, rendered.subject)
     return replace(result, outcome="delivered", uid=uid)
 
 
-def in_inbox(mailbox: Mailbox, message: EmailMessage) -> bool:
-    """Whether the INBOX already holds this digest (found by its Message-ID)."""
-    return bool(mailbox.search("INBOX", ["HEADER", "Message-ID", str(message["Message-ID"])]))
+def in_inbox(mailbox: Mailbox, ident: str) -> bool:
+    """Whether the INBOX already holds the message with Message-ID ``ident``."""
+    return bool(mailbox.search("INBOX", ["HEADER", "Message-ID", ident]))
 
 
 def append_to_inbox(mailbox: Mailbox, message: EmailMessage, own_address: str) -> int | None:
@@ -322,11 +341,35 @@ def send_smtp(config: Config, message: EmailMessage) -> None:
 
 
 def write_html(path: Path, html: str) -> None:
+    """Write the HTML digest privately: 0600 (also over an existing file), folders made 0700,
+    and never through a symbolic link (it could point at any file of yours)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Names and subjects of the user's contacts: private (0600) like the database.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        _private_parents(path.parent)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UsageError(f"{path} is a symbolic link; give the path of a real file") from None
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        # Names and subjects of the user's contacts: private like the database.
+        os.fchmod(fd, 0o600)
+        os.ftruncate(fd, 0)
         with os.fdopen(fd, "w", encoding="utf-8") as file:
+            fd = -1
             file.write(html)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _private_parents(folder: Path) -> None:
+    """Create ``folder`` and missing parents as 0700, whatever the umask."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(mode=0o700)
+        new.chmod(0o700)  # mkdir's mode is filtered by the umask

@@ -282,13 +282,18 @@ def test_message_headers_and_parts() -> None:
     assert parsed["Auto-Submitted"] == "auto-generated"
     assert parsed["X-Followup-Digest"] == "2026-11-26"
     assert parsed["Date"] == "Thu, 26 Nov 2026 07:30:00 +0100"
-    assert parsed["Message-ID"] == digest.message_id(config, date(2026, 11, 26))
+    assert parsed["Message-ID"] == digest.message_id(config, date(2026, 11, 26), None)
     assert parsed["Content-Language"] == "de"
     text, html_body = parts(parsed)
     assert "Jürgen Weiß" in text and "Jürgen Weiß" in html_body
-    # Same day, same Message-ID: a digest re-sent after a crash is recognisably the same.
-    assert digest.message_id(config, date(2026, 11, 26)) != digest.message_id(
-        config, date(2026, 11, 27))
+    # Same day and secret, same Message-ID: a digest re-sent after a crash is recognisably
+    # the same; another day or another installation's secret, another one.
+    secret = b"s" * 32
+    day = date(2026, 11, 26)
+    assert digest.message_id(config, day, secret) == digest.message_id(config, day, secret)
+    assert digest.message_id(config, day, secret) != digest.message_id(
+        config, date(2026, 11, 27), secret)
+    assert digest.message_id(config, day, secret) != digest.message_id(config, day, b"t" * 32)
 
 
 def test_the_scanner_does_not_count_the_digest() -> None:

@@ -14,6 +14,10 @@ from agent.errors import UsageError
 
 log = logging.getLogger("agent")
 
+# Years a --now may name: every date followup computes (a line, a ten-year snooze) must
+# still fit in the calendar.
+NOW_YEARS = (1990, 9000)
+
 
 @dataclass
 class App:
@@ -42,6 +46,9 @@ class App:
             raise UsageError(
                 f"--now {self.now_text!r} is not an ISO 8601 time; use e.g. 2026-03-01T07:30:00Z"
             ) from None
+        if not NOW_YEARS[0] <= value.year <= NOW_YEARS[1]:
+            raise UsageError(f"--now {self.now_text!r} is outside the years followup works "
+                             f"with ({NOW_YEARS[0]} to {NOW_YEARS[1]})")
         if value.tzinfo is None:
             value = value.replace(tzinfo=self.config.digest.tz)
         return value

@@ -183,7 +183,14 @@ def exclusive_lock(path: Path, wait: float = 10.0) -> Iterator[None]:
     """Hold ``<path>.lock`` so that two runs never work on one database at once."""
     lock_path = path.with_name(path.name + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        # Never through a symbolic link: its target would be truncated below.
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StoreError(f"{lock_path} is a symbolic link; remove it (followup makes its "
+                             "own lock file there)") from None
+        raise StoreError(f"cannot open the lock file {lock_path}: {exc.strerror}") from None
     try:
         deadline = time.monotonic() + wait
         while True:

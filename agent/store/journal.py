@@ -1,7 +1,12 @@
-"""The journal: what followup did and must not do twice — picks, daily cycles, digests, drafts."""
+"""The journal: what followup did and must not do twice — picks, daily cycles, digests, drafts.
+
+It also keeps this installation's secret: random bytes, made once, that mark what followup
+itself wrote (the digest's Message-ID) so that nobody else can pass for it.
+"""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -62,7 +67,31 @@ class Journal:
             self._db.table("cycles").upsert({"day": day.isoformat(), "finished_at": epoch(now)},
                                          pk="day")
 
+    # ------------------------------------------------------------------ the secret
+
+    def secret(self, *, create: bool = True) -> bytes | None:
+        """This installation's secret (32 random bytes), made on first use; None when there
+        is none yet and ``create`` is false (a dry run changes nothing)."""
+        found = self._db.value("SELECT value FROM secrets WHERE name = 'installation'")
+        if found is None and create:
+            with self._db.transaction():
+                self._db.table("secrets").insert(
+                    {"name": "installation", "value": secrets.token_hex(32)}, ignore=True)
+            found = self._db.value("SELECT value FROM secrets WHERE name = 'installation'")
+        return bytes.fromhex(found) if found else None
+
     # ------------------------------------------------------------------ digests
+
+    def attempt_digest(self, day: date, message_id: str, now: datetime) -> None:
+        """Recorded before a digest is appended: only then may a copy found later be ours."""
+        with self._db.transaction():
+            self._db.table("digest_attempts").upsert(
+                {"day": day.isoformat(), "message_id": message_id, "started_at": epoch(now)},
+                pk="day")
+
+    def digest_attempted(self, day: date, message_id: str) -> bool:
+        return self._db.value("SELECT 1 FROM digest_attempts WHERE day = ? AND message_id = ?",
+                              (day.isoformat(), message_id)) is not None
 
     def digest_sent(self, day: date) -> bool:
         return self._db.value("SELECT 1 FROM digests WHERE day = ?",

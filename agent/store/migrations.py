@@ -128,5 +128,18 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
     """)
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_m1_initial,)
+def _m2_secret_and_digest_attempts(db: sqlite_utils.Database) -> None:
+    """A random secret of this installation, and every digest before it is appended."""
+    db.table("secrets").create({"name": str, "value": str}, pk="name", not_null={"value"})
+    # Written before the APPEND: a digest found in the INBOX counts as delivered only when
+    # this installation tried to deliver it (and it carries the secret in its Message-ID).
+    db.table("digest_attempts").create(
+        {"day": str, "message_id": str, "started_at": int}, pk="day",
+        not_null={"message_id", "started_at"})
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+    _m1_initial,
+    _m2_secret_and_digest_attempts,
+)
 SCHEMA_VERSION = len(MIGRATIONS)

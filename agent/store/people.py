@@ -164,6 +164,8 @@ class People:
         unknown. Addresses go through ``normalise_address`` (case, ``+tag``, Gmail dots)."""
         text = ref.strip()
         if text.isascii() and text.isdigit():
+            if len(text) > 18:  # beyond SQLite's 64-bit integers: no such contact
+                return None
             return self.follow_merges(int(text)) if self.exists(int(text)) else None
         key = normalise_address(text)
         if key is None:
