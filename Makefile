@@ -1,10 +1,10 @@
-# make demo: the whole loop on an embedded demo mailbox.  make test: lint, types, tests.
+# make demo: the whole loop on an embedded demo mailbox.  make test: lint, imports, types, tests.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint types pytest bench clean
+.PHONY: demo test lint imports types pytest bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "followup needs Python 3.11 or newer (set PYTHON=python3.11)")'
@@ -16,10 +16,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/followup demo
 
-test: lint types pytest
+test: lint imports types pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check agent tests bench
+
+imports: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 
 types: $(STAMP)
 	$(BIN)/mypy

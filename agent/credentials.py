@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import subprocess
 from collections.abc import Mapping
@@ -20,11 +21,13 @@ COMMAND_TIMEOUT = 60
 
 # Every secret this process has seen, so that log lines and error texts can be scrubbed.
 _SECRETS: set[str] = set()
+# Secrets shorter than this are scrubbed only where they stand alone (not inside a word):
+# replacing every "ab" in every line would make all output unreadable.
+SHORT_SECRET = 4
 
 
 def remember(secret: str) -> str:
-    # Scrubbing a one- or two-character "password" would mangle every line of output.
-    if len(secret) >= 4:
+    if secret:
         _SECRETS.add(secret)
     return secret
 
@@ -32,8 +35,12 @@ def remember(secret: str) -> str:
 def redact(text: str) -> str:
     """Replace every known secret in ``text`` by ``***``."""
     for secret in _SECRETS:
-        if secret in text:
+        if secret not in text:
+            continue
+        if len(secret) >= SHORT_SECRET:
             text = text.replace(secret, "***")
+        else:
+            text = re.sub(rf"(?<![^\W_]){re.escape(secret)}(?![^\W_])", "***", text)
     return text
 
 
@@ -116,7 +123,7 @@ def run_password_command(kind: str, command: str) -> str:
     try:
         result = subprocess.run(
             argv, capture_output=True, timeout=COMMAND_TIMEOUT, check=False,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, env=_child_environment(),
         )
     except FileNotFoundError:
         raise CredentialError(
@@ -133,7 +140,7 @@ def run_password_command(kind: str, command: str) -> str:
         ) from None
     if result.returncode != 0:
         # stderr is shown (it usually says why) but never stdout, which may hold a secret.
-        reason = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        reason = redact(result.stderr.decode("utf-8", "replace")).strip().splitlines()
         detail = f": {reason[0][:200]}" if reason else ""
         raise CredentialError(
             f"[{kind}] password_command {argv[0]!r} failed with exit status "
@@ -144,6 +151,18 @@ def run_password_command(kind: str, command: str) -> str:
     if not secret:
         raise CredentialError(f"[{kind}] password_command {argv[0]!r} printed nothing")
     return secret
+
+
+def _child_environment() -> dict[str, str]:
+    """This process's environment without any password followup was handed in it (those
+    are remembered as secrets, so that the command's error output is scrubbed of them)."""
+    kept = {}
+    for name, value in os.environ.items():
+        if name.startswith("FOLLOWUP_") and name.endswith("_PASSWORD"):
+            remember(value)
+        else:
+            kept[name] = value
+    return kept
 
 
 def set_password(username: str, secret: str) -> None:

@@ -1,11 +1,11 @@
 """`followup run`: scan every scan_interval, one full cycle at the digest time, catch up, back off.
 
 The clock and the sleep are parameters, so tests can drive days (and DST changes) in
-milliseconds. ``schedule`` reads ``datetime.datetime.now()`` inside its Job class, which
-cannot be injected; the daemon therefore uses its own small `schedule.Scheduler` subclass
-for the interval scan (only the three places that read the clock are redirected), and
-computes the digest moment itself in the configured zone: 07:30 local is 07:30 on every
-day, including the two days a year the clocks change.
+milliseconds. Both schedules are computed here from that clock: the next interval scan is
+the last scan (or cycle) plus ``scan_interval``, and the digest moment is 07:30 local in the
+configured zone on every day, including the two days a year the clocks change. (The
+``schedule`` package was dropped: its jobs read ``datetime.now()`` with no way to pass a
+clock, and its time zones need pytz.)
 """
 
 from __future__ import annotations
@@ -22,19 +22,17 @@ from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import schedule
-
 from agent import service
 from agent.config import Config
-from agent.errors import EXIT_USAGE, FollowupError, StoreError
-from agent.store import exclusive_lock
+from agent.errors import EXIT_USAGE, FollowupError
+from agent.store.database import LockBusy, exclusive_lock
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], None]
-Cycle = Callable[..., Any]  # service.run_cycle(config, now, *, should_stop, sleep)
-Scan = Callable[..., Any]  # service.run_scan(config, *, now, should_stop, sleep)
+Cycle = Callable[..., Any]  # service.run_cycle(config, now, *, retry)
+Scan = Callable[..., Any]  # service.run_scan(config, now, *, retry)
 
 # Longest single sleep. time.sleep and Event.wait count on a monotonic clock that stands
 # still while the machine is suspended: waking up at least once a minute notices a resume
@@ -82,51 +80,13 @@ class Backoff:
         self.failures = 0
 
 
-# --------------------------------------------------------------------------- the scheduler
-
-
-class _Job(schedule.Job):
-    """An interval job that asks the daemon's clock (naive UTC, as schedule wants naive)."""
-
-    def __init__(self, interval: int, scheduler: ClockScheduler) -> None:
-        super().__init__(interval, scheduler)
-        self._clock = scheduler.clock
-
-    def _naive_now(self) -> datetime:
-        return self._clock().astimezone(UTC).replace(tzinfo=None)
-
-    @property
-    def should_run(self) -> bool:
-        return self.next_run is not None and self._naive_now() >= self.next_run
-
-    def _schedule_next_run(self) -> None:
-        # Only plain intervals are used here (no .at(), .until(), .to()).
-        self.next_run = self._naive_now() + timedelta(**{str(self.unit): self.interval})
-
-
-class ClockScheduler(schedule.Scheduler):
-    """A `schedule.Scheduler` whose interval jobs read ``clock`` instead of the system time."""
-
-    def __init__(self, clock: Clock) -> None:
-        super().__init__()
-        self.clock = clock
-
-    def every(self, interval: int = 1) -> _Job:
-        return _Job(interval, self)
-
-    def next_run_at(self) -> datetime | None:
-        """When the next job is due, as an aware UTC datetime."""
-        moment = self.get_next_run()
-        return moment.replace(tzinfo=UTC) if moment is not None else None
-
-
 # --------------------------------------------------------------------------- the daemon
 
 
 class Daemon:
     """The loop behind `followup run`.
 
-    Each turn: let the scheduler mark a scan as due; if today's digest moment has passed and
+    Each turn: if today's digest moment has passed and
     today's cycle has not run, run the cycle (scan, digest, drafts) — once, however long the
     machine slept; else run a due scan. A failure that a retry can cure (network, server,
     login refused, busy database) is logged and retried after a growing pause; a failure only
@@ -146,8 +106,7 @@ class Daemon:
         self._scan = scan
         self._backoff = backoff or Backoff()
         self._max_nap = max_nap
-        self._scheduler = ClockScheduler(now)
-        self._scan_due = True  # scan once at start
+        self._next_scan: datetime | None = None  # None: scan now (once at start)
         self._retry_at: datetime | None = None
         self.last_cycle_day: date | None = None
         self.cycles = 0
@@ -170,13 +129,13 @@ class Daemon:
 
     def run(self) -> None:
         """Run until stopped; raises the FollowupError that made it give up."""
-        self._schedule_scans()
         with service.open_store(self.config) as store:
-            self.last_cycle_day = store.last_cycle_day()
+            self.last_cycle_day = store.journal.last_cycle_day()
         now = self._now()
         log.info("followup run: scanning every %s, digest and drafts daily at %s %s "
-                 "(next: %s)", human(self._interval), self.config.digest.time.strftime("%H:%M"),
-                 self.config.digest.timezone, self._local(self.next_digest(now)))
+                 "(next: %s)", human(self._interval.total_seconds()),
+                 self.config.digest.time.strftime("%H:%M"), self.config.digest.timezone,
+                 self._local(self.next_digest(now)))
         while not self.stopping:
             self.turn()
             if self.stopping:
@@ -186,26 +145,21 @@ class Daemon:
 
     def turn(self) -> None:
         """One pass of the loop: at most one cycle or one scan."""
-        self._scheduler.run_pending()
         now = self._now()
         if self._retry_at is not None and now < self._retry_at:
             return
         if self.cycle_due(now):
             self._attempt("daily cycle", self._run_cycle, now)
-        elif self._scan_due:
+        elif self._next_scan is None or now >= self._next_scan:
             self._attempt("scan", self._run_scan, now)
 
     @property
-    def _interval(self) -> int:
-        return max(1, int(self.config.daemon.scan_interval.total_seconds()))
+    def _interval(self) -> timedelta:
+        return max(timedelta(seconds=1), self.config.daemon.scan_interval)
 
-    def _schedule_scans(self) -> None:
-        """(Re)start the interval: the next scan is one scan_interval from now."""
-        self._scheduler.clear()
-        self._scheduler.every(self._interval).seconds.do(self._mark_scan_due)
-
-    def _mark_scan_due(self) -> None:
-        self._scan_due = True
+    def _scanned(self) -> None:
+        """The next interval scan is one scan_interval from now."""
+        self._next_scan = self._now() + self._interval
 
     def cycle_due(self, now: datetime) -> bool:
         today = now.astimezone(self.tz).date()
@@ -228,10 +182,7 @@ class Daemon:
         if self._retry_at is not None:
             wake = [self._retry_at]  # nothing else runs before the retry
         else:
-            wake = [self.next_digest(now)]
-            next_scan = self._scheduler.next_run_at()
-            if next_scan is not None:
-                wake.append(next_scan)
+            wake = [self.next_digest(now), self._next_scan or now]
         seconds = (min(wake) - now).total_seconds()
         return min(self._max_nap, max(1.0, seconds))
 
@@ -257,24 +208,27 @@ class Daemon:
         self._retry_at = self._now() + timedelta(seconds=delay)
         log.warning("%s failed: %s; trying again in %s", what, reason, human(delay))
 
+    @property
+    def _retry(self) -> service.Retry:
+        # No retries inside a run: a failed run is retried by the daemon's own backoff.
+        return service.Retry(delays=(), sleep=self._sleep, should_stop=self._stop.is_set)
+
     def _run_scan(self, now: datetime) -> None:
-        self._scan(self.config, now=now, should_stop=self._stop.is_set, sleep=self._sleep)
+        self._scan(self.config, now, retry=self._retry)
         self.scans += 1
-        self._scan_due = False
+        self._scanned()
 
     def _run_cycle(self, now: datetime) -> None:
         day = now.astimezone(self.tz).date()
         log.info("daily cycle for %s: scan, digest, drafts", day.isoformat())
-        self._cycle(self.config, now, should_stop=self._stop.is_set, sleep=self._sleep)
+        self._cycle(self.config, now, retry=self._retry)
         if self.stopping:
             return  # interrupted: the cycle runs again after the restart
         self.cycles += 1
         with service.working(self.config) as store:
-            store.record_cycle(day, self._now())
+            store.journal.record_cycle(day, self._now())
         self.last_cycle_day = day
-        # The cycle scanned: the next interval scan counts from now.
-        self._scan_due = False
-        self._schedule_scans()
+        self._scanned()  # the cycle scanned: the next interval scan counts from now
 
     def _local(self, moment: datetime) -> str:
         return moment.astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z")
@@ -290,11 +244,9 @@ def single_run(config: Config, wait: float = RUN_LOCK_WAIT) -> Iterator[None]:
     try:
         with exclusive_lock(database.with_name(database.name + ".run"), wait=wait):
             yield
-    except StoreError as exc:
-        if "another followup" not in str(exc):
-            raise
-        raise StoreError(f"another `followup run` is already running on {database}; stop it "
-                         "first (one daemon per database)") from None
+    except LockBusy:
+        raise LockBusy(f"another `followup run` is already running on {database}; stop it "
+                       "first (one daemon per database)") from None
 
 
 @contextlib.contextmanager
@@ -328,7 +280,7 @@ def run_daemon(config: Config, *, now: Clock = utc_now) -> Daemon:
     return daemon
 
 
-def run_once(config: Config, now: datetime) -> service.CycleResult:
+def run_once(config: Config, now: datetime) -> service.RunResult:
     """`followup run --once`: one full cycle now (cron, systemd timers), recorded as today's.
 
     SIGTERM/SIGINT end it after the current batch; an interrupted cycle is not recorded, so
@@ -336,8 +288,8 @@ def run_once(config: Config, now: datetime) -> service.CycleResult:
     """
     stopped = threading.Event()
     with stop_on_signals(stopped.set):
-        result = service.run_cycle(config, now, should_stop=stopped.is_set)
+        result = service.run_cycle(config, now, retry=service.Retry(should_stop=stopped.is_set))
     if not stopped.is_set():
         with service.working(config) as store:
-            store.record_cycle(now.astimezone(config.digest.tz).date(), now)
+            store.journal.record_cycle(now.astimezone(config.digest.tz).date(), now)
     return result

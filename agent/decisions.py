@@ -12,13 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from agent import policy, service
+from agent import policy
 from agent.config import Config
 from agent.errors import UsageError
 from agent.headers.addresses import normalise_address
+from agent.identity import self_keys
 from agent.model import Contact, ContactState, Direction, Exchange
-from agent.scan import self_keys
-from agent.store import Decisions, DraftRecord, Store
+from agent.plan import make_plan
+from agent.store import Store
+from agent.store.journal import DraftRecord
+from agent.store.people import Decisions
 
 # A cadence longer than this is a typo or means "never": `followup ignore` says that better.
 MAX_CADENCE_DAYS = 3650
@@ -59,9 +62,40 @@ class Target:
 
 
 def load(config: Config, store: Store, contact_id: int) -> Target:
-    return Target(id=contact_id, addresses=tuple(store.addresses_of(contact_id)),
-                  contact=store.contact(contact_id, self_keys(config)),
-                  decisions=store.decisions_of(contact_id))
+    decisions = store.people.decisions_of(contact_id)
+    if decisions is None:
+        raise UsageError(f"no contact has the id {contact_id}")
+    return Target(id=contact_id, addresses=tuple(store.people.addresses_of(contact_id)),
+                  contact=store.people.contact(contact_id, self_keys(config)),
+                  decisions=decisions)
+
+
+def resolve(store: Store, ref: str) -> int:
+    """The id of the contact ``ref`` names: an id, or an address in any spelling.
+
+    The id of a contact merged into another resolves to the one it was merged into. An
+    unknown one is a UsageError that lists close matches.
+    """
+    text = ref.strip()
+    if not text:
+        raise UsageError("give a contact id or an address; `followup contacts` lists them")
+    found = store.people.id_of(text)
+    if found is not None:
+        return found
+    if text.isascii() and text.isdigit():
+        raise UsageError(f"no contact has the id {text}; `followup contacts` lists them")
+    key = normalise_address(text)
+    if key is not None:
+        raise UsageError(f"no contact has the address {text}; {_hint(store, key)}")
+    raise UsageError(f"{text!r} is neither a contact id nor an address; {_hint(store, text)}")
+
+
+def _hint(store: Store, text: str) -> str:
+    close = [f"{a} ({name})" if name else a for a, name in store.people.close_matches(text)]
+    if not close:
+        return "`followup contacts` lists everyone"
+    listed = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+    return f"did you mean {listed}?"
 
 
 def find(config: Config, store: Store, ref: str) -> Target:
@@ -70,7 +104,7 @@ def find(config: Config, store: Store, ref: str) -> Target:
     if key is not None and key in self_keys(config):
         raise UsageError(f"{ref.strip()} is your own address ([account] email or aliases); "
                          "followup never treats you as a contact")
-    return load(config, store, store.resolve(ref))
+    return load(config, store, resolve(store, ref))
 
 
 def settings(config: Config, target: Target) -> policy.Effective:
@@ -187,7 +221,7 @@ def snooze(config: Config, store: Store, ref: str, duration: str,
     """Snooze through the returned local day (computed from ``now`` in ``[digest] timezone``)."""
     until = snooze_end(duration, policy.today(now, config.digest.tz))
     target = find(config, store, ref)
-    store.set_decision(target.id, snooze_until=until)
+    store.people.set_decision(target.id, snooze_until=until)
     return load(config, store, target.id), until
 
 
@@ -195,7 +229,7 @@ def unsnooze(config: Config, store: Store, ref: str, now: datetime) -> tuple[Tar
     """End a snooze; returns the day it would have ended, None when none was running."""
     target = find(config, store, ref)
     until = target.decisions.snooze_until
-    store.set_decision(target.id, snooze_until=None)
+    store.people.set_decision(target.id, snooze_until=None)
     running = until is not None and until >= policy.today(now, config.digest.tz)
     return load(config, store, target.id), until if running else None
 
@@ -203,7 +237,7 @@ def unsnooze(config: Config, store: Store, ref: str, now: datetime) -> tuple[Tar
 def ignore(config: Config, store: Store, ref: str) -> tuple[Target, bool]:
     """Ignore a contact; the flag says whether they were already ignored by the user."""
     target = find(config, store, ref)
-    store.set_decision(target.id, ignored=1)
+    store.people.set_decision(target.id, ignored=1)
     return load(config, store, target.id), target.decisions.ignored
 
 
@@ -214,7 +248,7 @@ def unignore(config: Config, store: Store,
     Returns the contact, whether the user had ignored them, and the settings now in force.
     """
     target = find(config, store, ref)
-    store.set_decision(target.id, ignored=0)
+    store.people.set_decision(target.id, ignored=0)
     after = load(config, store, target.id)
     return after, target.decisions.ignored, settings(config, after)
 
@@ -225,7 +259,7 @@ def set_cadence(config: Config, store: Store, ref: str,
     value = cadence_value(days)
     target = find(config, store, ref)
     before = settings(config, target)
-    store.set_decision(target.id, cadence_days=value)
+    store.people.set_decision(target.id, cadence_days=value)
     after = load(config, store, target.id)
     return after, before, settings(config, after)
 
@@ -238,9 +272,9 @@ def tag(config: Config, store: Store, ref: str, values: Sequence[str],
     have = target.decisions.tags
     changed = [t for t in tags if (t in have) == remove]
     if remove:
-        store.remove_tags(target.id, tags)
+        store.people.remove_tags(target.id, tags)
     else:
-        store.add_tags(target.id, tags)
+        store.people.add_tags(target.id, tags)
     after = load(config, store, target.id)
     return after, changed, settings(config, after)
 
@@ -256,11 +290,14 @@ def merge(config: Config, store: Store, keep_ref: str,
     if keep.id == other.id:
         raise UsageError(f"{keep_ref} and {other_ref} are already one contact "
                          f"({keep.label}, id {keep.id}); nothing to merge")
-    store.merge(keep.id, other.id)
+    with store.transaction():
+        store.people.merge(keep.id, other.id)
+        store.journal.move_contact(other.id, keep.id)
     return keep, other, load(config, store, keep.id)
 
 
-def split(config: Config, store: Store, address: str) -> tuple[Target, Target]:
+def split(config: Config, store: Store, address: str,
+          now: datetime) -> tuple[Target, Target]:
     """Give ``address`` its own contact again; returns (the new contact, the one it left)."""
     text = address.strip()
     if text.isascii() and text.isdigit():
@@ -269,8 +306,13 @@ def split(config: Config, store: Store, address: str) -> tuple[Target, Target]:
     key = normalise_address(text)
     if key is not None and key in self_keys(config):
         raise UsageError(f"{text} is your own address; it belongs to no contact")
-    old_id = store.resolve(text)
-    new_id = store.split(text)
+    old_id = resolve(store, text)
+    if key is None:
+        raise UsageError(f"{address!r} is not an address; split takes one address of a "
+                         "contact (`followup show ID` lists them)")
+    if len(store.people.addresses_of(old_id)) == 1:
+        raise UsageError(f"{key} is already a contact of its own; nothing to split")
+    new_id = store.people.split(key, now)
     return load(config, store, new_id), load(config, store, old_id)
 
 
@@ -299,26 +341,26 @@ def show(config: Config, store: Store, ref: str, now: datetime) -> Profile:
     state = None
     if contact is not None:
         state = policy.evaluate([contact], config.policy, config.digest.tz, now)[0]
-    plan = service.plan(config, store, now)
+    plan = make_plan(config, store, now)
     due_ids = [s.contact.id for s in plan.due]
     return Profile(
         target=target,
         settings=settings(config, target),
         state=state,
         not_listed=_not_listed(config, store, target),
-        last=store.last_exchanges(target.addresses),
-        recent=store.exchanges_of(target.addresses, limit=RECENT_EXCHANGES),
+        last=store.ledger.last_exchanges(target.addresses),
+        recent=store.ledger.exchanges_of(target.addresses, limit=RECENT_EXCHANGES),
         rank=due_ids.index(target.id) + 1 if target.id in due_ids else None,
         due_count=len(due_ids),
         picked=any(s.contact.id == target.id for s in plan.picks),
-        pending_drafts=[d for d in store.drafts("pending") if d.contact_id == target.id],
+        pending_drafts=[d for d in store.journal.drafts("pending") if d.contact_id == target.id],
     )
 
 
 def _not_listed(config: Config, store: Store, target: Target) -> str | None:
     contact = target.contact
     if contact is None:
-        if target.addresses and set(target.addresses) <= store.list_addresses():
+        if target.addresses and set(target.addresses) <= store.ledger.list_addresses():
             return "a mailing list address: never a contact"
         return "no exchanges in the ledger (yet): `followup scan` reads them"
     if config.policy.two_way and not (contact.messages_in and contact.messages_out):

@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import hmac
 import logging
 import os
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
-from email.headerregistry import Address
+from datetime import date, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from urllib.parse import quote
 
-from agent import credentials, policy, sendmail
+from agent import credentials, sendmail
 from agent.config import Config
-from agent.drafts import reply_subject
 from agent.errors import DeliveryError, FollowupError, TransientMailboxError, UsageError
-from agent.model import Contact, ContactState, Direction
+from agent.mailbox.client import Mailbox
+from agent.message import (
+    Verbatim,
+    address_header,
+    ascii_address,
+    reply_subject,
+    text_header,
+)
+from agent.model import ContactState
+from agent.plan import Plan
 from agent.render import Renderer
+from agent.store import Store
 from agent.text import one_line
-
-if TYPE_CHECKING:
-    from agent.mailbox.client import Mailbox
-    from agent.service import Plan
-    from agent.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -168,23 +173,38 @@ def render(config: Config, plan: Plan, now: datetime, renderer: Renderer) -> Ren
     return Rendered(subject, text, html, tuple(renderer.problems[before:]))
 
 
-def message_id(config: Config, day: date) -> str:
-    """One Message-ID per user and day: a digest re-sent after a crash is a duplicate by ID."""
+def message_id(config: Config, day: date, secret: bytes | None) -> str:
+    """One Message-ID per day, unguessable without this installation's ``secret``.
+
+    The same day gives the same ID, so a digest re-sent after a crash is a duplicate by ID;
+    the secret part means nobody else can make a message that passes for today's (or
+    tomorrow's) digest, and a reply that names it proves it answers our digest. Without a
+    secret (a preview that must change nothing) the part is "preview".
+    """
     own = config.account.email.lower()
-    digest = hashlib.sha256(f"{own} {day.isoformat()}".encode()).hexdigest()[:16]
-    return f"<followup-digest.{day.isoformat()}.{digest}@{sendmail.local_hostname(own)}>"
+    if secret is None:
+        token = "preview"  # noqa: S105 - the Message-ID part of a preview, not a password
+    else:
+        token = hmac.new(secret, f"digest {own} {day.isoformat()}".encode(),
+                         hashlib.sha256).hexdigest()[:32]
+    return f"<followup-digest.{day.isoformat()}.{token}@{sendmail.local_hostname(own)}>"
 
 
-def to_message(config: Config, rendered: Rendered, day: date, now: datetime) -> EmailMessage:
-    """multipart/alternative (text, then HTML), from the user to the user."""
-    me = Address(display_name=one_line(config.account.name),
-                 addr_spec=one_line(config.account.email))
+def to_message(config: Config, rendered: Rendered, day: date, now: datetime,
+               ident: str | None = None) -> EmailMessage:
+    """multipart/alternative (text, then HTML), from the user to the user.
+
+    ``ident`` is the Message-ID (``message_id``); without one, a preview's.
+    """
+    own = ascii_address(config.account.email) or config.account.email
+    ident = ident or message_id(config, day, None)
     msg = EmailMessage(policy=SMTP)
-    msg["From"] = me
-    msg["To"] = me
-    msg["Subject"] = one_line(rendered.subject)
+    # Every header through the one safe builder: a name or subject can never add a header.
+    msg["From"] = address_header("From", config.account.name, own)
+    msg["To"] = address_header("To", config.account.name, own)
+    msg["Subject"] = text_header("Subject", rendered.subject)
     msg["Date"] = format_datetime(now.astimezone(config.digest.tz))
-    msg["Message-ID"] = message_id(config, day)
+    msg["Message-ID"] = Verbatim("Message-ID", ident, f"Message-ID: {ident}\r\n")
     # Auto-Submitted keeps auto-responders (out of office) quiet and, with the private
     # header, tells our own scanner that this is no exchange with anybody.
     msg["Auto-Submitted"] = "auto-generated"
@@ -241,7 +261,7 @@ class DigestResult:
 
 def wanted(config: Config, store: Store, plan: Plan) -> bool:
     """Whether a real run would deliver a digest now: not yet today, and something to say."""
-    if store.digest_sent(plan.day):
+    if store.journal.digest_sent(plan.day):
         return False
     return bool(plan.picks or plan.due) or config.digest.send_empty
 
@@ -256,7 +276,7 @@ def deliver(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, n
     for ``[digest] delivery = "imap"``.
     """
     delivery = config.digest.delivery
-    already = store.digest_sent(plan.day)
+    already = store.journal.digest_sent(plan.day)
     send = not dry_run and wanted(config, store, plan)
     skipped: Outcome = "preview" if dry_run else "already_sent" if already else "nothing_due"
     result = DigestResult(plan.day, skipped, delivery, picks=len(plan.picks),
@@ -266,7 +286,8 @@ def deliver(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, n
         return result
 
     rendered = render(config, plan, now, Renderer(config))
-    message = to_message(config, rendered, plan.day, now)
+    ident = message_id(config, plan.day, store.journal.secret(create=send))
+    message = to_message(config, rendered, plan.day, now, ident)
     result = replace(result, subject=rendered.subject, text=rendered.text, message=message,
                      problems=rendered.problems)
     if output is not None:
@@ -281,20 +302,22 @@ def deliver(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, n
     else:
         if mailbox is None:
             raise DeliveryError("delivery to the INBOX needs an IMAP connection")
-        if in_inbox(mailbox, message):
+        if store.journal.digest_attempted(plan.day, ident) and in_inbox(mailbox, ident):
             # Appended by an earlier run that never heard the server's OK (killed, or the
-            # connection broke): recording it now is all that is left to do.
+            # connection broke): recording it now is all that is left to do. Only a copy
+            # this installation tried to append, carrying its secret, counts.
             log.info("today's digest is already in the INBOX; recording it")
         else:
+            store.journal.attempt_digest(plan.day, ident, now)
             uid = append_to_inbox(mailbox, message, config.account.email)
-    store.record_digest(plan.day, delivery, rendered.subject, now)
+    store.journal.record_digest(plan.day, delivery, rendered.subject, now)
     log.info("digest for %s delivered (%s): %s", plan.day, delivery, rendered.subject)
     return replace(result, outcome="delivered", uid=uid)
 
 
-def in_inbox(mailbox: Mailbox, message: EmailMessage) -> bool:
-    """Whether the INBOX already holds this digest (found by its Message-ID)."""
-    return bool(mailbox.search("INBOX", ["HEADER", "Message-ID", str(message["Message-ID"])]))
+def in_inbox(mailbox: Mailbox, ident: str) -> bool:
+    """Whether the INBOX already holds the message with Message-ID ``ident``."""
+    return bool(mailbox.search("INBOX", ["HEADER", "Message-ID", ident]))
 
 
 def append_to_inbox(mailbox: Mailbox, message: EmailMessage, own_address: str) -> int | None:
@@ -318,51 +341,35 @@ def send_smtp(config: Config, message: EmailMessage) -> None:
 
 
 def write_html(path: Path, html: str) -> None:
+    """Write the HTML digest privately: 0600 (also over an existing file), folders made 0700,
+    and never through a symbolic link (it could point at any file of yours)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Names and subjects of the user's contacts: private (0600) like the database.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        _private_parents(path.parent)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UsageError(f"{path} is a symbolic link; give the path of a real file") from None
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        # Names and subjects of the user's contacts: private like the database.
+        os.fchmod(fd, 0o600)
+        os.ftruncate(fd, 0)
         with os.fdopen(fd, "w", encoding="utf-8") as file:
+            fd = -1
             file.write(html)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
-# --------------------------------------------------------------------------- doctor
-
-
-def sample_plan(config: Config, now: datetime) -> Plan:
-    """A made-up day with one contact of each kind, to try templates on (`followup doctor`)."""
-    from agent.service import Plan  # not at the top: service imports this module lazily
-
-    people: list[tuple[int, str, str, Direction, int, str]] = [
-        (1, "Jürgen Weiß", "juergen@example.net", "in", 12, "Angebot für März?"),
-        (2, "Ann Example", "ann@example.com", "out", 120, "Photos from the launch"),
-        (3, "", "booking@example.org", "out", 80, ""),
-    ]
-    contacts = [
-        Contact(id=i, name=name, email=email, addresses=(email,),
-                last_exchange=now - timedelta(days=days), last_direction=direction,
-                last_subject=subject, last_folder="INBOX" if direction == "in" else "Sent",
-                last_message_id=f"<sample-{i}@example.net>", last_in=None, last_out=None,
-                messages_in=3, messages_out=2)
-        for i, name, email, direction, days, subject in people
-    ]
-    states = policy.evaluate(contacts, config.policy, config.digest.tz, now)
-    day = policy.today(now, config.digest.tz)
-    ranked = policy.ranked(states)
-    return Plan(day=day, states=states, due=ranked, picks=ranked[:config.policy.daily_picks])
-
-
-def check_templates(config: Config, now: datetime) -> list[str]:
-    """Problems the user's digest templates have when rendered with sample data.
-
-    A syntax check alone misses what only shows with data (a misspelt ``row.nmae`` under
-    StrictUndefined); found here, it does not wait for a morning digest to fall back.
-    """
-    renderer = Renderer(config)
-    try:
-        render(config, sample_plan(config, now), now, renderer)
-    except FollowupError as exc:
-        return [str(exc)]
-    return list(dict.fromkeys(renderer.problems))
+def _private_parents(folder: Path) -> None:
+    """Create ``folder`` and missing parents as 0700, whatever the umask."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(mode=0o700)
+        new.chmod(0o700)  # mkdir's mode is filtered by the umask

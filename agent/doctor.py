@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent import credentials, digest, render, sendmail
+from agent import credentials, digest, policy, render, sendmail
 from agent.config import Config, load_config
 from agent.errors import FollowupError
 from agent.mailbox.client import Mailbox
+from agent.model import Contact, Direction
+from agent.plan import Plan
 
 CAPABILITY_WORDS = {
     "SPECIAL-USE": "marks its Sent/Drafts/Junk/Trash folders (SPECIAL-USE)",
@@ -116,7 +118,7 @@ def _template_checks(config: Config, now: datetime) -> Iterator[Check]:
     user_dir = render.user_templates_dir(config)
     problems = list(render.check_user_templates(config))
     for language in ("de", "en"):
-        problems += digest.check_templates(_with_language(config, language), now)
+        problems += check_templates(_with_language(config, language), now)
     for problem in dict.fromkeys(problems):
         yield Check(False, f"{problem}; the default template is used until it is fixed")
     if problems:
@@ -128,6 +130,41 @@ def _template_checks(config: Config, now: datetime) -> Iterator[Check]:
         count = len(list(user_dir.glob("*.j2"))) if user_dir.is_dir() else 0
         yield Check(True, f"templates: {count} of your own in {user_dir}, the rest packaged; "
                           "the digest renders")
+
+
+def sample_plan(config: Config, now: datetime) -> Plan:
+    """A made-up day with one contact of each kind, to try templates on (`followup doctor`)."""
+    people: list[tuple[int, str, str, Direction, int, str]] = [
+        (1, "Jürgen Weiß", "juergen@example.net", "in", 12, "Angebot für März?"),
+        (2, "Ann Example", "ann@example.com", "out", 120, "Photos from the launch"),
+        (3, "", "booking@example.org", "out", 80, ""),
+    ]
+    contacts = [
+        Contact(id=i, name=name, email=email, addresses=(email,),
+                last_exchange=now - timedelta(days=days), last_direction=direction,
+                last_subject=subject, last_folder="INBOX" if direction == "in" else "Sent",
+                last_message_id=f"<sample-{i}@example.net>", last_in=None, last_out=None,
+                messages_in=3, messages_out=2)
+        for i, name, email, direction, days, subject in people
+    ]
+    states = policy.evaluate(contacts, config.policy, config.digest.tz, now)
+    day = policy.today(now, config.digest.tz)
+    ranked = policy.ranked(states)
+    return Plan(day=day, states=states, due=ranked, picks=ranked[:config.policy.daily_picks])
+
+
+def check_templates(config: Config, now: datetime) -> list[str]:
+    """Problems the user's digest templates have when rendered with sample data.
+
+    A syntax check alone misses what only shows with data (a misspelt ``row.nmae`` under
+    StrictUndefined); found here, it does not wait for a morning digest to fall back.
+    """
+    renderer = render.Renderer(config)
+    try:
+        digest.render(config, sample_plan(config, now), now, renderer)
+    except FollowupError as exc:
+        return [str(exc)]
+    return list(dict.fromkeys(renderer.problems))
 
 
 def _with_language(config: Config, language: str) -> Config:

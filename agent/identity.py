@@ -1,4 +1,4 @@
-"""Which addresses might be one person: merge suggestions (never automatic merges)."""
+"""Who is who: the user's own identity keys, and merge suggestions (never automatic merges)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from agent.config import Config
+from agent.headers.addresses import normalise_address
 from agent.model import Contact
 
 # Domains run by one provider under several names; addresses on them form one family.
@@ -24,6 +26,12 @@ FAMILIES: dict[str, str] = {
     "mailbox.org": "mailboxorg",
 }
 _SECOND_LEVEL = {"co", "com", "org", "net", "ac", "gov", "edu"}
+
+
+def self_keys(config: Config) -> frozenset[str]:
+    """Identity keys of the user's own address and aliases: never a contact."""
+    keys = (normalise_address(a) for a in config.account.addresses)
+    return frozenset(k for k in keys if k)
 
 
 def domain_family(domain: str) -> str:

@@ -1,4 +1,4 @@
-"""Turning contact states into what the CLI prints: a table, JSON or CSV."""
+"""What the CLI prints, in words: contact tables, JSON, CSV, a contact's profile, drafts."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from agent.decisions import Profile
+from agent.drafts.compose import Draft
+from agent.drafts.lifecycle import DraftsResult
 from agent.identity import MergeSuggestion
 from agent.model import ContactState, Direction, Exchange
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-    from agent.decisions import Profile
 
 FIELDS = ("id", "name", "email", "addresses", "last_exchange", "last_direction", "last_subject",
           "last_folder", "messages_in", "messages_out", "status", "due_date", "cadence_days",
@@ -247,3 +248,56 @@ def show_text(profile: Profile, tz: ZoneInfo) -> str:
                   f"{e.address}  {_subject(e)}  {e.folder}"
                   for e in profile.recent]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- drafts
+
+
+KIND_WORDS = {"checkin": "check-in", "reply": "reply"}
+LANGUAGE_WORDS = {"de": "German", "en": "English"}
+
+
+def first_lines(draft: Draft, count: int = 4) -> list[str]:
+    """The first non-empty lines of the body, for `followup drafts --dry-run`."""
+    return [line for line in draft.body.splitlines() if line.strip()][:count]
+
+
+def drafts_report(result: DraftsResult) -> list[str]:
+    """What `followup drafts` prints: settled drafts, new (or would-be) drafts, skipped picks."""
+    lines: list[str] = []
+    settled = result.reconciled
+    if settled is not None and (settled.sent or settled.declined or settled.pending):
+        parts = [f"{len(settled.sent)} sent"] if settled.sent else []
+        parts += [f"deleted: {r.address} (snoozed until {until.isoformat()})"
+                  for r, until in settled.declined]
+        if settled.pending:
+            parts.append(f"{len(settled.pending)} still in Drafts")
+        lines.append("earlier drafts: " + "; ".join(parts))
+    if settled is not None and settled.problem:
+        lines.append(f"earlier drafts: {settled.problem}")
+    if result.dry_run:
+        lines.append(f"would create {len(result.created)} draft(s) (dry run: nothing changed; "
+                     "working from the ledger of the last scan)")
+    elif result.created:
+        lines.append(f"created {len(result.created)} draft(s) in {result.folder}:")
+    else:
+        lines.append("no new drafts today")
+    for draft in result.created:
+        to = f"{draft.name} <{draft.address}>" if draft.name else draft.address
+        kind = KIND_WORDS.get(draft.kind, draft.kind)
+        language = LANGUAGE_WORDS.get(draft.language, draft.language)
+        if not result.dry_run:
+            lines.append(f"  {to}: {draft.subject} ({kind}, {language})")
+            continue
+        lines += ["", f"To:       {to}", f"Subject:  {draft.subject}",
+                  f"Kind:     {kind} in {language} ({draft.language_reason})"]
+        lines += [f"    {line}" for line in first_lines(draft)]
+    if result.adopted:
+        lines.append("found in Drafts from an earlier run (kept, not made again): "
+                     + ", ".join(r.address for r in result.adopted))
+    if result.skipped:
+        if result.dry_run:
+            lines.append("")
+        lines.append("not drafted:")
+        lines += [f"  {s.address}: {s.reason}" for s in result.skipped]
+    return lines

@@ -68,7 +68,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from agent.config import PolicyConfig, Rule
+from agent.config import PolicyConfig
+from agent.configspec import Rule
 from agent.model import Contact, ContactState, Status
 
 OWN_SETTING = "your setting for this contact"

@@ -1,4 +1,10 @@
-"""Jinja2 rendering: the user's template dir over the packaged defaults, strict and escaped."""
+"""Jinja2 rendering: the user's template dir over the packaged defaults, strict and escaped.
+
+Templates run in Jinja2's immutable sandbox: a template can use the values it is given and
+the filters below, but cannot reach Python internals (``cycler.__init__.__globals__``), change
+the values, or build huge strings (repetition is capped); it still cannot touch a password,
+which followup never hands to a template.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +19,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from agent.config import Config
-from agent.errors import TemplateError, UsageError
+from agent.errors import ConfigError, TemplateError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +50,15 @@ def default_templates_dir() -> Path:
 
 
 def user_templates_dir(config: Config) -> Path | None:
-    """[templates] dir, else a `templates` folder next to the config file, if it exists."""
+    """[templates] dir, else a `templates` folder next to the config file, if it exists.
+
+    A [templates] dir that is not a folder is an error: a typo must not quietly bring back
+    the defaults.
+    """
     if config.templates.dir is not None:
+        if not config.templates.dir.is_dir():
+            raise ConfigError([f"[templates] dir {config.templates.dir} is not a folder; "
+                               "create it (`followup templates export DIR`) or fix the path"])
         return config.templates.dir
     if config.source is not None:
         candidate = config.source.parent / "templates"
@@ -54,6 +69,54 @@ def user_templates_dir(config: Config) -> Path | None:
 
 # HTML templates (digest.html.j2) are escaped; text templates and drafts are not.
 _HTML = ("html.j2", "html", "htm")
+# Longest string or list a template may make by repetition ("x" * n), and largest power.
+MAX_REPEAT = 100_000
+
+
+class Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, with ``*`` and ``**`` checked so that no template can exhaust memory.
+
+    Intercepting them also stops Jinja2 from folding such constants while compiling (a
+    ``{{ "x" * 3000000000 }}`` took 91 s and 8.8 GB before this).
+    """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any,
+                   right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > 64:
+            raise SecurityError(f"a power of {right} is more than a template may compute")
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(count, int) and (
+                        len(seq) * count > MAX_REPEAT):
+                    raise SecurityError(f"repeating something {count} times makes more than "
+                                        f"{MAX_REPEAT} characters or items")
+        return super().call_binop(context, operator, left, right)
+
+
+def sandbox(loader: jinja2.BaseLoader) -> Sandbox:
+    """The one way followup makes a Jinja2 environment: sandboxed, strict, escaping HTML."""
+    return Sandbox(
+        loader=loader,
+        undefined=jinja2.StrictUndefined,
+        autoescape=jinja2.select_autoescape(_HTML, default_for_string=True, default=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def writable_by_others(directory: Path) -> list[Path]:
+    """The folder and templates in it that others may change (and so make you run)."""
+    found = []
+    for path in (directory, *sorted(directory.glob("*.j2"))):
+        try:
+            if path.stat().st_mode & 0o022:
+                found.append(path)
+        except OSError:
+            continue
+    return found
 
 
 # --------------------------------------------------------------------------- filters
@@ -117,6 +180,10 @@ class Renderer:
         self.user_dir = user_templates_dir(config)
         self.default_dir = default_templates_dir()
         self.problems: list[str] = []
+        if self.user_dir is not None:
+            for path in writable_by_others(self.user_dir):
+                log.warning("%s can be changed by other users of this machine; run: chmod "
+                            "go-w %s", path, path)
         loaders: list[jinja2.BaseLoader] = []
         # Absolute search paths: error messages then name absolute files, and a failing
         # frame is found by its file name (see describe_template_error).
@@ -127,14 +194,7 @@ class Renderer:
         self.default_env = self._environment(jinja2.FileSystemLoader(str(self.default_dir)))
 
     def _environment(self, loader: jinja2.BaseLoader) -> jinja2.Environment:
-        env = jinja2.Environment(
-            loader=loader,
-            undefined=jinja2.StrictUndefined,
-            autoescape=jinja2.select_autoescape(_HTML, default_for_string=True, default=False),
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-        )
+        env = sandbox(loader)
         lang = self.language
         filters: dict[str, Callable[..., Any]] = {
             "days_ago": lambda days: days_ago(int(days), lang),
@@ -215,6 +275,10 @@ def describe_template_error(exc: BaseException, search_path: Sequence[Path],
     at = f"{where}, line {line}" if line else where
     if isinstance(exc, jinja2.TemplateNotFound):
         message = f"includes {exc.name}, which does not exist"
+    elif isinstance(exc, UnicodeDecodeError):
+        message = f"not UTF-8 text (byte {exc.start}); save it as UTF-8"
+    elif isinstance(exc, SecurityError):
+        message = f"not allowed in a template: {exc}"
     else:
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         if not isinstance(exc, jinja2.TemplateError):
@@ -249,11 +313,15 @@ def check_user_templates(config: Config) -> Iterator[str]:
     user_dir = user_templates_dir(config)
     if user_dir is None or not user_dir.is_dir():
         return
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(user_dir)),
-                             undefined=jinja2.StrictUndefined,
-                             autoescape=jinja2.select_autoescape(_HTML))
+    env = sandbox(jinja2.FileSystemLoader(str(user_dir)))
+    for path in writable_by_others(user_dir):
+        yield f"{path} can be changed by other users of this machine (run: chmod go-w {path})"
     for path in sorted(user_dir.glob("*.j2")):
         try:
             env.get_template(path.name)
         except jinja2.TemplateSyntaxError as exc:
             yield f"template {path}, line {exc.lineno}: {exc.message}"
+        except UnicodeDecodeError as exc:
+            yield f"template {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        except SecurityError as exc:
+            yield f"template {path}: not allowed in a template: {exc}"

@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from agent.config import Config
-from agent.headers.addresses import normalise_address
 from agent.headers.meta import exchanges, parse_message
+from agent.identity import self_keys
 from agent.mailbox.client import FolderStatus, Mailbox
 from agent.mailbox.fetch import FetchedHeader
-from agent.store import ExchangeRow, FolderState, MessageRow, Store
+from agent.store import Store
+from agent.store.ledger import ExchangeRow, FolderState, MessageRow
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,6 @@ class ScanSummary:
         if self.interrupted:
             parts.append("interrupted (resumes next time)")
         return "; ".join(parts)
-
-
-def self_keys(config: Config) -> frozenset[str]:
-    keys = (normalise_address(a) for a in config.account.addresses)
-    return frozenset(k for k in keys if k)
 
 
 def message_key(meta_message_id: str | None, from_key: str, time_value: datetime | None,
@@ -161,17 +157,17 @@ def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
     progress = progress or NoProgress()
     summary = ScanSummary()
     if full:
-        store.forget_mailbox()
+        store.ledger.forget()
     folders = mailbox.folders_to_scan(config.imap.folders, config.imap.exclude_folders)
-    states = store.folder_states()
+    states = store.ledger.folder_states()
     for folder in folders:
         _scan_folder(config, mailbox, store, folder, states.get(folder), now, progress,
                      should_stop, summary)
         if summary.interrupted:
             break
-    summary.addresses_refreshed = store.refresh_aggregates()
+    summary.addresses_refreshed = store.refresh(now)
     if summary.fetched:
-        store.checkpoint()
+        store.database.checkpoint()
     summary.seconds = time.monotonic() - started
     log.info("%s", summary.line())
     return summary
@@ -192,7 +188,7 @@ def _scan_folder(config: Config, mailbox: Mailbox, store: Store, folder: str,
                else "UIDNEXT went backwards")
         log.warning("folder %s: %s, rescanning it", folder, why)
         summary.reset[folder] = why
-        store.reset_folder(folder, status.uidvalidity)
+        store.ledger.reset_folder(folder, status.uidvalidity)
     selected = mailbox.select(folder)
     uidvalidity = selected.uidvalidity or status.uidvalidity
     uids = mailbox.uids_after(last_uid)
@@ -207,11 +203,11 @@ def _scan_folder(config: Config, mailbox: Mailbox, store: Store, folder: str,
         fetched = mailbox.fetch_headers(batch)
         messages, rows, lists = process_batch(fetched, own, now, summary)
         # One transaction: the batch and the folder's new sync state, together.
-        summary.new_exchanges += store.save_batch(folder, uidvalidity, batch[-1], messages,
+        summary.new_exchanges += store.ledger.save_batch(folder, uidvalidity, batch[-1], messages,
                                                   rows, lists)
         summary.fetched += len(fetched)
         progress.advanced(len(batch))
     progress.folder_done(folder)
     if not summary.interrupted:
         uidnext = max(status.uidnext, selected.uidnext)
-        store.finish_folder(folder, status.uidvalidity, uidnext, status.highestmodseq, now)
+        store.ledger.finish_folder(folder, status.uidvalidity, uidnext, status.highestmodseq, now)

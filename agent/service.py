@@ -1,4 +1,10 @@
-"""One run of the product, step by step: scan → decide → digest → drafts (CLI and daemon)."""
+"""One run of the product as one pipeline: scan → settle drafts → plan → digest → drafts.
+
+The CLI commands and the daemon all call ``run``, asking for the steps they need
+(``followup scan`` only the scan, ``followup digest`` only plan and digest, the daily cycle
+everything). One lock and at most one IMAP connection per run; a dropped connection runs
+the pipeline again (``Retry``), and every step is idempotent, so nothing happens twice.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +12,27 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TypeVar
 
-from agent import credentials, policy
+from agent import credentials, digest
 from agent.config import Config
+from agent.digest import DigestResult
+from agent.drafts import lifecycle as drafts
+from agent.drafts.lifecycle import DraftsResult, ReconcileResult
 from agent.errors import TransientMailboxError
-from agent.identity import MergeSuggestion, suggest_merges
 from agent.mailbox.client import Mailbox
-from agent.model import Contact, ContactState
-from agent.scan import Progress, ScanSummary, scan, self_keys
-from agent.store import Store, exclusive_lock
-
-if TYPE_CHECKING:
-    from agent.digest import DigestResult
-    from agent.drafts import DraftsResult
+from agent.plan import Plan, make_plan, plan_today
+from agent.scan import Progress, ScanSummary, scan
+from agent.store import Store
+from agent.store.database import exclusive_lock
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0)  # seconds between attempts after a network failure
 
 
 def open_store(config: Config) -> Store:
@@ -45,167 +53,167 @@ def working(config: Config, wait: float = 10.0) -> Iterator[Store]:
         yield store
 
 
-T = TypeVar("T")
-RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0)  # seconds between attempts after a network failure
+@dataclass(frozen=True)
+class Retry:
+    """How a run meets a dropped connection or a timeout: wait ``delays[i]``, try again.
 
+    A scan resumes from its saved sync state, so an attempt never repeats finished work.
+    The daemon passes ``Retry(delays=())``: it has its own, longer backoff between runs.
+    """
 
-def with_retries(work: Callable[[Mailbox, int], T], config: Config, *,
-                 delays: Sequence[float] = RETRY_DELAYS,
-                 sleep: Callable[[float], None] = time.sleep,
-                 should_stop: Callable[[], bool] = lambda: False) -> T:
-    """Connect and run ``work(mailbox, attempt)``; on a dropped connection or timeout, wait
-    and try again (a scan resumes from its saved sync state, so nothing is done twice)."""
-    attempt = 0
-    while True:
-        try:
-            with connect(config) as mailbox:
-                return work(mailbox, attempt)
-        except TransientMailboxError as exc:
-            if attempt >= len(delays) or should_stop():
-                raise
-            delay = delays[attempt]
-            attempt += 1
-            log.warning("%s; trying again in %g s (attempt %d of %d)", exc, delay,
-                        attempt + 1, len(delays) + 1)
-            sleep(delay)
+    delays: Sequence[float] = RETRY_DELAYS
+    sleep: Callable[[float], None] = time.sleep
+    should_stop: Callable[[], bool] = lambda: False
 
-
-def run_scan(config: Config, *, full: bool = False, now: datetime | None = None,
-             progress: Progress | None = None,
-             should_stop: Callable[[], bool] = lambda: False,
-             sleep: Callable[[float], None] = time.sleep) -> ScanSummary:
-    with working(config) as store:
-        # --full forgets the sync state once; a retry resumes instead of starting over.
-        return with_retries(
-            lambda mailbox, attempt: scan(config, mailbox, store, full=full and attempt == 0,
-                                          now=now, progress=progress, should_stop=should_stop),
-            config, sleep=sleep, should_stop=should_stop)
-
-
-def contacts(config: Config, store: Store) -> list[Contact]:
-    return store.contacts(self_keys(config), two_way=config.policy.two_way)
-
-
-def decide(config: Config, store: Store, now: datetime) -> list[ContactState]:
-    """Every contact with its status today, most recent exchange first."""
-    return policy.evaluate(contacts(config, store), config.policy, config.digest.tz, now)
-
-
-def merge_suggestions(config: Config, store: Store) -> list[MergeSuggestion]:
-    return suggest_merges(contacts(config, store))
+    def run(self, work: Callable[[Mailbox, int], T], config: Config) -> T:
+        """Connect and run ``work(mailbox, attempt)`` until it succeeds or retries run out."""
+        attempt = 0
+        while True:
+            try:
+                with connect(config) as mailbox:
+                    return work(mailbox, attempt)
+            except TransientMailboxError as exc:
+                if attempt >= len(self.delays) or self.should_stop():
+                    raise
+                delay = self.delays[attempt]
+                attempt += 1
+                log.warning("%s; trying again in %g s (attempt %d of %d)", exc, delay,
+                            attempt + 1, len(self.delays) + 1)
+                self.sleep(delay)
 
 
 @dataclass(frozen=True)
-class Plan:
-    """Today's decisions: every contact's state, the due list in order, and the picks."""
+class Steps:
+    """Which steps of the pipeline a run takes."""
 
-    day: date
-    states: list[ContactState]
-    due: list[ContactState]  # waiting, overdue and due, most urgent first
-    picks: list[ContactState]
-
-    @property
-    def rest(self) -> list[ContactState]:
-        picked = {s.contact.id for s in self.picks}
-        return [s for s in self.due if s.contact.id not in picked]
+    scan: bool = True
+    settle: bool = True  # settle pending drafts (sent, deleted, still there)
+    digest: bool = True
+    drafts: bool = True
+    full: bool = False  # the scan forgets the ledger first (`scan --full`)
+    dry_run: bool = False  # plan, digest and drafts from the ledger; connect to nothing
+    output: Path | None = None  # write the HTML digest here; delivers nothing
 
 
-def plan(config: Config, store: Store, now: datetime) -> Plan:
-    """Decide today's picks; the same all day (picks already recorded today come first)."""
-    states = decide(config, store, now)
-    day = policy.today(now, config.digest.tz)
-    picks = policy.pick_today(states, config.policy.daily_picks, day, store.pick_history())
-    return Plan(day=day, states=states, due=policy.ranked(states), picks=picks)
+# What a run without an explicit ``retry`` uses (the CLI); tests may swap it for a quick one.
+DEFAULT_RETRY = Retry()
+SCAN = Steps(settle=False, digest=False, drafts=False)
+CYCLE = Steps()
 
 
 @dataclass
-class CycleResult:
+class RunResult:
+    """What a run did, step by step (None: the step did not run)."""
+
     scan: ScanSummary | None = None
+    settled: ReconcileResult | None = None
     plan: Plan | None = None
-    digest: Any = None
-    drafts: Any = None
+    digest: DigestResult | None = None
+    drafts: DraftsResult | None = None
 
 
-def run_cycle(config: Config, now: datetime, *, with_digest: bool = True,
-              with_drafts: bool = True,
-              should_stop: Callable[[], bool] = lambda: False,
-              sleep: Callable[[float], None] = time.sleep) -> CycleResult:
-    """The daily job: scan, settle yesterday's drafts, decide, digest, drafts.
+def run(config: Config, now: datetime, steps: Steps = CYCLE, *, retry: Retry | None = None,
+        progress: Progress | None = None) -> RunResult:
+    """Run ``steps`` of the pipeline under the store's lock (a dry run reads without it).
 
-    One lock and one connection for the whole cycle; a dropped connection retries the
-    cycle. Digest and drafts are idempotent per local day, so a cycle that runs twice
-    (catch-up, a retry) delivers nothing twice.
+    The scan comes before settling because settling needs Sent up to date: a draft sent
+    since the last scan would otherwise look deleted and snooze the contact. A run that
+    needs no server (a digest through SMTP, a dry run) does not connect.
     """
-    from agent import digest, drafts
+    retry = retry or DEFAULT_RETRY
+    if steps.dry_run or steps.output is not None:
+        with open_store(config) as store:  # read-only: no lock, a running scan may go on
+            return _preview(config, store, now, steps)
+    with working(config) as store:
+        if not _needs_mailbox(config, store, now, steps):
+            today = plan_today(config, store, now)
+            result = RunResult(plan=today)
+            if steps.digest:
+                result.digest = digest.deliver(config, store, None, today, now)
+            return result
+        return retry.run(lambda mailbox, attempt: _pipeline(
+            config, store, mailbox, now, steps, attempt, progress, retry.should_stop), config)
 
-    def cycle(mailbox: Mailbox, attempt: int) -> CycleResult:
-        result = CycleResult()
-        result.scan = scan(config, mailbox, store, now=now, should_stop=should_stop)
+
+def _needs_mailbox(config: Config, store: Store, now: datetime, steps: Steps) -> bool:
+    if steps.scan or steps.settle or steps.drafts:
+        return True
+    if not steps.digest or config.digest.delivery != "imap":
+        return False
+    return digest.wanted(config, store, make_plan(config, store, now))
+
+
+def _pipeline(config: Config, store: Store, mailbox: Mailbox, now: datetime, steps: Steps,
+              attempt: int, progress: Progress | None,
+              should_stop: Callable[[], bool]) -> RunResult:
+    result = RunResult()
+    if steps.scan:
+        # --full forgets the ledger once; a retry resumes instead of starting over.
+        result.scan = scan(config, mailbox, store, full=steps.full and attempt == 0, now=now,
+                           progress=progress, should_stop=should_stop)
         if should_stop() or result.scan.interrupted:
             return result
-        settled = drafts.reconcile(config, store, mailbox, now)
-        result.plan = today_plan = plan(config, store, now)
-        # Recorded first, so a retry or a second run today agrees with these picks.
-        store.record_picks(today_plan.day, [s.contact.id for s in today_plan.picks])
-        if with_digest:
-            result.digest = digest.deliver(config, store, mailbox, today_plan, now)
-        if with_drafts and config.drafts.enabled:
-            result.drafts = drafts.create(config, store, mailbox, today_plan, now)
-            result.drafts.reconciled = settled
+    if steps.settle:
+        result.settled = drafts.reconcile(config, store, mailbox, now)
+    if not (steps.digest or steps.drafts):
         return result
+    result.plan = today = plan_today(config, store, now)
+    if steps.digest:
+        result.digest = digest.deliver(config, store, mailbox, today, now)
+    if steps.drafts:
+        result.drafts = drafts.create(config, store, mailbox, today, now)
+        result.drafts.reconciled = result.settled
+    return result
 
-    with working(config) as store:
-        return with_retries(cycle, config, sleep=sleep, should_stop=should_stop)
+
+def _preview(config: Config, store: Store, now: datetime, steps: Steps) -> RunResult:
+    """A dry run: what the digest and the drafts would be, from the ledger as it is."""
+    result = RunResult(plan=(today := make_plan(config, store, now)))
+    if steps.digest:
+        result.digest = digest.deliver(config, store, None, today, now, dry_run=True,
+                                       output=steps.output)
+    if steps.drafts:
+        result.drafts = drafts.create(config, store, None, today, now, dry_run=True)
+    return result
+
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+def cycle_steps(config: Config) -> Steps:
+    """The daily cycle: everything, drafts only when ``[drafts] enabled``."""
+    return replace(CYCLE, drafts=config.drafts.enabled)
+
+
+def run_cycle(config: Config, now: datetime, *, retry: Retry | None = None) -> RunResult:
+    """The daily job (`followup run`): scan, settle drafts, plan, digest, drafts."""
+    return run(config, now, cycle_steps(config), retry=retry)
+
+
+def run_scan(config: Config, now: datetime, *, full: bool = False,
+             progress: Progress | None = None, retry: Retry | None = None) -> ScanSummary:
+    """`followup scan`: bring the ledger up to date."""
+    summary = run(config, now, replace(SCAN, full=full), retry=retry, progress=progress).scan
+    assert summary is not None  # the SCAN steps always scan
+    return summary
 
 
 def run_digest(config: Config, now: datetime, *, dry_run: bool = False,
-               output: Path | None = None) -> DigestResult:
-    """`followup digest`: today's digest from the ledger as it is (no scan), at most once a day.
+               output: Path | None = None, retry: Retry | None = None) -> DigestResult:
+    """`followup digest`: today's digest from the ledger as it is (no scan), once a day.
 
-    ``dry_run`` or ``output`` only show the digest (text, or HTML in a file) and deliver
-    nothing, so a look at today's digest never uses up today's one delivery. A real run
-    connects to IMAP only when the digest goes to the INBOX and is still due today.
+    ``dry_run`` or ``output`` only show it (text, or HTML in a file): a look at today's
+    digest never uses up today's one delivery.
     """
-    from agent import digest
-
-    if dry_run or output is not None:
-        with open_store(config) as store:  # read-only: no lock, a running scan may go on
-            return digest.deliver(config, store, None, plan(config, store, now), now,
-                                  dry_run=True, output=output)
-    with working(config) as store:
-        today_plan = plan(config, store, now)
-        # As in run_cycle: recorded first, so `followup drafts` later today agrees.
-        store.record_picks(today_plan.day, [s.contact.id for s in today_plan.picks])
-        if config.digest.delivery != "imap" or not digest.wanted(config, store, today_plan):
-            return digest.deliver(config, store, None, today_plan, now)
-        return with_retries(
-            lambda mailbox, _: digest.deliver(config, store, mailbox, today_plan, now), config)
+    steps = Steps(scan=False, settle=False, drafts=False, dry_run=dry_run, output=output)
+    result = run(config, now, steps, retry=retry).digest
+    assert result is not None  # these steps always make a digest
+    return result
 
 
 def run_drafts(config: Config, now: datetime, *, dry_run: bool = False,
-               sleep: Callable[[float], None] = time.sleep) -> DraftsResult:
-    """`followup drafts`: an incremental scan, settle pending drafts, then today's drafts.
-
-    The scan comes first (cheap when little changed) because settling needs Sent up to date:
-    a draft sent since the last scan would otherwise look deleted and snooze the contact.
-    ``dry_run`` works from the ledger as it is, connects to nothing and changes nothing.
-    """
-    from agent import drafts
-
-    if dry_run:
-        with open_store(config) as store:  # read-only: no lock, a running scan may go on
-            return drafts.create(config, store, None, plan(config, store, now), now,
-                                 dry_run=True)
-
-    def work(mailbox: Mailbox, attempt: int) -> DraftsResult:
-        summary = scan(config, mailbox, store, now=now)
-        settled = None if summary.interrupted else drafts.reconcile(config, store, mailbox, now)
-        today_plan = plan(config, store, now)
-        # As in run_cycle: recorded first, so the digest later today agrees with these picks.
-        store.record_picks(today_plan.day, [s.contact.id for s in today_plan.picks])
-        result = drafts.create(config, store, mailbox, today_plan, now)
-        result.reconciled = settled
-        return result
-
-    with working(config) as store:
-        return with_retries(work, config, sleep=sleep)
+               retry: Retry | None = None) -> DraftsResult:
+    """`followup drafts`: a quick scan, settle pending drafts, then today's drafts."""
+    result = run(config, now, Steps(digest=False, dry_run=dry_run), retry=retry).drafts
+    return result or DraftsResult(dry_run=dry_run, folder=None)  # None: the scan was stopped

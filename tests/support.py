@@ -88,7 +88,7 @@ def run_cli(args: Sequence[str], capsys: object) -> tuple[int, str, str]:
     """Run ``followup ARGS`` in-process through the real entry point; (exit code, out, err)."""
     import pytest
 
-    from agent.cli import main
+    from agent.cli.root import main
 
     assert isinstance(capsys, pytest.CaptureFixture)
     capsys.readouterr()

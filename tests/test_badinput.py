@@ -508,7 +508,8 @@ def test_full_disk_during_a_scan(dovecot_account: ImapAccount, tmp_path: Path,
         assert "is full" in line and "nothing was half-written" in line, line
         _assert_nothing_half_written(data / "followup.db")
         with Store(data / "followup.db") as store:
-            assert 0 < store.message_count() < 1500  # stopped in the middle, kept its batches
+            # Stopped in the middle, kept its batches.
+            assert 0 < store.ledger.message_count() < 1500
         resize("64m")
         code, _out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
         assert code == 0, err
@@ -525,7 +526,7 @@ def test_full_disk_simulated_with_max_page_count(dovecot_account: ImapAccount, t
 
     dovecot_account.append_many(realistic(6, 800, now=NOW, sent=dovecot_account.sent_folder))
     write_config(dovecot_account, tmp_path)
-    original = agent.store._connect
+    original = agent.store.database.connect
 
     def limited(path: Path) -> sqlite3.Connection:
         conn = original(path)
@@ -533,22 +534,22 @@ def test_full_disk_simulated_with_max_page_count(dovecot_account: ImapAccount, t
         conn.execute(f"PRAGMA max_page_count = {max(pages, 40) + 5}")
         return conn
 
-    monkeypatch.setattr(agent.store, "_connect", limited)
+    monkeypatch.setattr(agent.store.database, "connect", limited)
     code, _out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
     assert code == 1
     line = _one_line_error(err)
     assert "is full" in line and "nothing was half-written" in line, line
     _assert_nothing_half_written(tmp_path / "followup.db")
-    monkeypatch.setattr(agent.store, "_connect", original)
+    monkeypatch.setattr(agent.store.database, "connect", original)
     code, _out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
     assert code == 0, err
     with Store(tmp_path / "followup.db") as store:
-        assert store.message_count() == 800
+        assert store.ledger.message_count() == 800
 
 
 def test_store_error_for_full_disk_names_the_way_out(tmp_path: Path) -> None:
     with Store(tmp_path / "x.db") as store:
-        store.conn.execute("PRAGMA max_page_count = 1")
+        store.database.conn.execute("PRAGMA max_page_count = 1")
         with pytest.raises(StoreError, match="is full; nothing was half-written"), \
                 store.transaction() as conn:
             conn.execute("CREATE TABLE big (x)")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import SECTION_CLASSES, SPEC, load_config, parse_config_text, render_example
+from agent.config import SECTION_CLASSES, load_config, parse_config_text
+from agent.configspec import SPEC, render_example
 from agent.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +23,7 @@ host = "imap.example.org"
 
 def test_example_file_is_generated_from_the_spec() -> None:
     text = (ROOT / "config.toml.example").read_text()
-    assert text == render_example(), "run: python -m agent.config > config.toml.example"
+    assert text == render_example(), "run: python -m agent.configspec > config.toml.example"
 
 
 def test_example_file_loads_cleanly_and_names_every_key(tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ from agent import service
 from agent.config import Config, load_config
 from agent.daemon import Backoff, Daemon, digest_moment
 from agent.errors import CredentialError
-from agent.store import Store, exclusive_lock
+from agent.store import Store
+from agent.store.database import exclusive_lock
 from servers import ImapAccount, PymapServer, free_port
 from support import ME, message, run_cli, write_config
 
@@ -195,7 +196,7 @@ def test_catch_up_once_after_sleep_and_not_again_after_restart(
 def test_missed_days_are_not_replayed(pymap_account: ImapAccount, pymap_config: Config) -> None:
     """Down from Friday to Monday noon: one catch-up for Monday, none for the weekend."""
     with Store(pymap_config.storage.path) as store:
-        store.record_cycle(date(2026, 6, 5), berlin(2026, 6, 5, 7, 30))
+        store.journal.record_cycle(date(2026, 6, 5), berlin(2026, 6, 5, 7, 30))
     start = berlin(2026, 6, 8, 12, 0)
     seed(pymap_account, start)
     clock = FakeClock(start)
@@ -266,7 +267,7 @@ time = "07:30"
     assert "login as later" in warnings[2] and "trying again in 4 min" in warnings[2]
     assert password not in caplog.text
     with Store(config.storage.path) as store:
-        assert store.message_count() == 1
+        assert store.ledger.message_count() == 1
     # Waited with growing pauses (plus the connection retries inside one attempt).
     assert clock.now - start > timedelta(minutes=7)
 
@@ -313,7 +314,7 @@ def test_run_once_runs_one_cycle_and_records_it(
     assert "digest for 2026-04-14 delivered" in out
     assert "draft" in out
     with Store(load_config(path).storage.path) as store:
-        assert store.last_cycle_day() == date(2026, 4, 14)
+        assert store.journal.last_cycle_day() == date(2026, 4, 14)
     assert len(pymap_account.fetch_raw(pymap_account.drafts_folder)) >= 1
 
 

@@ -18,9 +18,10 @@ import imapclient
 import keyring
 import pytest
 
-from agent.demo import ME, STORIES, DemoSession, generate
+from agent.demo import DemoSession
+from agent.demo_mail import ME, STORIES, generate
 from agent.digest import DIGEST_HEADER
-from agent.drafts import CHECKIN_HEADER
+from agent.drafts.compose import CHECKIN_HEADER
 from servers import MemoryKeyring
 from support import run_cli
 

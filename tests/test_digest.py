@@ -24,12 +24,12 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 
-from agent import digest, policy, sendmail, service
+from agent import digest, doctor, policy, sendmail, service
 from agent.config import Config, load_config, parse_config_text
 from agent.errors import DeliveryError
 from agent.model import Contact, Direction
+from agent.plan import Plan
 from agent.render import Renderer
-from agent.service import Plan
 from agent.store import Store
 from servers import ImapAccount, SmtpSink, TlsFiles, free_port
 from support import ME, message, run_cli, write_config
@@ -282,13 +282,18 @@ def test_message_headers_and_parts() -> None:
     assert parsed["Auto-Submitted"] == "auto-generated"
     assert parsed["X-Followup-Digest"] == "2026-11-26"
     assert parsed["Date"] == "Thu, 26 Nov 2026 07:30:00 +0100"
-    assert parsed["Message-ID"] == digest.message_id(config, date(2026, 11, 26))
+    assert parsed["Message-ID"] == digest.message_id(config, date(2026, 11, 26), None)
     assert parsed["Content-Language"] == "de"
     text, html_body = parts(parsed)
     assert "Jürgen Weiß" in text and "Jürgen Weiß" in html_body
-    # Same day, same Message-ID: a digest re-sent after a crash is recognisably the same.
-    assert digest.message_id(config, date(2026, 11, 26)) != digest.message_id(
-        config, date(2026, 11, 27))
+    # Same day and secret, same Message-ID: a digest re-sent after a crash is recognisably
+    # the same; another day or another installation's secret, another one.
+    secret = b"s" * 32
+    day = date(2026, 11, 26)
+    assert digest.message_id(config, day, secret) == digest.message_id(config, day, secret)
+    assert digest.message_id(config, day, secret) != digest.message_id(
+        config, date(2026, 11, 27), secret)
+    assert digest.message_id(config, day, secret) != digest.message_id(config, day, b"t" * 32)
 
 
 def test_the_scanner_does_not_count_the_digest() -> None:
@@ -312,7 +317,7 @@ def test_a_broken_user_template_falls_back_and_names_file_and_line(tmp_path: Pat
     assert len(rendered.problems) == 1
     assert f"{user / 'digest.txt.j2'}, line 2" in rendered.problems[0]
     assert "nmae" in rendered.problems[0]
-    assert digest.check_templates(config, NOW) == list(rendered.problems)
+    assert doctor.check_templates(config, NOW) == list(rendered.problems)
 
 
 def test_sendmail_refuses_anyone_but_the_user() -> None:
@@ -407,7 +412,7 @@ def test_smtp_delivery_plain_relay_without_auth(smtp_sink: SmtpSink, tmp_path: P
     config = smtp_config(offline_account, tmp_path, smtp_sink, security="none")
     with Store(config.storage.path) as store:
         result = digest.deliver(config, store, None, make_plan(config), NOW)
-        assert store.digest_sent(result.day)
+        assert store.journal.digest_sent(result.day)
     assert result.delivered
     (received,) = smtp_sink.wait_for(1)
     assert received.rcpt_tos == (ME,) and received.mail_from == ME
@@ -486,7 +491,7 @@ def test_smtp_refuses_a_server_without_starttls(smtp_sink: SmtpSink, tmp_path: P
     with Store(config.storage.path) as store:
         with pytest.raises(DeliveryError, match="does not offer STARTTLS"):
             digest.deliver(config, store, None, make_plan(config), NOW)
-        assert not store.digest_sent(date(2026, 11, 26))  # the next run tries again
+        assert not store.journal.digest_sent(date(2026, 11, 26))  # the next run tries again
     assert smtp_sink.messages == []
 
 
@@ -552,7 +557,7 @@ def test_an_empty_day_sends_nothing_unless_asked(smtp_sink: SmtpSink, tmp_path: 
     config = smtp_config(offline_account, tmp_path, smtp_sink, security="none")
     with Store(config.storage.path) as store:
         result = digest.deliver(config, store, None, empty_plan(config), NOW)
-        assert result.outcome == "nothing_due" and not store.digest_sent(result.day)
+        assert result.outcome == "nothing_due" and not store.journal.digest_sent(result.day)
         eager = replace(config, digest=replace(config.digest, send_empty=True))
         assert digest.deliver(eager, store, None, empty_plan(eager), NOW).delivered
     (received,) = smtp_sink.wait_for(1)

@@ -17,7 +17,6 @@ isolation (tests/test_mailbox.py ``test_garbage_fetch_response_…``).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import random
@@ -38,10 +37,11 @@ import pytest
 
 from agent import service
 from agent.config import load_config
+from agent.decisions import resolve
 from agent.errors import StoreError, TransientMailboxError
 from agent.mailbox.client import Mailbox
 from agent.mailbox.fetch import FetchedHeader
-from agent.service import RETRY_DELAYS, run_scan
+from agent.service import RETRY_DELAYS, Retry, run_scan
 from agent.store import Store
 from faultproxy import Fault, FaultProxy
 from mailgen import GeneratedMailbox, generate, realistic
@@ -252,7 +252,7 @@ def test_dropped_connection_retries_and_resumes(
     path = write_config(big.account, tmp_path, port=proxy.port, aliases=big.generated.aliases)
     fetched = spy_fetches(monkeypatch)
     sleeps = Sleeps()
-    run_scan(load_config(path), now=NOW, sleep=sleeps)
+    run_scan(load_config(path), now=NOW, retry=Retry(sleep=sleeps))
 
     assert proxy.fired(), proxy.describe()
     db = tmp_path / "followup.db"
@@ -273,7 +273,7 @@ def test_four_drops_in_one_scan_back_off_and_still_finish(
     path = write_config(big.account, tmp_path, port=proxy.port, aliases=big.generated.aliases)
     fetched = spy_fetches(monkeypatch)
     sleeps = Sleeps()
-    summary = run_scan(load_config(path), now=NOW, sleep=sleeps)
+    summary = run_scan(load_config(path), now=NOW, retry=Retry(sleep=sleeps))
     assert sleeps == list(RETRY_DELAYS), proxy.describe()
     assert len(proxy.fired()) == 4
     assert_same_ledger(tmp_path / "followup.db", big.reference)
@@ -287,8 +287,7 @@ def test_more_drops_than_retries_fail_cleanly_and_the_next_scan_completes(
     proxy.plan(*(Fault.cut(int(scan_bytes * 0.1)) for _ in range(len(RETRY_DELAYS) + 1)))
     write_config(big.account, tmp_path, port=proxy.port, aliases=big.generated.aliases)
     # The real back-off would wait 52 s; the CLI path is what matters here.
-    monkeypatch.setattr(service, "with_retries", functools.partial(
-        service.with_retries, delays=(0.0,) * len(RETRY_DELAYS)))
+    monkeypatch.setattr(service, "DEFAULT_RETRY", Retry(sleep=lambda _seconds: None))
     code, out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
     assert code == 1, out + err
     lines = err.strip().splitlines()
@@ -301,7 +300,7 @@ def test_more_drops_than_retries_fail_cleanly_and_the_next_scan_completes(
     assert integrity(db) == "ok"
     assert_sync_state_consistent(db)
     with Store(db) as store:
-        assert 0 < store.message_count() < big.total  # progress was kept
+        assert 0 < store.ledger.message_count() < big.total  # progress was kept
 
     code, out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
     assert code == 0, err
@@ -315,7 +314,7 @@ def test_stalled_server_times_out_and_the_retry_resumes(
                         aliases=big.generated.aliases)
     sleeps = Sleeps()
     started = time.monotonic()
-    run_scan(load_config(path), now=NOW, sleep=sleeps)
+    run_scan(load_config(path), now=NOW, retry=Retry(sleep=sleeps))
     elapsed = time.monotonic() - started
     assert sleeps == [RETRY_DELAYS[0]], proxy.describe()
     assert 1 <= elapsed < 1 + big.reference_seconds * 3 + 5, elapsed
@@ -332,8 +331,7 @@ def test_server_that_never_answers_gives_up_in_bounded_time(
     proxy.plan(*(Fault.stall(after) for _ in range(3)))
     write_config(big.account, tmp_path, port=proxy.port, timeout=1,
                  aliases=big.generated.aliases)
-    monkeypatch.setattr(service, "with_retries",
-                        functools.partial(service.with_retries, delays=(0.0,)))
+    monkeypatch.setattr(service, "DEFAULT_RETRY", Retry(delays=(0.0,)))
     started = time.monotonic()
     code, out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
     elapsed = time.monotonic() - started
@@ -351,8 +349,7 @@ def test_transient_error_without_retries_left_is_raised(
     path = write_config(big.account, tmp_path, port=proxy.port)
     config = load_config(path)
     with pytest.raises(TransientMailboxError):
-        service.with_retries(lambda mailbox, attempt: None, config, delays=(0.0,),
-                             sleep=lambda _s: None)
+        Retry(delays=(0.0,), sleep=lambda _s: None).run(lambda mailbox, attempt: None, config)
     assert len(proxy.connections) == 2
 
 
@@ -532,7 +529,7 @@ def test_second_process_gives_up_with_one_line_while_the_first_holds_the_lock(
 
 
 def test_lock_error_is_a_store_error(tmp_path: Path) -> None:
-    from agent.store import exclusive_lock
+    from agent.store.database import exclusive_lock
 
     db = tmp_path / "x.db"
     with exclusive_lock(db), pytest.raises(StoreError, match="another followup is working"), \
@@ -579,10 +576,10 @@ def _assert_no_duplicates(account: ImapAccount, db: Path,
     if not settled:
         return digests, contacts
     with Store(db) as store:
-        pending = store.drafts("pending")
+        pending = store.journal.drafts("pending")
         assert sorted(str(d.contact_id) for d in pending) == sorted(contacts), (pending, drafts)
         for day in digests:
-            assert store.digest_sent(date.fromisoformat(day))
+            assert store.journal.digest_sent(date.fromisoformat(day))
     return digests, contacts
 
 
@@ -595,8 +592,7 @@ def test_lost_append_reply_sends_no_second_digest(
     write_config(dovecot_account, tmp_path)
     code, _out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
     assert code == 0, err
-    monkeypatch.setattr(service, "with_retries", functools.partial(
-        service.with_retries, delays=(0.0,) * len(RETRY_DELAYS)))
+    monkeypatch.setattr(service, "DEFAULT_RETRY", Retry(sleep=lambda _seconds: None))
     with FaultProxy(dovecot_account.host, dovecot_account.port) as proxy:
         proxy.plan(Fault.cut_before(APPENDED))
         write_config(dovecot_account, tmp_path, port=proxy.port)
@@ -615,8 +611,7 @@ def test_lost_append_reply_makes_no_second_draft(
         dovecot_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     _planted_with_due_contacts(dovecot_account, 32)
-    monkeypatch.setattr(service, "with_retries", functools.partial(
-        service.with_retries, delays=(0.0,) * len(RETRY_DELAYS)))
+    monkeypatch.setattr(service, "DEFAULT_RETRY", Retry(sleep=lambda _seconds: None))
     with FaultProxy(dovecot_account.host, dovecot_account.port) as proxy:
         proxy.plan(Fault.cut_before(APPENDED))
         write_config(dovecot_account, tmp_path, port=proxy.port)
@@ -672,21 +667,21 @@ def test_kill_9_at_every_append_of_a_daily_cycle(
 def _decide_something(db: Path) -> dict[str, Any]:
     """Snooze, ignore, re-cadence and tag three contacts; what was decided, by address."""
     with Store(db) as store:
-        states = sorted(store.contacts(), key=lambda c: c.email)
+        states = sorted(store.people.contacts(), key=lambda c: c.email)
         assert len(states) >= 6
         snoozed, ignored, slow = states[0].email, states[1].email, states[2].email
-        store.set_decision(store.resolve(snoozed), snooze_until=date(2027, 1, 1))
-        store.set_decision(store.resolve(ignored), ignored=1)
-        store.set_decision(store.resolve(slow), cadence_days=365)
-        store.add_tags(store.resolve(slow), ["wichtig"])
-        return {address: store.decisions_of(store.resolve(address))
+        store.people.set_decision(resolve(store, snoozed), snooze_until=date(2027, 1, 1))
+        store.people.set_decision(resolve(store, ignored), ignored=1)
+        store.people.set_decision(resolve(store, slow), cadence_days=365)
+        store.people.add_tags(resolve(store, slow), ["wichtig"])
+        return {address: store.people.decisions_of(resolve(store, address))
                 for address in (snoozed, ignored, slow)}
 
 
 def _check_decisions(db: Path, decisions: dict[str, Any]) -> None:
     with Store(db) as store:
         for address, decided in decisions.items():
-            assert store.decisions_of(store.resolve(address)) == decided, address
+            assert store.people.decisions_of(resolve(store, address)) == decided, address
 
 
 @pytest.mark.slow

@@ -16,14 +16,12 @@ import pytest
 
 from agent.config import load_config
 from agent.errors import LoginRefused, MailboxError, TransientMailboxError, UsageError
-from agent.init import (
+from agent.init import InitOptions, config_text, run_init
+from agent.providers import (
     PROVIDERS,
-    InitOptions,
-    config_text,
     provider_by_key,
     provider_for_address,
     provider_table_markdown,
-    run_init,
 )
 from servers import ImapAccount, MemoryKeyring
 from support import ME, run_cli

@@ -5,7 +5,7 @@ name, language, tag, merge, split, draft, digest and pick.
 tests/data/schema/vN.sql is a dump of a database written by the code at schema version N,
 with a ledger and the decisions of :func:`populate`. How to add schema version N+1:
 
-1. Append the migration to ``agent.store.MIGRATIONS`` (use ``db.execute`` /
+1. Append the migration to ``agent.store.migrations.MIGRATIONS`` (use ``db.execute`` /
    ``db.executescript`` of sqlite-utils, which stay inside the migration's transaction;
    ``sqlite3.Connection.executescript`` would COMMIT half-way).
 2. If the version adds a kind of decision, record one in :func:`populate` and check it in
@@ -30,9 +30,13 @@ from pathlib import Path
 
 import pytest
 
-import agent.store
+import agent.store.database
+import agent.store.migrations
+from agent.decisions import resolve
 from agent.model import Direction
-from agent.store import SCHEMA_VERSION, ExchangeRow, MessageRow, Store
+from agent.store import Store
+from agent.store.ledger import ExchangeRow, MessageRow
+from agent.store.migrations import SCHEMA_VERSION
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "data" / "schema"
 T0 = datetime(2025, 11, 3, 9, 30, tzinfo=UTC)
@@ -72,48 +76,50 @@ LEDGER = [
 def populate(store: Store) -> None:
     """A small ledger and one of every kind of decision, through the store's own API."""
     for folder, uid, row in LEDGER:
-        store.save_batch(folder, 1000 + (folder == "Sent"), uid,
+        store.ledger.save_batch(folder, 1000 + (folder == "Sent"), uid,
                          [MessageRow(uid, row.msg_key, row.time, None)], [row], [])
-    store.save_batch("INBOX", 1000, 8, [MessageRow(8, "list", T0, "automated: list")], [],
+    store.ledger.save_batch("INBOX", 1000, 8, [MessageRow(8, "list", T0, "automated: list")], [],
                      ["team@lists.example.org"])
-    store.refresh_aggregates()
+    store.refresh(T0)
 
-    anna = store.resolve("anna@example.org")
-    store.set_decision(anna, snooze_until=date(2026, 6, 1), cadence_days=30,
+    anna = resolve(store, "anna@example.org")
+    store.people.set_decision(anna, snooze_until=date(2026, 6, 1), cadence_days=30,
                        name="Anna (Agentur)", language="en")
-    store.add_tags(anna, ["kunde", "wichtig"])
-    store.set_decision(store.resolve("bob@example.net"), ignored=1)
-    carla = store.resolve("carla@firma.example")
-    store.merge(carla, store.resolve("carla@gmx.de"))
-    store.add_tags(carla, ["presse"])
-    dora = store.resolve("dora@example.com")
-    store.merge(dora, store.resolve("dora.alt@example.com"))
-    store.split("dora.alt@example.com")  # merged, then split again: two people
-    emil = store.resolve("emil@example.de")
-    store.set_decision(emil, cadence_days=180)
+    store.people.add_tags(anna, ["kunde", "wichtig"])
+    store.people.set_decision(resolve(store, "bob@example.net"), ignored=1)
+    carla = resolve(store, "carla@firma.example")
+    store.people.merge(carla, resolve(store, "carla@gmx.de"))
+    store.people.add_tags(carla, ["presse"])
+    dora = resolve(store, "dora@example.com")
+    store.people.merge(dora, resolve(store, "dora.alt@example.com"))
+    store.people.split("dora.alt@example.com", T0)  # merged, then split again: two people
+    emil = resolve(store, "emil@example.de")
+    store.people.set_decision(emil, cadence_days=180)
 
     day = date(2026, 2, 27)
-    pending = store.add_draft(anna, "anna@example.org", day, "checkin", "<d1@followup>",
+    pending = store.journal.add_draft(anna, "anna@example.org", day, "checkin", "<d1@followup>",
                               "Drafts", 11, 2000, T0)
-    store.add_draft(emil, "emil@example.de", day, "reply", "<d2@followup>", "Drafts", 12, 2000,
-                    T0)
-    sent = store.add_draft(carla, "carla@firma.example", date(2026, 2, 20), "checkin",
+    store.journal.add_draft(emil, "emil@example.de", day, "reply", "<d2@followup>", "Drafts",
+                            12, 2000, T0)
+    sent = store.journal.add_draft(carla, "carla@firma.example", date(2026, 2, 20), "checkin",
                            "<d3@followup>", "Drafts", 9, 2000, T0)
-    store.resolve_draft(sent, "sent", T0, uid=44)
-    declined = store.add_draft(dora, "dora@example.com", date(2026, 2, 21), "checkin",
+    store.journal.update_draft_uid(sent, 44, 2000)
+    store.journal.resolve_draft(sent, "sent", T0)
+    declined = store.journal.add_draft(dora, "dora@example.com", date(2026, 2, 21), "checkin",
                                "<d4@followup>", "Drafts", 10, 2000, T0)
-    store.resolve_draft(declined, "declined", T0)
+    store.journal.resolve_draft(declined, "declined", T0)
     del pending
-    store.record_digest(day, "imap", "followup: 3 people to contact today", T0)
-    store.record_digest(date(2026, 2, 26), "smtp", "followup: 2 people to contact today", T0)
-    store.record_picks(day, [anna, emil, carla])
-    store.record_picks(date(2026, 2, 26), [dora])
+    store.journal.record_digest(day, "imap", "followup: 3 people to contact today", T0)
+    store.journal.record_digest(date(2026, 2, 26), "smtp", "followup: 2 people to contact today",
+                                T0)
+    store.journal.record_picks(day, [anna, emil, carla])
+    store.journal.record_picks(date(2026, 2, 26), [dora])
 
 
 def check_decisions(store: Store) -> None:
     """Everything :func:`populate` decided, read back through the current API."""
-    anna = store.resolve("anna@example.org")
-    decided = store.decisions_of(anna)
+    anna = resolve(store, "anna@example.org")
+    decided = store.people.decisions_of(anna)
     assert decided.snooze_until == date(2026, 6, 1)
     assert decided.cadence_days == 30
     assert decided.name == "Anna (Agentur)"
@@ -121,38 +127,39 @@ def check_decisions(store: Store) -> None:
     assert decided.tags == frozenset({"kunde", "wichtig"})
     assert not decided.ignored
 
-    assert store.decisions_of(store.resolve("bob@example.net")).ignored
+    assert store.people.decisions_of(resolve(store, "bob@example.net")).ignored
 
-    carla = store.resolve("carla@firma.example")
-    assert store.resolve("carla@gmx.de") == carla
-    assert store.decisions_of(carla).tags == frozenset({"presse"})
-    assert len(store.decisions_of(carla).merged_ids) == 1
-    merged_id = store.decisions_of(carla).merged_ids[0]
-    assert store.resolve(str(merged_id)) == carla  # the old id still leads to her
+    carla = resolve(store, "carla@firma.example")
+    assert resolve(store, "carla@gmx.de") == carla
+    assert store.people.decisions_of(carla).tags == frozenset({"presse"})
+    assert len(store.people.decisions_of(carla).merged_ids) == 1
+    merged_id = store.people.decisions_of(carla).merged_ids[0]
+    assert resolve(store, str(merged_id)) == carla  # the old id still leads to her
 
-    dora, dora_alt = store.resolve("dora@example.com"), store.resolve("dora.alt@example.com")
+    dora, dora_alt = resolve(store, "dora@example.com"), resolve(store, "dora.alt@example.com")
     assert dora != dora_alt
 
-    emil = store.resolve("emil@example.de")
-    assert store.decisions_of(emil).cadence_days == 180
+    emil = resolve(store, "emil@example.de")
+    assert store.people.decisions_of(emil).cadence_days == 180
 
-    drafts = {d.message_id: d for d in store.drafts()}
+    drafts = {d.message_id: d for d in store.journal.drafts()}
     assert {m: (d.contact_id, d.state, d.kind, d.uid) for m, d in drafts.items()} == {
         "<d1@followup>": (anna, "pending", "checkin", 11),
         "<d2@followup>": (emil, "pending", "reply", 12),
         "<d3@followup>": (carla, "sent", "checkin", 44),
         "<d4@followup>": (dora, "declined", "checkin", 10),
     }
-    assert [d.message_id for d in store.drafts("pending")] == ["<d1@followup>", "<d2@followup>"]
-    assert store.digest_sent(date(2026, 2, 27))
-    assert store.digest_sent(date(2026, 2, 26))
-    assert not store.digest_sent(date(2026, 2, 28))
-    assert store.pick_history() == {anna: date(2026, 2, 27), emil: date(2026, 2, 27),
+    pending = [d.message_id for d in store.journal.drafts("pending")]
+    assert pending == ["<d1@followup>", "<d2@followup>"]
+    assert store.journal.digest_sent(date(2026, 2, 27))
+    assert store.journal.digest_sent(date(2026, 2, 26))
+    assert not store.journal.digest_sent(date(2026, 2, 28))
+    assert store.journal.pick_history() == {anna: date(2026, 2, 27), emil: date(2026, 2, 27),
                                     carla: date(2026, 2, 27), dora: date(2026, 2, 26)}
     # The ledger is rebuildable, but a migration must not lose it either.
-    assert store.message_count() == len(LEDGER) + 1
-    assert store.exchange_count() == len(LEDGER)
-    assert store.list_addresses() == {"team@lists.example.org"}
+    assert store.ledger.message_count() == len(LEDGER) + 1
+    assert store.ledger.exchange_count() == len(LEDGER)
+    assert store.ledger.list_addresses() == {"team@lists.example.org"}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -226,7 +233,7 @@ def test_upgrading_keeps_every_decision(tmp_path: Path, version: int) -> None:
     assert conn.execute("PRAGMA user_version").fetchone()[0] == version
     conn.close()
     with Store(db) as store:
-        assert store.schema_version == SCHEMA_VERSION
+        assert store.database.schema_version == SCHEMA_VERSION
         check_decisions(store)
     # A migrated database has exactly the schema of a new one.
     with Store(tmp_path / "fresh.db"):
@@ -241,7 +248,7 @@ def test_v0_an_empty_file_becomes_a_current_database(tmp_path: Path) -> None:
     db = tmp_path / "followup.db"
     db.touch()
     with Store(db) as store:
-        assert store.schema_version == SCHEMA_VERSION
+        assert store.database.schema_version == SCHEMA_VERSION
         populate(store)
         check_decisions(store)
 
@@ -260,14 +267,15 @@ def test_a_failing_migration_leaves_the_old_version_untouched(
                                "ALTER TABLE contacts ADD COLUMN colour TEXT;")
         raise RuntimeError("migration bug")
 
-    monkeypatch.setattr(agent.store, "MIGRATIONS", (*agent.store.MIGRATIONS, broken))
-    monkeypatch.setattr(agent.store, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(agent.store.database, "MIGRATIONS",
+                        (*agent.store.migrations.MIGRATIONS, broken))
+    monkeypatch.setattr(agent.store.database, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with pytest.raises(RuntimeError, match="migration bug"):
         Store(db)
     monkeypatch.undo()
     assert schema_of(db) == before
     with Store(db) as store:
-        assert store.schema_version == SCHEMA_VERSION
+        assert store.database.schema_version == SCHEMA_VERSION
         check_decisions(store)
 
 

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.config import PolicyConfig, Rule
+from agent.config import PolicyConfig
+from agent.configspec import Rule
 from agent.model import STATUSES, Contact, ContactState, Direction
 from agent.policy import Effective, effective_settings, evaluate, pick_today, ranked, today
 

@@ -21,11 +21,13 @@ from typing import Any
 import pytest
 
 from agent.config import load_config
+from agent.decisions import resolve
 from agent.mailbox.client import FolderStatus, Mailbox
 from agent.mailbox.fetch import FetchedHeader
 from agent.scan import ScanSummary, folder_plan, process_batch
 from agent.service import run_scan
-from agent.store import FolderState, Store
+from agent.store import Store
+from agent.store.ledger import FolderState
 from mailgen import Expected, GeneratedMailbox, build_message, generate, realistic, rfc_date
 from servers import ImapAccount
 from support import config_text, run_cli, write_config
@@ -194,10 +196,10 @@ def test_pipeline_matches_generated_ledger_for_many_seeds(tmp_path: Path, seed: 
                        for uid, m in enumerate((m for m in mailbox.messages
                                                 if m.folder == folder), start=1)]
             messages, rows, lists = process_batch(fetched, own, NOW, ScanSummary())
-            store.save_batch(folder, 1, len(fetched), messages, rows, lists)
-        store.refresh_aggregates()
+            store.ledger.save_batch(folder, 1, len(fetched), messages, rows, lists)
+        store.refresh(NOW)
         for two_way in (True, False):
-            contacts = store.contacts(own, two_way=two_way)
+            contacts = store.people.contacts(own, two_way=two_way)
             got = {c.email: (c.name, c.last_exchange, c.last_direction, c.last_subject,
                              c.messages_in, c.messages_out, c.addresses) for c in contacts}
             want = {k: (e.name, e.last_exchange, e.last_direction, e.last_subject,
@@ -341,8 +343,8 @@ def test_uidvalidity_change_rescans_the_folder_without_double_counting(
     before = contacts_json(capsys)
     assert_ledger(before, mailbox, True)
     with Store(load_config(path).storage.path) as store:
-        exchanges_before = store.exchange_count()
-        messages_before = store.message_count()
+        exchanges_before = store.ledger.exchange_count()
+        messages_before = store.ledger.message_count()
 
     changed = ["INBOX", folders["archive"]]
     for folder in changed:
@@ -356,8 +358,8 @@ def test_uidvalidity_change_rescans_the_folder_without_double_counting(
     assert summary.new_exchanges == 0
     assert contacts_json(capsys) == before
     with Store(load_config(path).storage.path) as store:
-        assert store.exchange_count() == exchanges_before
-        assert store.message_count() == messages_before
+        assert store.ledger.exchange_count() == exchanges_before
+        assert store.ledger.message_count() == messages_before
 
     calls.clear()
     assert scan(path).reset == {}
@@ -375,9 +377,9 @@ def test_uidnext_backwards_on_a_real_server_resets_the_folder(
     before = contacts_json(capsys)
     sent = imap_account.sent_folder
     with Store(load_config(path).storage.path) as store:
-        state = store.folder_state(sent)
+        state = store.ledger.folder_state(sent)
         assert state is not None and state.uidnext > 0
-        store.finish_folder(sent, state.uidvalidity, state.uidnext + 100, None, NOW)
+        store.ledger.finish_folder(sent, state.uidvalidity, state.uidnext + 100, None, NOW)
     calls = spy_fetches(monkeypatch)
     summary = scan(path)
     assert summary.reset == {sent: "UIDNEXT went backwards"}
@@ -431,34 +433,36 @@ def test_store_reset_path_after_uidnext_went_backwards(tmp_path: Path) -> None:
     with Store(tmp_path / "db.sqlite") as store:
         for folder, fetched in by_folder.items():
             messages, rows, lists = process_batch(fetched, own, NOW, ScanSummary())
-            store.save_batch(folder, 7, fetched[-1].uid, messages, rows, lists)
-            store.finish_folder(folder, 7, fetched[-1].uid + 1, None, NOW)
-        store.refresh_aggregates()
-        before = store.contacts(own)
-        exchanges, messages = store.exchange_count(), store.message_count()
+            store.ledger.save_batch(folder, 7, fetched[-1].uid, messages, rows, lists)
+            store.ledger.finish_folder(folder, 7, fetched[-1].uid + 1, None, NOW)
+        store.refresh(NOW)
+        before = store.people.contacts(own)
+        exchanges, messages = store.ledger.exchange_count(), store.ledger.message_count()
         inbox = by_folder["INBOX"]
 
-        state = store.folder_state("INBOX")
+        state = store.ledger.folder_state("INBOX")
         assert state is not None
         plan = folder_plan(state, FolderStatus(7, state.uidnext - 5, len(inbox)))
         assert plan == ("reset", 0)
-        store.reset_folder("INBOX", 7)
-        after_reset = store.folder_state("INBOX")
+        store.ledger.reset_folder("INBOX", 7)
+        after_reset = store.ledger.folder_state("INBOX")
         assert after_reset is not None
         assert (after_reset.last_uid, after_reset.uidnext) == (0, 0)
-        assert store.message_count() == messages - len(inbox)
-        assert store.exchange_count() == exchanges  # exchanges are keyed by message
-        assert store.folder_states().keys() == by_folder.keys()
+        assert store.ledger.message_count() == messages - len(inbox)
+        assert store.ledger.exchange_count() == exchanges  # exchanges are keyed by message
+        assert store.ledger.folder_states().keys() == by_folder.keys()
 
         # The server renumbered: the same messages come back under new UIDs.
         renumbered = [FetchedHeader(100 + n, f.internaldate, f.header, f.flags)
                       for n, f in enumerate(inbox)]
         messages_rows, rows, lists = process_batch(renumbered, own, NOW, ScanSummary())
-        assert store.save_batch("INBOX", 7, renumbered[-1].uid, messages_rows, rows, lists) == 0
-        store.refresh_aggregates()
-        assert store.exchange_count() == exchanges
-        assert store.message_count() == messages
-        assert store.contacts(own) == before
+        added = store.ledger.save_batch("INBOX", 7, renumbered[-1].uid, messages_rows, rows,
+                                        lists)
+        assert added == 0
+        store.refresh(NOW)
+        assert store.ledger.exchange_count() == exchanges
+        assert store.ledger.message_count() == messages
+        assert store.people.contacts(own) == before
         assert {c.email for c in before} >= set(mailbox.expected)
 
 
@@ -541,9 +545,9 @@ def test_kill_9_during_scans_loses_and_doubles_nothing(
 
     assert without_ids(contacts_json(capsys, config)) == without_ids(contacts_json(capsys, fresh))
     with Store(killed / "followup.db") as a, Store(tmp_path / "fresh" / "followup.db") as b:
-        assert a.exchange_count() == b.exchange_count()
-        assert a.message_count() == b.message_count()
-        assert a.list_addresses() == b.list_addresses()
+        assert a.ledger.exchange_count() == b.ledger.exchange_count()
+        assert a.ledger.message_count() == b.ledger.message_count()
+        assert a.ledger.list_addresses() == b.ledger.list_addresses()
 
 
 # --------------------------------------------------------------------------- decisions
@@ -559,13 +563,13 @@ def test_full_rescan_keeps_decisions(imap_account: ImapAccount, tmp_path: Path,
     keys = sorted(mailbox.expected)
     snoozed, ignored, keep, other = keys[0], keys[1], keys[2], keys[3]
     with Store(load_config(path).storage.path) as store:
-        snoozed_id = store.resolve(snoozed)
-        store.set_decision(snoozed_id, snooze_until=date(2026, 6, 1), cadence_days=30,
+        snoozed_id = resolve(store, snoozed)
+        store.people.set_decision(snoozed_id, snooze_until=date(2026, 6, 1), cadence_days=30,
                            name="Die Gute")
-        store.add_tags(snoozed_id, ["kunde", "wichtig"])
-        store.set_decision(store.resolve(ignored), ignored=1)
-        keep_id = store.resolve(keep)
-        store.merge(keep_id, store.resolve(other))
+        store.people.add_tags(snoozed_id, ["kunde", "wichtig"])
+        store.people.set_decision(resolve(store, ignored), ignored=1)
+        keep_id = resolve(store, keep)
+        store.people.merge(keep_id, resolve(store, other))
     decided = contacts_json(capsys)
     by_id = {c["id"]: c for c in decided}
     assert by_id[snoozed_id]["status"] == "snoozed"
@@ -584,8 +588,8 @@ def test_full_rescan_keeps_decisions(imap_account: ImapAccount, tmp_path: Path,
         m.folder in mailbox.counted_folders() for m in mailbox.messages)
     assert contacts_json(capsys) == decided
     with Store(load_config(path).storage.path) as store:
-        assert store.resolve(other) == keep_id
-        assert store.resolve(snoozed) == snoozed_id
+        assert resolve(store, other) == keep_id
+        assert resolve(store, snoozed) == snoozed_id
 
 
 # --------------------------------------------------------------------------- output
@@ -636,7 +640,7 @@ def test_an_empty_mailbox_scans_to_an_empty_ledger(
 def test_message_keys_sort_by_minute_and_gmail_ids_win() -> None:
     """Same message → same key in every folder; Gmail's own id beats the headers."""
     from agent.scan import message_key
-    from agent.store import key_id
+    from agent.store.ledger import key_id
 
     when = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
     inbox = message_key("a@x", "b@y", when, b"From: b@y\r\n")

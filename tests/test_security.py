@@ -33,7 +33,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.store import Store, exclusive_lock
+from agent.store import Store
+from agent.store.database import exclusive_lock
 from faultproxy import Fault, FaultProxy, strip_capability
 from mailgen import realistic
 from servers import Dovecot, ImapAccount
@@ -347,7 +348,7 @@ def mode(path: Path) -> int:
 def test_database_wal_shm_and_lock_are_private_even_with_umask_0(tmp_path: Path) -> None:
     db = tmp_path / "new" / "deeper" / "followup.db"
     with umask(0), exclusive_lock(db), Store(db) as store:
-        store.record_picks(NOW.date(), [1])  # a write: the WAL and shared memory exist now
+        store.journal.record_picks(NOW.date(), [1])  # a write: the WAL and shared memory exist now
         assert mode(db) == 0o600
         assert mode(db.with_name("followup.db-wal")) == 0o600
         assert mode(db.with_name("followup.db-shm")) == 0o600

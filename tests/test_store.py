@@ -12,9 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from agent.decisions import resolve
 from agent.errors import StoreError, UsageError
 from agent.model import Contact
-from agent.store import SCHEMA_VERSION, ExchangeRow, MessageRow, Store, exclusive_lock
+from agent.store import Store
+from agent.store.database import exclusive_lock
+from agent.store.ledger import ExchangeRow, MessageRow
+from agent.store.migrations import SCHEMA_VERSION
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 ME = "me@example.org"
@@ -38,14 +42,14 @@ def save(store: Store, folder: str, rows: list[ExchangeRow], *, first_uid: int =
     times = {r.msg_key: r.time for r in rows}
     messages = [MessageRow(first_uid + n, key, times[key], None) for n, key in enumerate(keys)]
     last_uid = messages[-1].uid if messages else first_uid
-    added = store.save_batch(folder, 7, last_uid, messages, rows, lists)
+    added = store.ledger.save_batch(folder, 7, last_uid, messages, rows, lists)
     if refresh:
-        store.refresh_aggregates()
+        store.refresh(T0)
     return added
 
 
 def by_email(store: Store, **kwargs: object) -> dict[str, Contact]:
-    contacts = store.contacts(**kwargs)  # type: ignore[arg-type]
+    contacts = store.people.contacts(**kwargs)  # type: ignore[arg-type]
     return {c.email: c for c in contacts}
 
 
@@ -61,8 +65,8 @@ def store(tmp_path: Path) -> Store:
 def test_fresh_database_has_the_current_schema_and_mode_0600(tmp_path: Path) -> None:
     path = tmp_path / "data" / "followup" / "followup.db"
     with Store(path) as store:
-        assert store.schema_version == SCHEMA_VERSION
-        tables = {r[0] for r in store.conn.execute(
+        assert store.database.schema_version == SCHEMA_VERSION
+        tables = {r[0] for r in store.database.conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"folders", "messages", "exchanges", "addresses", "contacts",
             "contact_addresses", "contact_tags", "digests", "drafts"} <= tables
@@ -74,13 +78,14 @@ def test_reopening_is_a_no_op(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     path = tmp_path / "followup.db"
     with Store(path) as store:
         save(store, "INBOX", [row("m1", "anna@example.org", "in", hours(1))])
-        schema = store.conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
-        before = store.contacts()
+        schema = store.database.conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
+        before = store.people.contacts()
     caplog.clear()
     with caplog.at_level("INFO", logger="agent.store"), Store(path) as store:
-        assert store.schema_version == SCHEMA_VERSION
-        assert store.conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall() == schema
-        assert store.contacts() == before
+        assert store.database.schema_version == SCHEMA_VERSION
+        assert store.database.conn.execute(
+            "SELECT type, name, sql FROM sqlite_master").fetchall() == schema
+        assert store.people.contacts() == before
     assert not [r for r in caplog.records if "migrated" in r.getMessage()]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -112,11 +117,11 @@ def test_saving_the_same_batch_twice_adds_nothing(store: Store) -> None:
             row("m2", "bernd@example.org", "out", hours(2)),
             row("m3", "carla@example.org", "in", hours(3))]
     assert save(store, "INBOX", rows) == 4
-    contacts = store.contacts(two_way=False)
-    counts = (store.message_count(), store.exchange_count())
+    contacts = store.people.contacts(two_way=False)
+    counts = (store.ledger.message_count(), store.ledger.exchange_count())
     assert save(store, "INBOX", rows) == 0
-    assert (store.message_count(), store.exchange_count()) == counts
-    assert store.contacts(two_way=False) == contacts
+    assert (store.ledger.message_count(), store.ledger.exchange_count()) == counts
+    assert store.people.contacts(two_way=False) == contacts
     anna = by_email(store)["anna@example.org"]
     assert (anna.messages_in, anna.messages_out) == (1, 1)
 
@@ -125,8 +130,8 @@ def test_the_same_message_in_two_folders_counts_once(store: Store) -> None:
     message = [row("<id-1>\x00anna@example.org\x00t", "anna@example.org", "in", hours(1))]
     assert save(store, "INBOX", message) == 1
     assert save(store, "Archiv/2024", message, first_uid=50) == 0
-    assert store.message_count() == 2  # one row per folder and UID …
-    assert store.exchange_count() == 1  # … but one exchange
+    assert store.ledger.message_count() == 2  # one row per folder and UID …
+    assert store.ledger.exchange_count() == 1  # … but one exchange
     anna = by_email(store, two_way=False)["anna@example.org"]
     assert (anna.messages_in, anna.messages_out) == (1, 0)
     assert anna.last_folder == "INBOX"
@@ -139,12 +144,12 @@ def test_a_failing_batch_leaves_nothing_behind(store: Store) -> None:
     bad = row("m2", "bernd@example.org", "in", None)  # type: ignore[arg-type]
     messages = [MessageRow(1, "m1", hours(1), None), MessageRow(2, "m2", hours(2), None)]
     with pytest.raises(AttributeError):
-        store.save_batch("INBOX", 7, 2, messages, [good, bad], ["list@example.org"])
-    assert store.message_count() == 0
-    assert store.exchange_count() == 0
-    assert store.folder_state("INBOX") is None
-    assert store.list_addresses() == set()
-    assert store.refresh_aggregates() == 0
+        store.ledger.save_batch("INBOX", 7, 2, messages, [good, bad], ["list@example.org"])
+    assert store.ledger.message_count() == 0
+    assert store.ledger.exchange_count() == 0
+    assert store.ledger.folder_state("INBOX") is None
+    assert store.ledger.list_addresses() == set()
+    assert store.ledger.refresh_aggregates() == 0
 
 
 def test_refresh_picks_the_newest_exchange_and_counts_both_ways(store: Store) -> None:
@@ -166,7 +171,7 @@ def test_refresh_picks_the_newest_exchange_and_counts_both_ways(store: Store) ->
     assert (bernd.last_exchange, bernd.last_direction, bernd.last_subject) == (
         hours(9), "out", "Re: Frage")
     assert (bernd.messages_in, bernd.messages_out) == (1, 2)
-    assert store.refresh_aggregates() == 0  # nothing dirty any more
+    assert store.ledger.refresh_aggregates() == 0  # nothing dirty any more
 
     # A later batch refreshes only what it touched; ids stay.
     save(store, "INBOX", [row("a4", "anna@example.org", "in", hours(20))], first_uid=10)
@@ -200,9 +205,9 @@ def test_contacts_leave_out_self_lists_and_one_way_people(store: Store) -> None:
     assert set(by_email(store, self_addresses=[ME])) == {"anna@example.org"}
     assert set(by_email(store, self_addresses=[ME], two_way=False)) == {
         "anna@example.org", "only-in@example.org", "only-out@example.org"}
-    assert store.list_addresses() == {"talk@lists.example.org"}
-    anna_id = store.resolve("anna@example.org")
-    store.set_decision(anna_id, ignored=1)
+    assert store.ledger.list_addresses() == {"talk@lists.example.org"}
+    anna_id = resolve(store, "anna@example.org")
+    store.people.set_decision(anna_id, ignored=1)
     assert by_email(store, self_addresses=[ME])["anna@example.org"].ignored
     assert by_email(store, self_addresses=[ME], include_ignored=False) == {}
 
@@ -224,37 +229,37 @@ def people(store: Store) -> Store:
 
 
 def test_resolve_by_id_and_by_address_variants(people: Store) -> None:
-    anna = people.resolve("annaschmidt@gmail.com")
-    assert people.resolve(str(anna)) == anna
-    assert people.resolve(f"  {anna} ") == anna
+    anna = resolve(people, "annaschmidt@gmail.com")
+    assert resolve(people, str(anna)) == anna
+    assert resolve(people, f"  {anna} ") == anna
     for variant in ("Anna.Schmidt+fotos@GoogleMail.com", "ANNASCHMIDT@GMAIL.COM",
                     "<anna.schmidt@gmail.com>", " annaschmidt+x@gmail.com "):
-        assert people.resolve(variant) == anna, variant
-    carla = people.resolve("Carla+Newsletter@Example.ORG")
+        assert resolve(people, variant) == anna, variant
+    carla = resolve(people, "Carla+Newsletter@Example.ORG")
     assert carla != anna
-    assert people.addresses_of(carla) == ["carla@example.org"]
+    assert people.people.addresses_of(carla) == ["carla@example.org"]
 
 
 def test_resolve_unknown_says_what_is_close(people: Store) -> None:
     with pytest.raises(UsageError, match=r"did you mean carla@example\.org") as info:
-        people.resolve("karla@example.org")
+        resolve(people, "karla@example.org")
     assert info.value.exit_code == 2
     with pytest.raises(UsageError, match=r"\b999\b.*followup contacts"):
-        people.resolve("999")
+        resolve(people, "999")
     with pytest.raises(UsageError, match="followup contacts"):
-        people.resolve("zzz@nowhere.invalid")
+        resolve(people, "zzz@nowhere.invalid")
 
 
 def test_merge_and_split(people: Store) -> None:
-    gmail = people.resolve("annaschmidt@gmail.com")
-    work = people.resolve("anna.schmidt@bigcorp.example")
-    people.add_tags(work, ["kunde"])
-    people.set_decision(work, snooze_until=date(2025, 9, 1), cadence_days=45)
-    people.set_decision(gmail, cadence_days=30)
-    people.merge(gmail, work)
+    gmail = resolve(people, "annaschmidt@gmail.com")
+    work = resolve(people, "anna.schmidt@bigcorp.example")
+    people.people.add_tags(work, ["kunde"])
+    people.people.set_decision(work, snooze_until=date(2025, 9, 1), cadence_days=45)
+    people.people.set_decision(gmail, cadence_days=30)
+    people.people.merge(gmail, work)
 
-    contacts = {c.id: c for c in people.contacts()}
-    assert set(contacts) == {gmail, people.resolve("carla@example.org")}
+    contacts = {c.id: c for c in people.people.contacts()}
+    assert set(contacts) == {gmail, resolve(people, "carla@example.org")}
     anna = contacts[gmail]
     assert sorted(anna.addresses) == ["anna.schmidt@bigcorp.example", "annaschmidt@gmail.com"]
     assert anna.email == "anna.schmidt@bigcorp.example"  # the newest exchange's address
@@ -263,46 +268,42 @@ def test_merge_and_split(people: Store) -> None:
     assert anna.tags == frozenset({"kunde"})
     assert anna.cadence_days == 30  # keep's decision wins …
     assert anna.snooze_until == date(2025, 9, 1)  # … the other's fills the gaps
-    assert people.resolve(str(work)) == gmail  # the old id follows the merge
-    assert people.resolve("Anna.Schmidt+x@BigCorp.example") == gmail
-    with pytest.raises(UsageError, match="same contact"):
-        people.merge(gmail, people.resolve("anna.schmidt@bigcorp.example"))
+    assert resolve(people, str(work)) == gmail  # the old id follows the merge
+    assert resolve(people, "Anna.Schmidt+x@BigCorp.example") == gmail
+    with pytest.raises(ValueError, match="two different contacts"):
+        people.people.merge(gmail, resolve(people, "anna.schmidt@bigcorp.example"))
 
-    new = people.split("anna.schmidt@bigcorp.example")
+    new = people.people.split("anna.schmidt@bigcorp.example", T0)
     assert new not in (gmail, work)
-    contacts = {c.id: c for c in people.contacts()}
+    contacts = {c.id: c for c in people.people.contacts()}
     assert contacts[new].addresses == ("anna.schmidt@bigcorp.example",)
     assert contacts[gmail].addresses == ("annaschmidt@gmail.com",)
     assert (contacts[gmail].messages_in, contacts[gmail].messages_out) == (1, 1)
-    assert people.resolve("anna.schmidt@bigcorp.example") == new
-    with pytest.raises(UsageError, match="already a contact of its own"):
-        people.split("annaschmidt@gmail.com")
-    with pytest.raises(UsageError, match="no contact has the address"):
-        people.split("nobody@example.org")
+    assert resolve(people, "anna.schmidt@bigcorp.example") == new
 
 
 def test_tags(people: Store) -> None:
-    carla = people.resolve("carla@example.org")
-    people.add_tags(carla, ["kunde", "presse"])
-    people.add_tags(carla, ["kunde"])
-    people.remove_tags(carla, ["presse", "not-there"])
+    carla = resolve(people, "carla@example.org")
+    people.people.add_tags(carla, ["kunde", "presse"])
+    people.people.add_tags(carla, ["kunde"])
+    people.people.remove_tags(carla, ["presse", "not-there"])
     assert by_email(people)["carla@example.org"].tags == frozenset({"kunde"})
 
 
 def test_forget_mailbox_keeps_every_decision(people: Store) -> None:
-    gmail = people.resolve("annaschmidt@gmail.com")
-    people.merge(gmail, people.resolve("anna.schmidt@bigcorp.example"))
-    carla = people.resolve("carla@example.org")
-    people.set_decision(carla, snooze_until=date(2025, 12, 24), name="Carla K.",
+    gmail = resolve(people, "annaschmidt@gmail.com")
+    people.people.merge(gmail, resolve(people, "anna.schmidt@bigcorp.example"))
+    carla = resolve(people, "carla@example.org")
+    people.people.set_decision(carla, snooze_until=date(2025, 12, 24), name="Carla K.",
                         language="en", cadence_days=60)
-    people.add_tags(carla, ["presse"])
-    before = people.contacts()
+    people.people.add_tags(carla, ["presse"])
+    before = people.people.contacts()
 
-    people.forget_mailbox()
-    assert people.contacts() == []
-    assert (people.message_count(), people.exchange_count()) == (0, 0)
-    assert people.folder_states() == {}
-    assert people.list_addresses() == set()
+    people.ledger.forget()
+    assert people.people.contacts() == []
+    assert (people.ledger.message_count(), people.ledger.exchange_count()) == (0, 0)
+    assert people.ledger.folder_states() == {}
+    assert people.ledger.list_addresses() == set()
 
     save(people, "INBOX", [
         row("a1", "annaschmidt@gmail.com", "in", hours(1), name="Anna Schmidt"),
@@ -312,7 +313,7 @@ def test_forget_mailbox_keeps_every_decision(people: Store) -> None:
         row("c1", "carla@example.org", "in", hours(3)),
         row("c2", "carla@example.org", "out", hours(5)),
     ])
-    assert people.contacts() == before
+    assert people.people.contacts() == before
     carla_again = by_email(people)["carla@example.org"]
     assert (carla_again.name, carla_again.language, carla_again.cadence_days) == (
         "Carla K.", "en", 60)

@@ -1,0 +1,1 @@
+"""The command line: parse options, call one service function, print; one error handler."""

@@ -1,0 +1,1 @@
+"""Check-in and reply drafts in the user's own Drafts folder (never sent by followup)."""

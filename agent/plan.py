@@ -1,0 +1,58 @@
+"""Today's plan: every contact's state, the due list and the picks — decided once, recorded once.
+
+The digest, the drafts, ``followup due`` and ``followup show`` all read the same plan, so
+they agree on who is picked today. ``plan_today`` records the picks before anything is
+delivered: a retry, or a second run later the same day, keeps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from agent import policy
+from agent.config import Config
+from agent.identity import self_keys
+from agent.model import Contact, ContactState
+from agent.store import Store
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Today's decisions: every contact's state, the due list in order, and the picks."""
+
+    day: date
+    states: list[ContactState]
+    due: list[ContactState]  # waiting, overdue and due, most urgent first
+    picks: list[ContactState]
+
+    @property
+    def rest(self) -> list[ContactState]:
+        picked = {s.contact.id for s in self.picks}
+        return [s for s in self.due if s.contact.id not in picked]
+
+
+def contacts(config: Config, store: Store) -> list[Contact]:
+    """The contacts as the ledger and the user's decisions have them (``two_way`` applied)."""
+    return store.people.contacts(self_keys(config), two_way=config.policy.two_way)
+
+
+def decide(config: Config, store: Store, now: datetime) -> list[ContactState]:
+    """Every contact with its status today, most recent exchange first."""
+    return policy.evaluate(contacts(config, store), config.policy, config.digest.tz, now)
+
+
+def make_plan(config: Config, store: Store, now: datetime) -> Plan:
+    """Today's plan without recording anything (picks already recorded today come first)."""
+    states = decide(config, store, now)
+    day = policy.today(now, config.digest.tz)
+    picks = policy.pick_today(states, config.policy.daily_picks, day,
+                              store.journal.pick_history())
+    return Plan(day=day, states=states, due=policy.ranked(states), picks=picks)
+
+
+def plan_today(config: Config, store: Store, now: datetime) -> Plan:
+    """Today's plan, with its picks recorded first, so every later run today agrees."""
+    plan = make_plan(config, store, now)
+    store.journal.record_picks(plan.day, [s.contact.id for s in plan.picks])
+    return plan

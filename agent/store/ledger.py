@@ -1,0 +1,244 @@
+"""The ledger: what the mailbox says (folders' sync state, messages, exchanges), rebuildable.
+
+Written only by the scan, one transaction per fetched batch together with the folder's new
+sync state; ``forget`` empties it for ``scan --full``. Nothing here is a user decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from agent.model import Direction, Exchange
+from agent.store.database import Database, Row, epoch, from_epoch
+from agent.store.migrations import LEDGER_TABLES
+
+_HEX = frozenset("0123456789abcdef")
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def key_id(msg_key: str) -> int:
+    """A message's identity as a signed 64-bit integer for the ledger's unique index.
+
+    Keys from scan.message_key start with the message's minute ("01b3f2a4:"); that minute
+    becomes the high bits, so a scan, which reads mail roughly in time order, appends to
+    the index instead of writing all over it (random keys made every batch dirty pages
+    across the whole index, and the cost per message grew with the mailbox). The low 30
+    bits are a digest of the whole key: a collision needs ~30,000 messages in one minute.
+    Keys without a minute get the negative half, from a 62-bit digest.
+    """
+    data = msg_key.encode("utf-8", "surrogatepass")
+    if len(msg_key) > 9 and msg_key[8] == ":" and _HEX.issuperset(msg_key[:8]):
+        low = int.from_bytes(hashlib.blake2b(data, digest_size=4).digest(), "big")
+        return (int(msg_key[:8], 16) << 30) | (low & 0x3FFFFFFF)
+    digest = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+    return -1 - (digest & 0x3FFFFFFFFFFFFFFF)
+
+
+@dataclass(frozen=True, slots=True)
+class FolderState:
+    name: str
+    uidvalidity: int
+    last_uid: int
+    uidnext: int
+    highestmodseq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    uid: int
+    msg_key: str
+    time: datetime
+    skipped: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeRow:
+    msg_key: str
+    address: str
+    direction: Direction
+    time: datetime
+    subject: str
+    message_id: str | None
+    name: str
+    language: str | None
+
+
+def _exchange(row: Row) -> Exchange:
+    return Exchange(row["address"], row["direction"], from_epoch(row["time"]) or _NEVER,
+                    row["subject"], row["folder"], row["message_id"])
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
+
+
+class Ledger:
+    """Sync state and exchanges of the scanned folders."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    # ------------------------------------------------------------------ sync state
+
+    def folder_states(self) -> dict[str, FolderState]:
+        return {row["name"]: FolderState(**row) for row in self._db.query(
+            "SELECT name, uidvalidity, last_uid, uidnext, highestmodseq FROM folders")}
+
+    def folder_state(self, name: str) -> FolderState | None:
+        return self.folder_states().get(name)
+
+    def reset_folder(self, name: str, uidvalidity: int) -> None:
+        """Forget what was seen in a folder (its UIDs mean nothing any more).
+
+        Exchanges stay: they are keyed by message, so a rescan of the same mail adds nothing.
+        """
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM messages WHERE folder = ?", (name,))
+            conn.execute(
+                "INSERT INTO folders (name, uidvalidity, last_uid, uidnext) VALUES (?, ?, 0, 0) "
+                "ON CONFLICT (name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+                "last_uid = 0, uidnext = 0, highestmodseq = NULL",
+                (name, uidvalidity),
+            )
+
+    def save_batch(self, folder: str, uidvalidity: int, last_uid: int,
+                   messages: Sequence[MessageRow], exchanges: Sequence[ExchangeRow],
+                   list_addresses: Iterable[str]) -> int:
+        """Record one fetched batch and advance the folder's sync state, atomically.
+
+        Returns how many exchanges were new (a message seen in two folders counts once).
+        The hot path of a scan: plain ``executemany`` with positional tuples, measured.
+        """
+        with self._db.transaction() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO messages (folder, uid, msg_key, time, skipped) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(folder, m.uid, key_id(m.msg_key), epoch(m.time), m.skipped)
+                 for m in messages],
+            )
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO exchanges (msg_key, address, direction, time, subject, "
+                "folder, message_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(key_id(e.msg_key), e.address, e.direction, epoch(e.time), e.subject, folder,
+                  e.message_id) for e in exchanges],
+            )
+            added = conn.total_changes - before
+            conn.executemany(
+                "INSERT INTO address_names (address, name, time, language) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (address) DO UPDATE SET name = excluded.name, "
+                "time = excluded.time, language = coalesce(excluded.language, language) "
+                "WHERE excluded.time >= address_names.time",
+                [(e.address, e.name, epoch(e.time), e.language if e.direction == "in" else None)
+                 for e in exchanges if e.name],
+            )
+            conn.executemany("INSERT OR IGNORE INTO dirty (address) VALUES (?)",
+                             [(e.address,) for e in exchanges])
+            conn.executemany("INSERT OR IGNORE INTO lists (address) VALUES (?)",
+                             [(a,) for a in list_addresses])
+            conn.execute(
+                "INSERT INTO folders (name, uidvalidity, last_uid) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+                "last_uid = max(last_uid, excluded.last_uid)",
+                (folder, uidvalidity, last_uid),
+            )
+        return added
+
+    def finish_folder(self, folder: str, uidvalidity: int, uidnext: int,
+                      highestmodseq: int | None, now: datetime) -> None:
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO folders (name, uidvalidity, last_uid, uidnext, highestmodseq, "
+                "scanned_at) VALUES (?, ?, 0, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+                "uidnext = excluded.uidnext, highestmodseq = excluded.highestmodseq, "
+                "scanned_at = excluded.scanned_at",
+                (folder, uidvalidity, uidnext, highestmodseq, epoch(now)),
+            )
+
+    def refresh_aggregates(self) -> int:
+        """Recompute per-address aggregates for addresses touched since the last refresh.
+
+        Batches only mark addresses dirty; a kill before this runs leaves them marked, so
+        the next scan refreshes them. Returns how many addresses were refreshed.
+        """
+        with self._db.transaction() as conn:
+            # The newest exchange per address decides last_*; on equal times 'out' wins
+            # (the user answering within the same second is the later act).
+            conn.execute("""
+                INSERT OR REPLACE INTO addresses (address, name, language, last_time,
+                    last_direction, last_subject, last_folder, last_message_id, last_in,
+                    last_out, messages_in, messages_out)
+                SELECT r.address, coalesce(n.name, ''), n.language, r.time, r.direction,
+                    r.subject, r.folder, r.message_id, agg.last_in, agg.last_out,
+                    agg.n_in, agg.n_out
+                FROM (
+                    SELECT address, direction, subject, folder, message_id, time,
+                        row_number() OVER (PARTITION BY address
+                                           ORDER BY time DESC, direction DESC, msg_key) AS rn
+                    FROM exchanges WHERE address IN (SELECT address FROM dirty)
+                ) AS r
+                JOIN (
+                    SELECT address,
+                        max(CASE WHEN direction = 'in' THEN time END) AS last_in,
+                        max(CASE WHEN direction = 'out' THEN time END) AS last_out,
+                        sum(direction = 'in') AS n_in, sum(direction = 'out') AS n_out
+                    FROM exchanges WHERE address IN (SELECT address FROM dirty)
+                    GROUP BY address
+                ) AS agg ON agg.address = r.address
+                LEFT JOIN address_names AS n ON n.address = r.address
+                WHERE r.rn = 1
+            """)
+            count = int(conn.execute("SELECT count(*) FROM dirty").fetchone()[0])
+            conn.execute("DELETE FROM dirty")
+        return count
+
+    def forget(self) -> None:
+        """`scan --full`: drop everything derived from the mailbox, keep every decision."""
+        with self._db.transaction() as conn:
+            for table in LEDGER_TABLES:
+                conn.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+
+    # ------------------------------------------------------------------ reading
+
+    def list_addresses(self) -> set[str]:
+        return {row["address"] for row in self._db.query("SELECT address FROM lists")}
+
+    def message_count(self) -> int:
+        return int(self._db.value("SELECT count(*) FROM messages"))
+
+    def exchange_count(self) -> int:
+        return int(self._db.value("SELECT count(*) FROM exchanges"))
+
+    def exchanges_of(self, addresses: Iterable[str], limit: int = 20) -> list[Exchange]:
+        """The newest ``limit`` exchanges with any of ``addresses``, newest first."""
+        keys = list(addresses)
+        return [_exchange(row) for row in self._db.query(
+            "SELECT address, direction, time, subject, folder, message_id "  # noqa: S608
+            f"FROM exchanges WHERE address IN ({_marks(keys)}) ORDER BY time DESC LIMIT ?",
+            (*keys, limit))]
+
+    def last_exchanges(self, addresses: Iterable[str]) -> dict[Direction, Exchange]:
+        """The newest exchange each way ("in", "out") over ``addresses``, where there is one."""
+        keys = list(addresses)
+        out: dict[Direction, Exchange] = {}
+        for direction in ("in", "out"):
+            rows = self._db.query(
+                "SELECT address, direction, time, subject, folder, message_id "  # noqa: S608
+                f"FROM exchanges WHERE address IN ({_marks(keys)}) AND direction = ? "
+                "ORDER BY time DESC, msg_key LIMIT 1", (*keys, direction))
+            if rows:
+                exchange = _exchange(rows[0])
+                out[exchange.direction] = exchange
+        return out
+
+    def sent_to_since(self, addresses: Iterable[str], since: datetime) -> bool:
+        """Whether the user wrote to any of ``addresses`` at or after ``since``."""
+        keys = list(addresses)
+        return self._db.value(
+            "SELECT 1 FROM exchanges WHERE direction = 'out' "  # noqa: S608
+            f"AND address IN ({_marks(keys)}) AND time >= ? LIMIT 1",
+            (*keys, epoch(since))) is not None
