@@ -74,7 +74,7 @@ def raw_fetch(client: imapclient.IMAPClient, uids: Sequence[int],
     Raises one of PRIVATE_CALL_ERRORS when imaplib's private calls are not what they were.
     """
     # Private calls on purpose: this is IMAPClient.fetch minus its generic response parsing,
-    # with which header FETCHes took 2-2.5x as long (measured: 20,000 messages, local Dovecot).
+    # with which header FETCHes take ~2.5x as long (measured: 20,000 messages, local Dovecot).
     imap = client._imap
     ids = b",".join(str(uid).encode() for uid in uids)
     tag = imap._command("UID", "FETCH", ids, "(" + " ".join(items) + ")")
