@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from agent import policy
 from agent.config import Config
 from agent.errors import UsageError
-from agent.headers import normalise_address
+from agent.headers.addresses import normalise_address
 from agent.identity import self_keys
 from agent.model import Contact, ContactState, Direction, Exchange
 from agent.plan import make_plan

@@ -34,7 +34,7 @@ from agent.demo_mail import DEMO_USER, ME, ME_NAME, DemoMailbox, generate
 from agent.demo_server import LOOPBACK, PymapServer, require_pymap
 from agent.digest import DIGEST_HEADER
 from agent.drafts.compose import CHECKIN_HEADER
-from agent.mailbox import Mailbox
+from agent.mailbox.client import Mailbox
 from agent.model import ContactState
 
 log = logging.getLogger(__name__)

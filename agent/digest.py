@@ -19,12 +19,11 @@ from urllib.parse import quote
 from agent import credentials, sendmail
 from agent.config import Config
 from agent.errors import DeliveryError, FollowupError, TransientMailboxError, UsageError
-from agent.mailbox import Mailbox
+from agent.mailbox.client import Mailbox
 from agent.message import (
     Verbatim,
     address_header,
     ascii_address,
-    one_line,
     reply_subject,
     text_header,
 )
@@ -32,6 +31,7 @@ from agent.model import ContactState
 from agent.plan import Plan
 from agent.render import Renderer
 from agent.store import Store
+from agent.text import one_line
 
 log = logging.getLogger(__name__)
 

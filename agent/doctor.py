@@ -10,7 +10,7 @@ from pathlib import Path
 from agent import credentials, digest, policy, render, sendmail
 from agent.config import Config, load_config
 from agent.errors import FollowupError
-from agent.mailbox import Mailbox
+from agent.mailbox.client import Mailbox
 from agent.model import Contact, Direction
 from agent.plan import Plan
 

@@ -51,6 +51,10 @@ class TransientMailboxError(MailboxError):
     """A network-level failure that is worth retrying (drop, timeout, server going away)."""
 
 
+class LoginRefused(MailboxError):
+    """The IMAP server refused the login: username or password (or app password) is wrong."""
+
+
 class DeliveryError(FollowupError):
     """The digest could not be delivered (SMTP or IMAP APPEND failed)."""
 

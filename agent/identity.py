@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.config import Config
-from agent.headers import normalise_address
+from agent.headers.addresses import normalise_address
 from agent.model import Contact
 
 # Domains run by one provider under several names; addresses on them form one family.

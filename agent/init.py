@@ -20,8 +20,9 @@ from typing import Protocol
 from agent import credentials, language
 from agent.config import local_timezone_name, parse_config_text
 from agent.configspec import CONVERTERS, DEFAULT_PORTS, LANGUAGES, SECURITY_CHOICES, SPEC
-from agent.errors import CredentialError, MailboxError, UsageError
-from agent.mailbox import FolderRoles, Mailbox
+from agent.errors import CredentialError, LoginRefused, UsageError
+from agent.mailbox.client import Mailbox
+from agent.mailbox.folders import FolderRoles
 from agent.providers import (
     APP_LOGIN,
     OAUTH_LOGIN,
@@ -286,8 +287,8 @@ def _log_in(options: InitOptions, ui: Dialogue, provider: Provider | None, host:
         ui.say(f"Connecting to {host}:{port} …")
         try:
             return connect(host, port, security, username, secret), secret
-        except MailboxError as exc:
-            if attempt == attempts or "login" not in str(exc):
+        except LoginRefused as exc:
+            if attempt == attempts:
                 raise
             ui.say(f"{exc}. Try again.")
     raise AssertionError("unreachable")  # pragma: no cover

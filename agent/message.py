@@ -13,14 +13,8 @@ from email.header import Header
 from email.policy import Policy
 from email.utils import formataddr
 
-from agent.headers import normalise_address
-
-
-def one_line(text: str) -> str:
-    """Control characters (CR, LF, tab …) become spaces; whitespace collapsed."""
-    cleaned = "".join(" " if not ch.isprintable() else ch for ch in text)
-    return " ".join(cleaned.split())
-
+from agent.headers.addresses import normalise_address
+from agent.text import one_line
 
 REPLY_PREFIXES = re.compile(
     r"^(?:\s*(?:re|aw|antw|wg|fwd?|wtr)\s*(?:\[\d+\]|\(\d+\))?\s*[:：])+\s*", re.IGNORECASE)

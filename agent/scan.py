@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from agent.config import Config
-from agent.headers import exchanges, parse_message
+from agent.headers.meta import exchanges, parse_message
 from agent.identity import self_keys
-from agent.mailbox import FetchedHeader, FolderStatus, Mailbox
+from agent.mailbox.client import FolderStatus, Mailbox
+from agent.mailbox.fetch import FetchedHeader
 from agent.store import Store
 from agent.store.ledger import ExchangeRow, FolderState, MessageRow
 

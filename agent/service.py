@@ -23,7 +23,7 @@ from agent.digest import DigestResult
 from agent.drafts import lifecycle as drafts
 from agent.drafts.lifecycle import DraftsResult, ReconcileResult
 from agent.errors import TransientMailboxError
-from agent.mailbox import Mailbox
+from agent.mailbox.client import Mailbox
 from agent.plan import Plan, make_plan, plan_today
 from agent.scan import Progress, ScanSummary, scan
 from agent.store import Store

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from agent.headers import HEADER_FIELDS  # noqa: E402
+from agent.headers.meta import HEADER_FIELDS  # noqa: E402
 from mailgen import realistic  # noqa: E402
 from servers import Dovecot, ImapAccount, make_self_signed_cert  # noqa: E402
 

@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.errors import StoreError
-from agent.mailbox import FetchedHeader
+from agent.mailbox.fetch import FetchedHeader
 from agent.scan import ScanSummary, process_batch
 from agent.store import Store
 from mailgen import realistic

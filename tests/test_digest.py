@@ -297,7 +297,7 @@ def test_message_headers_and_parts() -> None:
 
 
 def test_the_scanner_does_not_count_the_digest() -> None:
-    from agent.headers import parse_message
+    from agent.headers.meta import parse_message
 
     config = make_config("en")
     raw = digest.build(config, make_plan(config), NOW, Renderer(config)).as_bytes(policy=SMTP)

@@ -39,7 +39,8 @@ from agent import service
 from agent.config import load_config
 from agent.decisions import resolve
 from agent.errors import StoreError, TransientMailboxError
-from agent.mailbox import FetchedHeader, Mailbox
+from agent.mailbox.client import Mailbox
+from agent.mailbox.fetch import FetchedHeader
 from agent.service import RETRY_DELAYS, Retry, run_scan
 from agent.store import Store
 from faultproxy import Fault, FaultProxy

@@ -10,17 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import headers
-from agent.headers import (
-    HEADER_FIELDS,
-    Addr,
-    Exchanges,
-    MessageMeta,
-    exchanges,
-    is_automated_address,
-    normalise_address,
-    parse_message,
-)
+from agent.headers.addresses import Addr, clear_memos, normalise_address
+from agent.headers.automated import is_automated_address
+from agent.headers.dates import EARLIEST_SANE_TIME
+from agent.headers.fields import MAX_BLOCK_BYTES
+from agent.headers.meta import HEADER_FIELDS, Exchanges, MessageMeta, exchanges, parse_message
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 INTERNALDATE = datetime(2024, 5, 1, 8, 30, tzinfo=UTC)
@@ -43,7 +37,7 @@ def b64(text: str) -> str:
 
 @pytest.fixture(autouse=True)
 def _fresh_memos() -> None:
-    headers.clear_memos()
+    clear_memos()
 
 
 # -- the field list ------------------------------------------------------------------------------
@@ -752,7 +746,7 @@ def test_huge_and_hostile_inputs_are_fast_and_safe(raw: bytes) -> None:
 
 
 def test_huge_block_is_cut() -> None:
-    raw = b"From: a@x.org\r\nSubject: " + b"y" * (headers.MAX_BLOCK_BYTES + 10)
+    raw = b"From: a@x.org\r\nSubject: " + b"y" * (MAX_BLOCK_BYTES + 10)
     meta = parse_message(raw, INTERNALDATE, NOW)
     assert meta.from_[0].email == "a@x.org"
     assert any("cut" in p for p in meta.problems)
@@ -853,7 +847,7 @@ def _assert_invariants(meta: MessageMeta, internaldate: datetime | None, now: da
     assert all(p.split(":", 1)[0] in {*HEADER_FIELDS, "header"} for p in meta.problems)
     assert meta.time.tzinfo is UTC
     if meta.time_source == "date":
-        assert headers.EARLIEST_SANE_TIME <= meta.time <= now + timedelta(days=1)
+        assert EARLIEST_SANE_TIME <= meta.time <= now + timedelta(days=1)
     elif internaldate is not None:
         expected = internaldate if internaldate.tzinfo else internaldate.replace(tzinfo=UTC)
         assert meta.time == expected
@@ -941,7 +935,7 @@ def test_time_is_the_date_when_sane_else_internaldate(
     date = local.strftime(f"%a, %d %b %Y %H:%M:%S {sign}{hours:02d}{minutes:02d}")
     meta = parse_message(block(f"Date: {date}"), internaldate, NOW)
     _assert_invariants(meta, internaldate, NOW)
-    sane = headers.EARLIEST_SANE_TIME <= local <= NOW + timedelta(days=1)
+    sane = EARLIEST_SANE_TIME <= local <= NOW + timedelta(days=1)
     assert meta.time_source == ("date" if sane else "internaldate")
     if sane:
         assert meta.time == local

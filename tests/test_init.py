@@ -15,7 +15,7 @@ import keyring.backends.fail
 import pytest
 
 from agent.config import load_config
-from agent.errors import MailboxError, UsageError
+from agent.errors import LoginRefused, MailboxError, TransientMailboxError, UsageError
 from agent.init import InitOptions, config_text, run_init
 from agent.providers import (
     PROVIDERS,
@@ -250,6 +250,30 @@ def test_known_host_is_filled_in_and_its_login_explained(tmp_path: Path) -> None
     said = "\n".join(script.said)
     assert "app password" in said and "[Gmail]" in said
     assert not any("IMAP server" in q for q in script.asked)  # taken from the table
+
+
+@pytest.mark.parametrize(("error", "tries"), [
+    (LoginRefused("login as jana failed (server said: no)"), 2),
+    (TransientMailboxError("connection to imap.gmail.com broke during login"), 1),
+], ids=["refused", "broke"])
+def test_only_a_refused_login_asks_for_the_password_again(
+        tmp_path: Path, error: MailboxError, tries: int) -> None:
+    """The type of the error decides, not its wording: a connection that broke during the
+    login says "login" too, but the password is not the problem."""
+    script = Script(answers=[("Login", ""), ("name", ""), ("Language", ""), ("time zone", ""),
+                             ("digest", ""), ("app password", "pw-1"), ("app password", "pw-2")])
+    seen: list[object] = []
+
+    def fail(*args: object) -> object:
+        seen.append(args[4])
+        if len(seen) == 2:
+            raise UsageError("stop here: the second try was made")
+        raise error
+
+    with pytest.raises(UsageError if tries == 2 else type(error)):
+        run_init(InitOptions(email="jana.schmidt@googlemail.com"), tmp_path / "c.toml",
+                 script, connect=fail)  # type: ignore[arg-type]
+    assert seen == ["pw-1", "pw-2"][:tries]
 
 
 # --------------------------------------------------------------------------- the table

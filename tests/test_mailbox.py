@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent.errors import ConfigError, MailboxError
-from agent.mailbox import Folder, Mailbox, choose_scan_folders, discover_roles
+from agent.mailbox.client import Mailbox
+from agent.mailbox.folders import Folder, choose_scan_folders, discover_roles
 from servers import ImapAccount
 from support import message
 
@@ -124,6 +125,14 @@ def test_wrong_password_and_closed_port(dovecot_account: ImapAccount) -> None:
         Mailbox.open("127.0.0.1", free_port(), "none", "u", "p", timeout=5)
 
 
+def test_a_refused_login_is_a_login_refused_error(dovecot_account: ImapAccount) -> None:
+    from agent.errors import LoginRefused
+
+    with pytest.raises(LoginRefused, match=r"login as .* failed"):
+        Mailbox.open("127.0.0.1", dovecot_account.port, "none", dovecot_account.username,
+                     "wrong-password-123", timeout=10)
+
+
 def test_plaintext_refused_off_loopback() -> None:
     with pytest.raises(ConfigError, match="plaintext"):
         Mailbox.open("imap.example.org", 143, "none", "u", "p")
@@ -181,7 +190,7 @@ def test_configured_folders_must_exist() -> None:
 
 def test_fast_fetch_parser_agrees_with_imapclient(imap_account: ImapAccount) -> None:
     """The fast path and imapclient's general parser read real responses identically."""
-    from agent.mailbox import FETCH_BODY, parse_fetch_fast, parse_fetch_general
+    from agent.mailbox.fetch import FETCH_BODY, parse_fetch_fast, parse_fetch_general
 
     imap_account.append("INBOX", message(sender='"Müller, Jürgen" <j@example.de>',
                                          subject="Grüße"), flags=["\\Seen", "\\Flagged"],
@@ -199,7 +208,7 @@ def test_fast_fetch_parser_agrees_with_imapclient(imap_account: ImapAccount) -> 
 
 
 def test_unusual_fetch_shapes_fall_back_to_the_general_parser() -> None:
-    from agent.mailbox import parse_fetch_fast, parse_fetch_general
+    from agent.mailbox.fetch import parse_fetch_fast, parse_fetch_general
 
     header = b"From: a@example.net\r\nSubject: x\r\n\r\n"
     literal = (b'7 (UID 12 INTERNALDATE " 5-Jan-2026 10:00:00 +0100" FLAGS (\\Seen) '
@@ -230,3 +239,82 @@ def test_garbage_fetch_response_is_a_transient_error(dovecot_account: ImapAccoun
                             lambda uids, items: [b"1 FETCH (UID (((garbage"])
         with pytest.raises(TransientMailboxError, match="cannot be parsed"):
             mailbox.fetch_headers([1])
+
+
+def test_a_fetch_answer_the_fast_parser_refuses_is_read_by_the_general_parser(
+        dovecot_account: ImapAccount, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a real connection: an item the fast parser does not know (here an extra FETCH line
+    with RFC822.SIZE) sends the whole answer to imapclient's parser, and the result is the
+    same."""
+    from agent.mailbox import fetch
+
+    for n in range(3):
+        dovecot_account.append("INBOX", message(sender=f"p{n}@example.net", subject=f"S{n}"),
+                               flags=["\\Seen"], when=datetime(2025, 3, 4, 5, n, tzinfo=UTC))
+    with _open(dovecot_account) as mailbox:
+        mailbox.select("INBOX")
+        uids = mailbox.uids_after(0)
+        usual = mailbox.fetch_headers(uids)
+        assert len(usual) == 3
+
+        original = mailbox._raw_fetch
+        answers: list[list[object]] = []
+
+        def with_an_extra_line(uids: list[int], items: list[str]) -> list[object]:
+            answer = [*original(uids, items), b"9 (UID 99 RFC822.SIZE 1234)"]
+            answers.append(answer)
+            return answer
+
+        general: list[int] = []
+        parse_fetch_general = fetch.parse_fetch_general
+
+        def counting_general(data: list[object]) -> dict[int, fetch.FetchedHeader]:
+            general.append(len(data))
+            return parse_fetch_general(data)
+
+        monkeypatch.setattr(mailbox, "_raw_fetch", with_an_extra_line)
+        monkeypatch.setattr(fetch, "parse_fetch_general", counting_general)
+        assert mailbox.fetch_headers(uids) == usual
+        (answer,) = answers
+        assert fetch.parse_fetch_fast(answer) is None
+        assert general == [len(answer)]
+
+
+def test_private_fetch_problem_names_what_is_missing() -> None:
+    from types import SimpleNamespace
+
+    from agent.mailbox.fetch import private_fetch_problem
+
+    def command(name: str, *args: object) -> str:
+        return "A1"
+
+    def complete(name: str, tag: str) -> tuple[str, list[bytes]]:
+        return "OK", []
+
+    def untagged(typ: str, dat: list[bytes], name: str) -> tuple[str, list[bytes]]:
+        return typ, dat
+
+    def complete_with_timeout(name: str, tag: str, timeout: float) -> tuple[str, list[bytes]]:
+        return "OK", []
+
+    def client(**calls: object) -> object:
+        return SimpleNamespace(_imap=SimpleNamespace(**calls))
+
+    whole = {"_command": command, "_command_complete": complete, "_untagged_response": untagged}
+    assert private_fetch_problem(client(**whole)) is None  # type: ignore[arg-type]
+    assert private_fetch_problem(SimpleNamespace()) == (  # type: ignore[arg-type]
+        "IMAPClient has no imaplib connection (_imap)")
+    gone = {**whole, "_untagged_response": None}
+    assert private_fetch_problem(client(**gone)) == (  # type: ignore[arg-type]
+        "imaplib has no _untagged_response")
+    changed = {**whole, "_command_complete": complete_with_timeout}
+    assert private_fetch_problem(client(**changed)) == (  # type: ignore[arg-type]
+        "imaplib's _command_complete takes other arguments")
+
+
+def test_private_fetch_calls_work_on_this_python(dovecot_account: ImapAccount) -> None:
+    """The fast path is what a scan uses here: if this fails, imaplib changed under us."""
+    from agent.mailbox.fetch import private_fetch_problem
+
+    with _open(dovecot_account) as mailbox:
+        assert private_fetch_problem(mailbox._client) is None

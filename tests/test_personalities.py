@@ -25,7 +25,7 @@ import pytest
 from agent import service
 from agent.config import load_config
 from agent.doctor import CAPABILITY_WORDS
-from agent.mailbox import Mailbox
+from agent.mailbox.client import Mailbox
 from mailgen import Expected, GeneratedMailbox, generate
 from servers import ALL_PERSONALITIES, PERSONALITIES, Cyrus, ImapAccount
 from support import ME, message, run_cli, write_config

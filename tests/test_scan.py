@@ -22,7 +22,8 @@ import pytest
 
 from agent.config import load_config
 from agent.decisions import resolve
-from agent.mailbox import FetchedHeader, FolderStatus, Mailbox
+from agent.mailbox.client import FolderStatus, Mailbox
+from agent.mailbox.fetch import FetchedHeader
 from agent.scan import ScanSummary, folder_plan, process_batch
 from agent.service import run_scan
 from agent.store import Store
@@ -650,3 +651,105 @@ def test_message_keys_sort_by_minute_and_gmail_ids_win() -> None:
     assert message_key("a@x", "b@y", when, b"", 42) == message_key(None, "", when, b"x", 42)
     undated = message_key(None, "", None, b"From: b@y\r\n")
     assert key_id(undated) < 0 <= key_id(inbox)
+
+
+# --------------------------------------------------------------------------- without imaplib's
+#                                                                             private calls
+
+
+class _OnlyImaplibSees:
+    """An imaplib method as another Python may have it: imaplib and imapclient (which keeps up
+    with Python) still find the original; every other caller finds ``stand_in`` instead, or
+    no such attribute at all when it is None."""
+
+    def __init__(self, original: Any, stand_in: Any) -> None:
+        self.original, self.stand_in = original, stand_in
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if caller.partition(".")[0] in ("imaplib", "imapclient"):
+            return self.original.__get__(instance, owner)
+        if self.stand_in is None:
+            raise AttributeError("not in this Python's imaplib")
+        return self.stand_in.__get__(instance, owner)
+
+
+def _complete_with_a_timeout(self: object, name: str, tag: bytes, timeout: float) -> Any:
+    raise AssertionError("a call with other arguments must not be tried")
+
+
+def _untagged_with_a_third_value(self: object, typ: str, dat: Any, name: str) -> Any:
+    return typ, dat, name
+
+
+@contextlib.contextmanager
+def _records_of(name: str) -> Iterator[list[logging.LogRecord]]:
+    """Every record of logger ``name`` and below, DEBUG too (the in-process CLI replaces the
+    root handlers, caplog's among them)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+_OTHER_PYTHONS: dict[str, dict[str, Any]] = {
+    "calls gone": dict.fromkeys(("_command", "_command_complete", "_untagged_response")),
+    "other arguments": {"_command_complete": _complete_with_a_timeout},
+    "other answer": {"_untagged_response": _untagged_with_a_third_value},
+}
+
+
+@pytest.mark.parametrize("python", list(_OTHER_PYTHONS))
+def test_scan_without_imaplibs_private_calls_gives_the_same_ledger(
+        dovecot_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, python: str) -> None:
+    """When imaplib's private calls that the fast FETCH path uses are gone, take other
+    arguments or answer differently, each connection falls back to IMAPClient.fetch, once,
+    and the scan gives the ledger the fast path gives."""
+    import imaplib
+
+    import imapclient
+
+    from agent.mailbox.fetch import FETCH_BODY
+
+    mailbox = generate(4, people=15, now=NOW, folders=folders_of(dovecot_account))
+    plant(dovecot_account, mailbox)
+    public_fetches: list[int] = []  # the connection of every header FETCH by IMAPClient.fetch
+    public_fetch = imapclient.IMAPClient.fetch
+
+    def spied_fetch(client: imapclient.IMAPClient, messages: Any, data: Any,
+                    modifiers: Any = None) -> Any:
+        if FETCH_BODY in data:
+            public_fetches.append(id(client))
+        return public_fetch(client, messages, data, modifiers)
+
+    monkeypatch.setattr(imapclient.IMAPClient, "fetch", spied_fetch)
+
+    fast = write_test_config(dovecot_account, tmp_path / "fast", mailbox, batch_size=20)
+    scan(fast)
+    assert public_fetches == []
+    fast_ledger = ledger_of(contacts_json(capsys, fast))
+
+    for name, stand_in in _OTHER_PYTHONS[python].items():
+        original = getattr(imaplib.IMAP4, name)
+        monkeypatch.setattr(imaplib.IMAP4, name, _OnlyImaplibSees(original, stand_in))
+    public = write_test_config(dovecot_account, tmp_path / "public", mailbox, batch_size=20)
+    with _records_of("agent.mailbox") as records:
+        scan(public)
+    contacts = contacts_json(capsys, public)
+    assert ledger_of(contacts) == fast_ledger
+    assert_ledger(contacts, mailbox, True)
+    connections = set(public_fetches)
+    assert len(public_fetches) > len(connections) >= 1  # several batches per connection
+    fallbacks = [record for record in records
+                 if "FETCH through IMAPClient.fetch on this connection" in record.getMessage()]
+    assert len(fallbacks) == len(connections)  # decided once per connection
+    assert all(record.levelno == logging.DEBUG for record in fallbacks)

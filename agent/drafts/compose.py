@@ -32,13 +32,13 @@ from agent.message import (
     address_header,
     ascii_address,
     message_id_ok,
-    one_line,
     reply_subject,
     text_header,
 )
 from agent.model import Contact, ContactState
 from agent.render import Renderer
 from agent.store import Store
+from agent.text import one_line
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from agent.errors import MailboxError
-from agent.headers import parse_message
-from agent.mailbox import Mailbox, utc
+from agent.headers.meta import parse_message
+from agent.mailbox.client import Mailbox
+from agent.mailbox.fetch import utc
 from agent.store.journal import DraftRecord
 
 DRAFT_FLAGS = ("\\Draft", "\\Seen")

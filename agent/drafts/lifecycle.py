@@ -36,7 +36,7 @@ from agent.drafts.folder import (
     exact_match,
     inventory,
 )
-from agent.mailbox import Mailbox
+from agent.mailbox.client import Mailbox
 from agent.model import Contact, ContactState
 from agent.plan import Plan
 from agent.render import Renderer

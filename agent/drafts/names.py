@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from agent.message import one_line
+from agent.text import one_line
 
 
 def _words(text: str) -> frozenset[str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from agent.headers import normalise_address
+from agent.headers.addresses import normalise_address
 from agent.model import Contact
 from agent.store.database import Database, Row, epoch, from_epoch
 

@@ -1,0 +1,1 @@
+"""Message headers, parsed for the scan: raw header bytes → ``meta.MessageMeta``."""

@@ -1,0 +1,1 @@
+"""The only package that speaks IMAP (through imapclient): the connection, FETCH, folders."""

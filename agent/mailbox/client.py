@@ -1,0 +1,349 @@
+"""A logged-in IMAP connection: connect, log in, list and select folders, fetch, append."""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import ssl
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import imapclient
+from imapclient import exceptions as imap_errors
+
+from agent import net
+from agent.config import ImapConfig, is_loopback
+from agent.errors import ConfigError, LoginRefused, MailboxError, TransientMailboxError
+from agent.mailbox.fetch import (
+    FETCH_BODY,
+    PRIVATE_CALL_ERRORS,
+    FetchedHeader,
+    UnreadableFetch,
+    as_text,
+    parse_fetch,
+    private_fetch_problem,
+    public_fetch,
+    raw_fetch,
+)
+from agent.mailbox.folders import Folder, FolderRoles, choose_scan_folders, discover_roles
+
+log = logging.getLogger(__name__)
+
+# What the user reads when the server refuses one of our calls: its IMAP command.
+_COMMANDS = {
+    "_raw_fetch": "FETCH", "public_fetch": "FETCH", "fetch": "FETCH", "folder_status": "STATUS",
+    "select_folder": "SELECT", "search": "SEARCH", "append": "APPEND", "list_folders": "LIST",
+    "capabilities": "CAPABILITY", "delete_messages": "STORE +FLAGS (\\Deleted)",
+    "expunge": "EXPUNGE",
+}
+_APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class FolderStatus:
+    uidvalidity: int
+    uidnext: int
+    messages: int
+    highestmodseq: int | None = None
+
+
+def describe_connect_error(exc: BaseException, host: str, port: int, section: str,
+                           timeout: float) -> str:
+    """One plain sentence for what went wrong while reaching an IMAP server."""
+    known = net.describe_connect_error(exc, host, port, section, timeout)
+    if known is not None:
+        return known
+    if isinstance(exc, OSError):
+        return f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+    return f"cannot talk to {host}:{port}: {exc}"
+
+
+def _no_delay(client: imapclient.IMAPClient) -> None:
+    # imaplib sends a literal and its closing CRLF separately; with Nagle's algorithm on,
+    # every APPEND then waits ~40 ms for a delayed ACK.
+    try:
+        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        log.debug("TCP_NODELAY not available on this connection")
+
+
+def _connect_error(exc: BaseException, host: str, port: int, timeout: float,
+                   password: str) -> MailboxError:
+    text = net.scrub(describe_connect_error(exc, host, port, "imap", timeout), password)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # The same certificate will fail the same way in a minute: no retries.
+        return MailboxError(text)
+    return TransientMailboxError(text)
+
+
+def _start_tls(client: imapclient.IMAPClient, context: ssl.SSLContext | None, host: str,
+               port: int) -> None:
+    if not client.has_capability("STARTTLS"):
+        raise MailboxError(
+            f"{host}:{port} does not offer STARTTLS, so the connection would not be "
+            "encrypted; use security = \"ssl\" (usually port 993)"
+        )
+    client.starttls(context)
+    _no_delay(client)
+
+
+def _log_in(client: imapclient.IMAPClient, host: str, username: str, password: str) -> None:
+    try:
+        client.login(username, password)
+    except imap_errors.LoginError as exc:
+        if isinstance(exc.__context__, imap_errors.IMAPClientAbortError | OSError):
+            # imapclient turns every failure of LOGIN into LoginError, a connection that
+            # broke half-way too: that is worth a retry, and no reason to doubt the password.
+            raise TransientMailboxError(f"connection to {host} broke during login") from None
+        said = net.scrub(as_text(exc.args[0] if exc.args else exc), password)
+        said = said.removeprefix("b'").removesuffix("'")
+        raise LoginRefused(
+            f"login as {username} on {host} failed (server said: {said}); check "
+            "[imap] username and the password (Gmail and iCloud need an app password)"
+        ) from None
+    except imap_errors.IMAPClientError as exc:
+        said = net.scrub(str(exc), password)
+        raise LoginRefused(f"login as {username} on {host} failed: {said}") from None
+
+
+class Mailbox:
+    """A logged-in IMAP connection; every imapclient error becomes a MailboxError."""
+
+    def __init__(self, client: imapclient.IMAPClient, host: str,
+                 timeout: float | None = None) -> None:
+        self._client = client
+        self.host = host
+        self.timeout = timeout  # the socket timeout, for "did not answer" errors
+        self._capabilities: frozenset[str] | None = None
+        self._selected: str | None = None
+        self._folders: list[Folder] | None = None
+        # False once the server refused X-GM-MSGID although it advertises X-GM-EXT-1.
+        self._gm_msgid = True
+        # Whether FETCH takes the fast path through imaplib's private calls; decided at the
+        # first FETCH of this connection, and False for good once they fail.
+        self._private_fetch: bool | None = None
+
+    # ------------------------------------------------------------------ connect
+
+    @classmethod
+    def connect(cls, settings: ImapConfig, password: str) -> Mailbox:
+        return cls.open(
+            settings.host, settings.port, settings.security, settings.username, password,
+            ca_file=settings.ca_file, timeout=settings.timeout,
+        )
+
+    @classmethod
+    def open(cls, host: str, port: int, security: str, username: str, password: str, *,
+             ca_file: Path | None = None, timeout: float = 60.0) -> Mailbox:
+        if security == "none" and not is_loopback(host):
+            raise ConfigError([f"[imap] security = \"none\" is refused for {host}: the password "
+                               "would travel in plaintext; use ssl or starttls"])
+        context = net.tls_context(ca_file, "imap") if security != "none" else None
+        try:
+            client = imapclient.IMAPClient(
+                host, port=port, ssl=security == "ssl", ssl_context=context, timeout=timeout,
+                use_uid=True,
+            )
+        except (OSError, imap_errors.IMAPClientError) as exc:
+            raise _connect_error(exc, host, port, timeout, password) from None
+        client.normalise_times = False
+        _no_delay(client)
+        mailbox = cls(client, host, timeout)
+        try:
+            if security == "starttls":
+                _start_tls(client, context, host, port)
+            _log_in(client, host, username, password)
+        except MailboxError:
+            mailbox.close()
+            raise
+        except (OSError, imap_errors.IMAPClientError) as exc:
+            mailbox.close()
+            raise _connect_error(exc, host, port, timeout, password) from None
+        return mailbox
+
+    def close(self) -> None:
+        try:
+            self._client.logout()
+        except (OSError, imap_errors.IMAPClientError):
+            try:
+                self._client.shutdown()
+            except (OSError, imap_errors.IMAPClientError):
+                log.debug("connection to %s already gone", self.host)
+
+    def __enter__(self) -> Mailbox:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ capabilities
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        if self._capabilities is None:
+            raw = self._call(self._client.capabilities)
+            self._capabilities = frozenset(as_text(c).upper() for c in raw)
+        return self._capabilities
+
+    @property
+    def is_gmail(self) -> bool:
+        return "X-GM-EXT-1" in self.capabilities
+
+    def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one imapclient call, turning its failures into our errors."""
+        try:
+            return function(*args, **kwargs)
+        except imap_errors.IMAPClientAbortError as exc:
+            raise TransientMailboxError(f"connection to {self.host} broke: {exc}") from None
+        except TimeoutError:
+            # A stalled server: say so, rather than the bare exception name.
+            within = f" within {self.timeout:g} s" if self.timeout else ""
+            raise TransientMailboxError(
+                f"{self.host} stopped answering (no reply{within}); check the network, or "
+                "raise [imap] timeout for a slow server") from None
+        except OSError as exc:
+            raise TransientMailboxError(
+                f"connection to {self.host} broke: {exc.strerror or type(exc).__name__}"
+            ) from None
+        except imap_errors.IMAPClientError as exc:
+            name = getattr(function, "__name__", "")
+            command = _COMMANDS.get(name, name.lstrip("_").upper() or "a command")
+            raise MailboxError(f"{self.host} refused {command}: {as_text(exc)}") from None
+
+    # ------------------------------------------------------------------ folders
+
+    def list_folders(self) -> list[Folder]:
+        if self._folders is None:
+            folders = []
+            for flags, delimiter, name in self._call(self._client.list_folders):
+                folders.append(Folder(
+                    name=as_text(name),
+                    delimiter=as_text(delimiter) if delimiter else "",
+                    flags=frozenset(as_text(f).lower() for f in flags),
+                ))
+            self._folders = folders
+        return self._folders
+
+    def roles(self) -> FolderRoles:
+        return discover_roles(self.list_folders())
+
+    def folders_to_scan(self, include: Sequence[str] | None = None,
+                        exclude: Sequence[str] = ()) -> list[str]:
+        return choose_scan_folders(self.list_folders(), self.roles(), self.is_gmail,
+                                   include, exclude)
+
+    def status(self, folder: str) -> FolderStatus:
+        items = [b"UIDNEXT", b"UIDVALIDITY", b"MESSAGES"]
+        if "CONDSTORE" in self.capabilities:
+            items.append(b"HIGHESTMODSEQ")
+        data = self._call(self._client.folder_status, folder, items)
+        return FolderStatus(
+            uidvalidity=int(data[b"UIDVALIDITY"]),
+            uidnext=int(data.get(b"UIDNEXT", 0)),
+            messages=int(data.get(b"MESSAGES", 0)),
+            highestmodseq=int(data[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in data else None,
+        )
+
+    def select(self, folder: str, readonly: bool = True) -> FolderStatus:
+        data = self._call(self._client.select_folder, folder, readonly=readonly)
+        self._selected = folder
+        return FolderStatus(
+            uidvalidity=int(data.get(b"UIDVALIDITY", 0)),
+            uidnext=int(data.get(b"UIDNEXT", 0)),
+            messages=int(data.get(b"EXISTS", 0)),
+            highestmodseq=int(data[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in data else None,
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        """UIDs above ``last_uid`` in the selected folder, ascending.
+
+        ``UID SEARCH UID n:*`` always matches the highest UID even when it is below n
+        (RFC 3501 6.4.8), hence the filter.
+        """
+        found = self._call(self._client.search, ["UID", f"{last_uid + 1}:*"])
+        return sorted(uid for uid in found if uid > last_uid)
+
+    def fetch_headers(self, uids: Sequence[int]) -> list[FetchedHeader]:
+        """Headers (only the fields we need), INTERNALDATE and FLAGS for ``uids``."""
+        if not uids:
+            return []
+        items = ["INTERNALDATE", "FLAGS", FETCH_BODY]
+        if self.is_gmail and self._gm_msgid:
+            try:
+                parsed = self._fetch(uids, [*items, "X-GM-MSGID"])
+            except TransientMailboxError:
+                raise
+            except MailboxError as exc:
+                # Proxies and look-alikes advertise X-GM-EXT-1 but answer BAD to its fetch
+                # items: ask again without it, once, and not again on this connection.
+                log.warning("%s advertises X-GM-EXT-1 but refused X-GM-MSGID (%s); "
+                            "fetching without it", self.host, exc)
+                self._gm_msgid = False
+                parsed = self._fetch(uids, items)
+        else:
+            parsed = self._fetch(uids, items)
+        return [parsed[uid] for uid in uids if uid in parsed]  # the rest: expunged meanwhile
+
+    def _fetch(self, uids: Sequence[int], items: Sequence[str]) -> dict[int, FetchedHeader]:
+        """One FETCH: the fast path while imaplib's private calls work on this connection,
+        else imapclient's public fetch (another Python may change or drop those calls)."""
+        if self._private_fetch is None:
+            problem = private_fetch_problem(self._client)
+            self._private_fetch = problem is None
+            if problem is not None:
+                log.debug("%s; FETCH through IMAPClient.fetch on this connection", problem)
+        try:
+            if self._private_fetch:
+                try:
+                    raw = self._call(self._raw_fetch, uids, items)
+                except PRIVATE_CALL_ERRORS as exc:
+                    log.debug("imaplib's private calls failed (%s: %s); FETCH through "
+                              "IMAPClient.fetch on this connection", type(exc).__name__, exc)
+                    self._private_fetch = False
+                else:
+                    return parse_fetch(raw)
+            found: dict[int, FetchedHeader] = self._call(public_fetch, self._client, uids, items)
+            return found
+        except UnreadableFetch as exc:
+            raise TransientMailboxError(
+                f"{self.host} sent a FETCH response that cannot be parsed ({exc})") from None
+
+    def _raw_fetch(self, uids: Sequence[int], items: Sequence[str]) -> list[Any]:
+        return raw_fetch(self._client, uids, items)
+
+    def iter_headers(self, uids: Sequence[int], batch_size: int) -> Iterator[list[FetchedHeader]]:
+        for start in range(0, len(uids), batch_size):
+            yield self.fetch_headers(uids[start:start + batch_size])
+
+    def fetch_messages(self, folder: str, uids: Iterable[int]) -> dict[int, bytes]:
+        """Whole messages (drafts checks only; the scan never downloads bodies)."""
+        self.select(folder)
+        response = self._call(self._client.fetch, list(uids), ["BODY.PEEK[]"])
+        return {uid: data.get(b"BODY[]", b"") for uid, data in response.items()}
+
+    def search(self, folder: str, criteria: list[str]) -> list[int]:
+        self.select(folder)
+        return sorted(self._call(self._client.search, criteria))
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, folder: str, message: bytes, flags: Sequence[str] = (),
+               when: datetime | None = None) -> int | None:
+        """APPEND ``message`` (bytes with CRLF endings); return its UID when the server says."""
+        response = self._call(self._client.append, folder, message, flags=list(flags),
+                              msg_time=when)
+        match = _APPENDUID.search(response if isinstance(response, bytes) else b"")
+        return int(match[2]) if match else None
+
+    def delete(self, folder: str, uids: Sequence[int]) -> None:
+        self.select(folder, readonly=False)
+        self._call(self._client.delete_messages, list(uids))
+        self._call(self._client.expunge)
