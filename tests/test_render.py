@@ -226,6 +226,10 @@ def test_default_templates_ship_in_the_wheel(tmp_path: Path) -> None:
         names = set(archive.namelist())
         for template in DIGEST_TEMPLATES:
             assert f"agent/templates/{template}" in names
+        # Every module of every subpackage ships (a package missing from pyproject's list
+        # makes an installed followup unable to start).
+        modules = {p.relative_to(REPO).as_posix() for p in (REPO / "agent").rglob("*.py")}
+        assert modules <= names, f"not in the wheel: {sorted(modules - names)}"
         archive.extractall(tmp_path / "unpacked")
     packaged = {Path(n).name for n in names if n.startswith("agent/templates/")}
     assert packaged == {p.name for p in (REPO / "templates").glob("*.j2")}
