@@ -79,9 +79,9 @@ class Store:
                 continue
             out.append(with_card(contact, profile))
         for contact_id, profile in sorted(profiles.items()):
-            contact = self._card_only(contact_id, profile, own)
-            if contact is not None and (include_ignored or not contact.ignored):
-                out.append(contact)
+            card_only = self._card_only(contact_id, profile, own)
+            if card_only is not None and (include_ignored or not card_only.ignored):
+                out.append(card_only)
         return out
 
     def contact(self, contact_id: int, self_addresses: Iterable[str] = (),
