@@ -31,7 +31,7 @@ def read_path(book: AddressbookConfig, region: str | None, state: str | None,
         raise AddressbookError(f"address book {book.name!r} has no path")
     try:
         if path.is_dir():
-            return _read_vdir(path, region, etags)
+            return _read_vdir(path, region, state, etags)
         if path.is_file():
             return _read_file(path, region, state)
     except OSError as exc:
@@ -41,7 +41,8 @@ def read_path(book: AddressbookConfig, region: str | None, state: str | None,
                            "[[addressbook]] path")
 
 
-def _read_vdir(path: Path, region: str | None, etags: Mapping[str, str]) -> Changes:
+def _read_vdir(path: Path, region: str | None, state: str | None,
+               etags: Mapping[str, str]) -> Changes:
     changes = Changes(kind="vdir", state=None)
     present: dict[str, str] = {}
     for item in sorted(path.iterdir()):
@@ -60,6 +61,10 @@ def _read_vdir(path: Path, region: str | None, etags: Mapping[str, str]) -> Chan
             changes.problems.append(f"{item}: holds {len(parsed.cards)} cards; a vdir item "
                                     "should hold one, only the first is read")
     changes.deleted += [href for href in etags if href not in present]
+    # A vdir has no marker of its own; "vdir" says it was read before (its etags count).
+    changes.unchanged = state == "vdir" and not (changes.changed or changes.deleted
+                                                 or changes.problems)
+    changes.state = "vdir"
     return changes
 
 
