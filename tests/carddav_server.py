@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -39,7 +40,9 @@ class CardDavAccount:
         return f"{self.base}{self.username}/contacts/"
 
     def _client(self) -> httpx.Client:
-        verify: bool | str = str(self.ca_file) if self.ca_file else True
+        verify: bool | ssl.SSLContext = True
+        if self.ca_file is not None:
+            verify = ssl.create_default_context(cafile=str(self.ca_file))
         return httpx.Client(auth=(self.username, self.password), verify=verify, timeout=10)
 
     def put(self, name: str, card: str) -> str:
