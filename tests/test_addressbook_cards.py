@@ -25,7 +25,7 @@ language = "{language}"
 """
 
 
-def config(extra: str = "", timezone: str = "Europe/Berlin", language: str = "en"):  # noqa: ANN201
+def config(extra: str = "", timezone: str = "Europe/Berlin", language: str = "en"):
     return parse_config_text(BASE.format(timezone=timezone, language=language) + extra)
 
 

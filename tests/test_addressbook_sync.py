@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from addressbook_cards import ANNA, CARLA, GOOD_CARDS, JUERGEN, write_vcf, write_vdir
+from addressbook_cards import ANNA, CARLA, GOOD_CARDS, write_vcf, write_vdir
 from agent import cardsync, decisions, plan, policy
 from agent.config import Config, parse_config_text
 from agent.model import Contact
@@ -52,7 +52,8 @@ def book_for(kind: str, tmp_path: Path, account: CardDavAccount | None = None,
     if kind == "vdir":
         return f'[[addressbook]]\npath = "{write_vdir(tmp_path / "vdir", cards)}"\n'
     if kind == "vcf":
-        return f'[[addressbook]]\npath = "{write_vcf(tmp_path / "all.vcf", list(cards.values()))}"\n'
+        path = write_vcf(tmp_path / "all.vcf", list(cards.values()))
+        return f'[[addressbook]]\npath = "{path}"\n'
     assert account is not None
     for name, text in cards.items():
         account.put(name, text)
