@@ -1,8 +1,30 @@
-"""The cards the address book tests use: vCard 2.1, 3.0 and 4.0 as real exports write them."""
+"""The cards the address book tests use (vCard 2.1, 3.0 and 4.0 as real exports write
+them), where to put them, and the one config they are read with."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from agent.config import Config, parse_config_text
+
+
+def book_config(extra: str = "", *, timezone: str = "Europe/Berlin", language: str = "en",
+                database: Path | None = None, account: str = "") -> Config:
+    """A config without a reachable mailbox: for tests of the address book alone."""
+    storage = f'[storage]\npath = "{database}"\n' if database else ""
+    return parse_config_text(f"""
+[account]
+email = "me@example.org"
+{account}
+[imap]
+host = "127.0.0.1"
+security = "none"
+[digest]
+timezone = "{timezone}"
+language = "{language}"
+{storage}
+{extra}
+""")
 
 ANNA = """BEGIN:VCARD\r
 VERSION:3.0\r

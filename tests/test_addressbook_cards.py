@@ -6,27 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from addressbook_cards import ANNA, BROKEN, CARLA, JUERGEN
+from addressbook_cards import ANNA, BROKEN, CARLA, JUERGEN, book_config
 from agent.addressbook.phones import default_region, e164, phone_type
 from agent.addressbook.vcard import decode, read_text
-from agent.config import parse_config_text
+from agent.config import Config
 from agent.errors import ConfigError
 from agent.model import Phone
 
-BASE = """
-[account]
-email = "me@example.org"
-[imap]
-host = "127.0.0.1"
-security = "none"
-[digest]
-timezone = "{timezone}"
-language = "{language}"
-"""
 
-
-def config(extra: str = "", timezone: str = "Europe/Berlin", language: str = "en"):
-    return parse_config_text(BASE.format(timezone=timezone, language=language) + extra)
+def config(extra: str = "", timezone: str = "Europe/Berlin", language: str = "en") -> Config:
+    return book_config(extra, timezone=timezone, language=language)
 
 
 def test_a_3_0_card_gives_name_addresses_phones_birthday_and_tags() -> None:
@@ -85,8 +74,7 @@ def test_region_from_account_timezone_or_language() -> None:
     assert default_region(config(timezone="Europe/Vienna")) == "AT"
     assert default_region(config(timezone="UTC", language="de")) == "DE"
     assert default_region(config(timezone="UTC", language="en")) is None
-    setting = parse_config_text(BASE.format(timezone="UTC", language="en").replace(
-        'email = "me@example.org"', 'email = "me@example.org"\nregion = "ch"'))
+    setting = book_config(timezone="UTC", account='region = "ch"')
     assert setting.account.region == "CH"
     assert default_region(setting) == "CH"
 

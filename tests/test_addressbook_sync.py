@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from addressbook_cards import ANNA, CARLA, GOOD_CARDS, write_vcf, write_vdir
+from addressbook_cards import ANNA, CARLA, GOOD_CARDS, book_config, write_vcf, write_vdir
 from agent import cardsync, decisions, plan, policy
-from agent.config import Config, parse_config_text
+from agent.config import Config
 from agent.model import Contact
 from agent.store import Store
 from agent.store.ledger import ExchangeRow, MessageRow
@@ -30,20 +30,7 @@ MAIL = {  # address → display name in mail; each gets one exchange each way
 
 
 def make_config(tmp_path: Path, books: str, extra: str = "") -> Config:
-    return parse_config_text(f"""
-[account]
-email = "me@example.org"
-[imap]
-host = "127.0.0.1"
-security = "none"
-[digest]
-timezone = "Europe/Berlin"
-language = "en"
-[storage]
-path = "{tmp_path / 'followup.db'}"
-{extra}
-{books}
-""")
+    return book_config(extra + "\n" + books, database=tmp_path / "followup.db")
 
 
 def book_for(kind: str, tmp_path: Path, account: CardDavAccount | None = None,
