@@ -69,7 +69,7 @@ def sync(config: Config, store: Store, now: datetime, *, full: bool = False) -> 
         except FollowupError as exc:
             done.error = str(exc).removeprefix(f"address book {book.name!r}: ")
             log.warning("%s (the mail scan goes on)", exc)
-            store.cards.note_problems(book.source, book.name, done.kind, [str(exc)], now)
+            store.cards.note_problems(book.source, book.name, done.kind, [str(exc)])
             continue
         done.kind, done.unchanged, done.requests = changes.kind, changes.unchanged, \
             changes.requests

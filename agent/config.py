@@ -279,6 +279,11 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
     _derive(values, data, problems)
     addressbooks = tuple(_addressbook(number, entry, problems)
                          for number, entry in enumerate(entries, start=1))
+    seen: dict[str, int] = {}
+    for number, book in enumerate(addressbooks, start=1):
+        if book is not None and seen.setdefault(book.source, number) != number:
+            problems.append(f"[[addressbook]] #{number} is the same address book as "
+                            f"#{seen[book.source]} ({book.source}); keep one of them")
     if problems:
         # A misspelt key is often the cause of a "missing" one: show both together.
         raise ConfigError(problems + warnings, str(source or ""))

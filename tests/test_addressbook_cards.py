@@ -117,3 +117,9 @@ timeout = "soon"
 def test_a_single_addressbook_table_is_a_clear_problem() -> None:
     with pytest.raises(ConfigError, match=r"\[\[addressbook\]\] entries \(double brackets\)"):
         config('[addressbook]\npath = "/x"\n')
+
+
+def test_the_same_address_book_twice_is_a_problem(tmp_path: Path) -> None:
+    twice = f'[[addressbook]]\npath = "{tmp_path}"\n'
+    with pytest.raises(ConfigError, match=r"#2 is the same address book as #1"):
+        config(twice + twice.replace(str(tmp_path), f"{tmp_path}/../{tmp_path.name}"))

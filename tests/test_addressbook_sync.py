@@ -250,3 +250,20 @@ def test_people_without_mail_come_up_slowly_and_can_be_named(tmp_path: Path) -> 
         # One person without contact on record a day, when a slot is free.
         today = plan.plan_today(config, store, NOW)
         assert [s.contact.name for s in today.picks] == ["Oma Hilde"]
+
+
+def test_a_split_address_alone_on_its_card_does_not_become_a_second_person(
+        tmp_path: Path) -> None:
+    dora = ("BEGIN:VCARD\r\nVERSION:3.0\r\nUID:dora\r\nFN:Dora Dahl\r\n"
+            "EMAIL:dora@example.com\r\nEMAIL:dora.alt@example.com\r\nEND:VCARD\r\n")
+    book = book_for("vdir", tmp_path, cards={"dora.vcf": dora})
+    config = make_config(tmp_path, book + "include_without_mail = true\n")
+    with Store(config.storage.path) as store:
+        fill_ledger(store, {"dora@example.com": "Dora", "dora.alt@example.com": "Dora"})
+        cardsync.sync(config, store, NOW)
+        decisions.split(config, store, "dora.alt@example.com", NOW)
+        (tmp_path / "vdir" / "dora.vcf").write_text(dora.replace(
+            "EMAIL:dora@example.com\r\n", ""))
+        cardsync.sync(config, store, NOW)
+        assert sorted(c.addresses for c in plan.contacts(config, store)) == [
+            ("dora.alt@example.com",), ("dora@example.com",)]

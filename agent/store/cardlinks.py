@@ -54,7 +54,8 @@ class Applied:
 @dataclass
 class _Group:
     keys: list[str] = field(default_factory=list)  # card keys, in card order
-    addresses: list[str] = field(default_factory=list)
+    addresses: list[str] = field(default_factory=list)  # those that count
+    listed: set[str] = field(default_factory=set)  # every address on the cards
     include: bool = False
 
 
@@ -87,6 +88,7 @@ def _groups(db: Database, excluded: set[str], own: set[str],
             continue  # the user's own card: not a person to keep in touch with
         group = groups.setdefault(root(card["id"]), _Group())
         group.keys.append(card_key(card["source"], card["uid"], card["href"]))
+        group.listed.update(addresses)
         group.addresses += [a for a in addresses
                             if a not in excluded and a not in group.addresses]
         group.include = group.include or card["source"] in include
@@ -138,7 +140,9 @@ def apply_cards(db: Database, own: Iterable[str], include_sources: Iterable[str]
             cards_made = sorted({made[k] for k in group.keys if k in made})
             holders = {current[a] for a in group.addresses if a in current}
             if not holders and not cards_made:
-                if group.include:
+                # A card-only person: none of the card's addresses (not even one the user
+                # split off or a list's) has a contact of its own.
+                if group.include and not group.listed.intersection(current):
                     contact_id = int(conn.execute("INSERT INTO contacts (created_at) VALUES (?)",
                                                   (epoch(now),)).lastrowid or 0)
                     conn.execute("INSERT INTO card_contacts (card_key, contact_id) VALUES (?, ?)",

@@ -108,8 +108,7 @@ class Cards:
             [{"number": p.number, "type": p.type, "source": "addressbook", "card_id": card_id,
               "position": i} for i, p in enumerate(card.phones)])
 
-    def note_problems(self, source: str, name: str, kind: str, problems: Sequence[str],
-                      now: datetime) -> None:
+    def note_problems(self, source: str, name: str, kind: str, problems: Sequence[str]) -> None:
         """A sync that failed: keep the cards read before, remember why it failed."""
         with self._db.transaction() as conn:
             conn.execute(
@@ -117,7 +116,7 @@ class Cards:
                 "ON CONFLICT (source) DO UPDATE SET name = excluded.name, "
                 "problems = excluded.problems",
                 (source, name, kind, json.dumps(list(problems))))
-        del now  # the time of the last *successful* sync stays
+        # synced_at stays: it is the time of the last *successful* read.
 
     def forget_state(self) -> None:
         """`scan --full`: read every source whole again at the next sync (cards stay)."""
