@@ -12,12 +12,14 @@ from datetime import time as dtime
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 
 from agent.configspec import (
     APP_NAME,
+    ARRAY_SECTIONS,
     CONVERTERS,
     DEFAULT_PORTS,
     SPEC,
@@ -36,6 +38,7 @@ class AccountConfig:
     email: str
     aliases: tuple[str, ...]
     name: str
+    region: str | None  # for phone numbers without a country code; None: derived
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -84,6 +87,7 @@ class DigestConfig:
     language: str
     delivery: str
     send_empty: bool
+    birthday_days: int
 
     @property
     def tz(self) -> ZoneInfo:
@@ -113,6 +117,25 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class AddressbookConfig:
+    """One ``[[addressbook]]`` entry: a vdir or .vcf file (``path``) or CardDAV (``url``)."""
+
+    name: str
+    path: Path | None
+    url: str | None
+    username: str | None
+    password_command: str | None
+    ca_file: Path | None
+    timeout: float
+    include_without_mail: bool
+
+    @property
+    def source(self) -> str:
+        """What the store knows this address book by: its url, or its absolute path."""
+        return self.url if self.url is not None else str(self.path)
+
+
+@dataclass(frozen=True)
 class Config:
     account: AccountConfig
     imap: ImapConfig
@@ -123,6 +146,7 @@ class Config:
     daemon: DaemonConfig
     templates: TemplatesConfig
     storage: StorageConfig
+    addressbook: tuple[AddressbookConfig, ...] = ()
     source: Path | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
@@ -233,6 +257,8 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
         if section not in known_sections:
             warnings.append(_unknown(f"section [{section}]", section, known_sections))
             continue
+        if section in ARRAY_SECTIONS:
+            continue  # checked entry by entry in _read_entries
         if not isinstance(table, dict):
             problems.append(f"[{section}] must be a table (a [{section}] header), "
                             f"not {describe(table)}")
@@ -243,28 +269,21 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
 
     values: dict[str, dict[str, Any]] = {}
     for section, keys in keys_by_section.items():
+        if section in ARRAY_SECTIONS:
+            continue
         table = data.get(section)
         table = table if isinstance(table, dict) else {}
-        out: dict[str, Any] = {}
-        for key in keys.values():
-            if key.name not in table:
-                if key.required:
-                    problems.append(f"{key.label} is missing, expected {key.help.lower()}"
-                                    .rstrip("."))
-                    out[key.name] = None
-                    continue
-                # Defaults go through the same converter, so they have the same types.
-                default = key.default
-                out[key.name] = None if default is None else CONVERTERS[key.kind](default, key)
-                continue
-            try:
-                out[key.name] = CONVERTERS[key.kind](table[key.name], key)
-            except BadValue as exc:
-                problems.append(f"{key.label} {exc}")
-                out[key.name] = None
-        values[section] = out
+        values[section] = _read_table(keys, table, f"[{section}]", problems)
+    entries = _read_entries(data, keys_by_section["addressbook"], problems, warnings)
 
     _derive(values, data, problems)
+    addressbooks = tuple(_addressbook(number, entry, problems)
+                         for number, entry in enumerate(entries, start=1))
+    seen: dict[str, int] = {}
+    for number, book in enumerate(addressbooks, start=1):
+        if book is not None and seen.setdefault(book.source, number) != number:
+            problems.append(f"[[addressbook]] #{number} is the same address book as "
+                            f"#{seen[book.source]} ({book.source}); keep one of them")
     if problems:
         # A misspelt key is often the cause of a "missing" one: show both together.
         raise ConfigError(problems + warnings, str(source or ""))
@@ -280,9 +299,76 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
         daemon=DaemonConfig(**values["daemon"]),
         templates=TemplatesConfig(**values["templates"]),
         storage=StorageConfig(**values["storage"]),
+        addressbook=tuple(a for a in addressbooks if a is not None),
         source=source,
         warnings=tuple(warnings),
     )
+
+
+def _read_table(keys: Mapping[str, Key], table: Mapping[str, Any], label: str,
+                problems: list[str]) -> dict[str, Any]:
+    """One table's values through the spec: converted, defaulted, problems named by label."""
+    out: dict[str, Any] = {}
+    for key in keys.values():
+        where = f"{label} {key.name}"
+        if key.name not in table:
+            if key.required:
+                problems.append(f"{where} is missing, expected {key.help.lower()}".rstrip("."))
+                out[key.name] = None
+                continue
+            # Defaults go through the same converter, so they have the same types.
+            default = key.default
+            out[key.name] = None if default is None else CONVERTERS[key.kind](default, key)
+            continue
+        try:
+            out[key.name] = CONVERTERS[key.kind](table[key.name], key)
+        except BadValue as exc:
+            problems.append(f"{where} {exc}")
+            out[key.name] = None
+    return out
+
+
+def _read_entries(data: Mapping[str, Any], keys: Mapping[str, Key], problems: list[str],
+                  warnings: list[str]) -> list[dict[str, Any]]:
+    """The ``[[addressbook]]`` entries, each read like a table; #N names them in problems."""
+    raw = data.get("addressbook", [])
+    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+        problems.append("addressbook must be written as [[addressbook]] entries (double "
+                        "brackets), each with path or url")
+        return []
+    entries = []
+    for number, table in enumerate(raw, start=1):
+        label = f"[[addressbook]] #{number}"
+        for name in table:
+            if name not in keys:
+                warnings.append(_unknown(f"{label} {name}", name, keys))
+        entries.append(_read_table(keys, table, label, problems))
+    return entries
+
+
+def _addressbook(number: int, entry: dict[str, Any],
+                 problems: list[str]) -> AddressbookConfig | None:
+    """Check one entry's keys together: path or url, a username and https for url."""
+    label = f"[[addressbook]] #{number}"
+    path, url = entry["path"], entry["url"]
+    if (path is None) == (url is None):
+        problems.append(f"{label} needs exactly one of path (a vdir or .vcf file) or url "
+                        "(CardDAV)")
+        return None
+    if url is not None:
+        parts = urlsplit(url)
+        if entry["username"] is None:
+            problems.append(f"{label} url needs username (the CardDAV login name)")
+        if parts.scheme.lower() == "http" and not is_loopback(parts.hostname or ""):
+            problems.append(f"{label} url {url} is plain http: your password would travel "
+                            "unencrypted; use https:// (http is allowed only on loopback)")
+    elif path is not None:
+        path = path.resolve()
+    return AddressbookConfig(
+        name=entry["name"] or (url or str(path)), path=path, url=url,
+        username=entry["username"], password_command=entry["password_command"],
+        ca_file=entry["ca_file"], timeout=entry["timeout"],
+        include_without_mail=entry["include_without_mail"])
 
 
 def _derive(values: dict[str, dict[str, Any]], data: Mapping[str, Any],

@@ -57,7 +57,12 @@ SECTION_HELP: dict[str, str] = {
     "daemon": "`followup run`: how often it scans between digests.",
     "templates": "Your own copies of the templates (`followup templates export DIR`).",
     "storage": "Where the local database lives.",
+    "addressbook": "Optional, any number: address books to read (read-only) at every scan.\n"
+                   "Give path (a vdir of .vcf files, or one .vcf export) or url (CardDAV).",
 }
+
+# Sections written as arrays of tables ([[addressbook]]): each entry has the section's keys.
+ARRAY_SECTIONS = ("addressbook",)
 
 LOGIN_HELP = (
     "Password: never in this file. Looked up in the keyring (service \"followup\", this\n"
@@ -72,6 +77,9 @@ SPEC: tuple[Key, ...] = (
         ["alice@private.example"]),
     Key("account", "name", "str", "", "Your name, as it appears in From of drafts.",
         "Alice Example"),
+    Key("account", "region", "region", None,
+        "Two-letter country code for phone numbers written without +country code "
+        "(\"DE\"). Default: the country of [digest] timezone, else of [digest] language."),
     Key("imap", "host", "host", None, "IMAP server host name.", "imap.example.org",
         required=True),
     Key("imap", "port", "port", None, "IMAP port. Default: 993 for ssl, 143 otherwise."),
@@ -123,6 +131,10 @@ SPEC: tuple[Key, ...] = (
         "imap: append to your INBOX (no SMTP needed) | smtp: send via [smtp].", "imap",
         choices=("imap", "smtp")),
     Key("digest", "send_empty", "bool", False, "Send a digest even when nobody is due."),
+    Key("digest", "birthday_days", "int", 7,
+        "\"Birthdays this week\": birthdays from today through this many days ahead, "
+        "less one (0: no such section). A birthday today or tomorrow makes a pick.",
+        minimum=0),
     Key("drafts", "enabled", "bool", True, "Create check-in drafts for today's picks.", True),
     Key("drafts", "max_per_day", "int", 3, "At most this many new drafts per day.", minimum=0),
     Key("drafts", "snooze_days", "int", 30,
@@ -135,6 +147,21 @@ SPEC: tuple[Key, ...] = (
     Key("storage", "path", "path", None,
         "The database. Default: the platform's user data dir, e.g. "
         "~/.local/share/followup/followup.db."),
+    Key("addressbook", "name", "str", None,
+        "What followup calls this address book in messages. Default: its path or url."),
+    Key("addressbook", "path", "path", None,
+        "A vdir (khard, vdirsyncer: one .vcf per card) or a single .vcf export.",
+        "~/.local/share/contacts/default"),
+    Key("addressbook", "url", "url", None,
+        "CardDAV: the address book's URL, or just the server's (found via .well-known)."),
+    Key("addressbook", "username", "str", None, "CardDAV login name (needed with url)."),
+    Key("addressbook", "password_command", "command", None, "As for [imap]."),
+    Key("addressbook", "ca_file", "path", None, "As for [imap]."),
+    Key("addressbook", "timeout", "seconds", 30.0, "Seconds to wait for the CardDAV server.",
+        minimum=1),
+    Key("addressbook", "include_without_mail", "bool", False,
+        "true: everyone on these cards is a contact, also without mail (listed as 'no "
+        "contact on record' until you are in touch)."),
 )
 
 RULE_KEYS: dict[str, str] = {
@@ -263,6 +290,20 @@ def _time(value: Any, key: Key) -> dtime:
     return dtime(int(match[1]), int(match[2]))
 
 
+def _region(value: Any, key: Key) -> str:
+    text = _str(value, key).upper()
+    if not re.fullmatch(r"[A-Z]{2}", text):
+        raise BadValue(f"is {describe(value)}, expected a two-letter country code like \"DE\"")
+    return text
+
+
+def _url(value: Any, key: Key) -> str:
+    text = _str(value, key)
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", text, re.IGNORECASE):
+        raise BadValue(f"is {describe(value)}, expected an https:// URL")
+    return text
+
+
 def _timezone(value: Any, key: Key) -> str:
     text = _str(value, key)
     try:
@@ -339,7 +380,7 @@ CONVERTERS: dict[str, Callable[[Any, Key], Any]] = {
     "str": _str, "email": _email, "emails": _emails, "strs": _strs, "int": _int,
     "port": _port, "seconds": _seconds, "bool": _bool, "choice": _choice, "host": _host,
     "command": _command, "path": _path, "time": _time, "timezone": _timezone,
-    "duration": _duration, "rules": _rules,
+    "duration": _duration, "rules": _rules, "region": _region, "url": _url,
 }
 
 
@@ -369,9 +410,12 @@ def render_example() -> str:
             section = key.section
             # [smtp] is optional: an empty [smtp] table would ask for a host.
             header = f"# [{section}]" if section == "smtp" else f"[{section}]"
-            lines += ["", header, f"# {SECTION_HELP[section]}"]
-            if section in ("imap", "smtp"):
-                env = f"FOLLOWUP_{section.upper()}_PASSWORD"
+            if section in ARRAY_SECTIONS:
+                header = f"# [[{section}]]"
+            lines += ["", header, *(f"# {line}" for line in SECTION_HELP[section].splitlines())]
+            if section in ("imap", "smtp", "addressbook"):
+                kind = "carddav" if section == "addressbook" else section
+                env = f"FOLLOWUP_{kind.upper()}_PASSWORD"
                 lines += [f"# {line}" for line in LOGIN_HELP.format(env=env).splitlines()]
         if key.kind == "rules":
             lines += [f"# {key.name}: {key.help}",
@@ -380,7 +424,9 @@ def render_example() -> str:
                       "# [[policy.rule]]", '# match = "*@recruiter.example"', "# ignore = true"]
             continue
         lines.append(f"# {key.name}: {key.help}")
-        if key.example is not None:
+        if key.example is not None and key.section in ARRAY_SECTIONS:
+            lines.append(f"# {key.name} = {_toml_value(key.example)}")
+        elif key.example is not None:
             lines.append(f"{key.name} = {_toml_value(key.example)}")
         elif key.default is not None:
             lines.append(f"# {key.name} = {_toml_value(key.default)}")

@@ -59,6 +59,11 @@ def env_variable(kind: str) -> str:
     return f"FOLLOWUP_{kind.upper()}_PASSWORD"
 
 
+def section(kind: str) -> str:
+    """The config section a kind of password belongs to, as the user writes it."""
+    return "[[addressbook]]" if kind == "carddav" else f"[{kind}]"
+
+
 def get_password(
     kind: str,
     username: str,
@@ -99,7 +104,7 @@ def lookup_password(
         return remember(secret), env_variable(kind)
 
     ways = (
-        f"set [{kind}] password_command (e.g. \"pass show mail/{kind}\") or the environment "
+        f"set {section(kind)} password_command (e.g. \"pass show mail/{kind}\") or the environment "
         f"variable {env_variable(kind)}"
     )
     if keyring_problem:
@@ -107,7 +112,8 @@ def lookup_password(
             f"no {kind.upper()} password for {username}: {keyring_problem}; {ways}"
         )
     raise CredentialError(
-        f"no {kind.upper()} password for {username}: run `followup password set` to store it "
+        f"no {kind.upper()} password for {username}: run `followup password set"
+        f"{' --' + kind if kind != 'imap' else ''}` to store it "
         f"in the keyring, or {ways}"
     )
 
@@ -117,9 +123,9 @@ def run_password_command(kind: str, command: str) -> str:
     try:
         argv = shlex.split(command)
     except ValueError as exc:
-        raise CredentialError(f"[{kind}] password_command cannot be parsed: {exc}") from None
+        raise CredentialError(f"{section(kind)} password_command cannot be parsed: {exc}") from None
     if not argv:
-        raise CredentialError(f"[{kind}] password_command is empty")
+        raise CredentialError(f"{section(kind)} password_command is empty")
     try:
         result = subprocess.run(
             argv, capture_output=True, timeout=COMMAND_TIMEOUT, check=False,
@@ -127,15 +133,15 @@ def run_password_command(kind: str, command: str) -> str:
         )
     except FileNotFoundError:
         raise CredentialError(
-            f"[{kind}] password_command: program {argv[0]!r} not found; check the path"
+            f"{section(kind)} password_command: program {argv[0]!r} not found; check the path"
         ) from None
     except PermissionError:
         raise CredentialError(
-            f"[{kind}] password_command: {argv[0]!r} is not executable"
+            f"{section(kind)} password_command: {argv[0]!r} is not executable"
         ) from None
     except subprocess.TimeoutExpired:
         raise CredentialError(
-            f"[{kind}] password_command did not finish within {COMMAND_TIMEOUT} s "
+            f"{section(kind)} password_command did not finish within {COMMAND_TIMEOUT} s "
             "(is it waiting for input?)"
         ) from None
     if result.returncode != 0:
@@ -143,13 +149,13 @@ def run_password_command(kind: str, command: str) -> str:
         reason = redact(result.stderr.decode("utf-8", "replace")).strip().splitlines()
         detail = f": {reason[0][:200]}" if reason else ""
         raise CredentialError(
-            f"[{kind}] password_command {argv[0]!r} failed with exit status "
+            f"{section(kind)} password_command {argv[0]!r} failed with exit status "
             f"{result.returncode}{detail}"
         )
     lines = result.stdout.decode("utf-8", "replace").splitlines()
     secret = lines[0].rstrip("\r") if lines else ""
     if not secret:
-        raise CredentialError(f"[{kind}] password_command {argv[0]!r} printed nothing")
+        raise CredentialError(f"{section(kind)} password_command {argv[0]!r} printed nothing")
     return secret
 
 

@@ -18,7 +18,7 @@ from agent.errors import UsageError
 from agent.headers.addresses import normalise_address
 from agent.identity import self_keys
 from agent.model import Contact, ContactState, Direction, Exchange
-from agent.plan import make_plan
+from agent.plan import include_sources, make_plan
 from agent.store import Store
 from agent.store.journal import DraftRecord
 from agent.store.people import Decisions
@@ -65,9 +65,10 @@ def load(config: Config, store: Store, contact_id: int) -> Target:
     decisions = store.people.decisions_of(contact_id)
     if decisions is None:
         raise UsageError(f"no contact has the id {contact_id}")
-    return Target(id=contact_id, addresses=tuple(store.people.addresses_of(contact_id)),
-                  contact=store.people.contact(contact_id, self_keys(config)),
-                  decisions=decisions)
+    contact = store.contact(contact_id, self_keys(config), include_sources(config))
+    addresses = tuple(store.people.addresses_of(contact_id)) or (
+        contact.addresses if contact is not None else ())
+    return Target(id=contact_id, addresses=addresses, contact=contact, decisions=decisions)
 
 
 def resolve(store: Store, ref: str) -> int:
@@ -80,6 +81,8 @@ def resolve(store: Store, ref: str) -> int:
     if not text:
         raise UsageError("give a contact id or an address; `followup contacts` lists them")
     found = store.people.id_of(text)
+    if found is None and (card_key := normalise_address(text)) is not None:
+        found = store.cards.contact_of(card_key)  # someone known only from a card
     if found is not None:
         return found
     if text.isascii() and text.isdigit():

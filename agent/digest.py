@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from agent import credentials, sendmail
+from agent import credentials, policy, sendmail
 from agent.config import Config
 from agent.errors import DeliveryError, FollowupError, TransientMailboxError, UsageError
 from agent.mailbox.client import Mailbox
@@ -62,10 +62,25 @@ class Row:
     days_to_line: int  # negative: that many days past the line
     cadence_days: int | None
     mailto: str  # a URL-encoded mailto: link ("Re: subject" for replies)
+    on_record: bool = True  # False: known only from the address book, no contact yet
+    birthday_in: int | None = None  # days to their next birthday (0: today), None: unknown
+    phone: str = ""  # the first phone number from the address book, "" without one
 
     @property
     def days_past_line(self) -> int:
         return -self.days_to_line
+
+
+@dataclass(frozen=True)
+class BirthdayRow:
+    """One birthday of "Birthdays this week"."""
+
+    name: str
+    email: str
+    date: date  # the day of the birthday this year (or next)
+    days: int  # 0: today, 1: tomorrow, …
+    age: int | None  # the age they turn, when the card gives the year
+    mailto: str
 
 
 @dataclass(frozen=True)
@@ -110,6 +125,7 @@ def row(state: ContactState, day: date, config: Config) -> Row:
                    one_line(contact.last_message_id or "") or None)
             if reply else mailto(email))
     due_date = state.due_date
+    on_record = policy.clock_start(contact) is not None
     return Row(
         id=contact.id,
         name=name or email,
@@ -117,7 +133,7 @@ def row(state: ContactState, day: date, config: Config) -> Row:
         email=email,
         status=state.status,
         reply=reply,
-        days=(day - contact.last_exchange.astimezone(tz).date()).days,
+        days=(day - contact.last_exchange.astimezone(tz).date()).days if on_record else 0,
         last_exchange=contact.last_exchange,
         direction=contact.last_direction,
         subject=subject,
@@ -126,7 +142,19 @@ def row(state: ContactState, day: date, config: Config) -> Row:
         days_to_line=(due_date - day).days if due_date else 0,
         cadence_days=state.cadence_days,
         mailto=link,
+        on_record=on_record,
+        birthday_in=policy.birthday_in(contact, day),
+        phone=contact.phones[0].number if contact.phones else "",
     )
+
+
+def birthday_row(state: ContactState, when: date, day: date) -> BirthdayRow:
+    contact = state.contact
+    born = contact.birthday or ""
+    age = when.year - int(born[:4]) if born[:4].isdigit() else None
+    email = one_line(contact.email)
+    return BirthdayRow(name=one_line(contact.name) or email, email=email, date=when,
+                       days=(when - day).days, age=age, mailto=mailto(email) if email else "")
 
 
 def context(config: Config, plan: Plan, now: datetime) -> dict[str, object]:
@@ -148,6 +176,7 @@ def context(config: Config, plan: Plan, now: datetime) -> dict[str, object]:
         "rest": [row(s, plan.day, config) for s in plan.rest],
         "counts": counts,
         "drafts_enabled": config.drafts.enabled,
+        "birthdays": [birthday_row(s, when, plan.day) for s, when in plan.birthdays],
     }
 
 
@@ -263,7 +292,7 @@ def wanted(config: Config, store: Store, plan: Plan) -> bool:
     """Whether a real run would deliver a digest now: not yet today, and something to say."""
     if store.journal.digest_sent(plan.day):
         return False
-    return bool(plan.picks or plan.due) or config.digest.send_empty
+    return bool(plan.picks or plan.due or plan.birthdays) or config.digest.send_empty
 
 
 def deliver(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, now: datetime,

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent import credentials, digest, policy, render, sendmail
+from agent.addressbook import sources as addressbook_source
+from agent.addressbook.phones import default_region
 from agent.config import Config, load_config
 from agent.errors import FollowupError
 from agent.mailbox.client import Mailbox
@@ -53,6 +55,24 @@ def run_checks(config_path: Path | None,
     yield from _imap_checks(config)
     if config.digest.delivery == "smtp":
         yield from _smtp_checks(config)
+    yield from _addressbook_checks(config)
+
+
+def _addressbook_checks(config: Config) -> Iterator[Check]:
+    """Each [[addressbook]]: password, reachable and logged in, every card readable."""
+    if not config.addressbook:
+        return
+    region = default_region(config)
+    if region is None:
+        yield Check(None, "no region for phone numbers without a country code: set "
+                          "[account] region (e.g. \"DE\")")
+    else:
+        yield Check(True, f"phone numbers without a country code are read as {region}"
+                          + ("" if config.account.region else
+                             " (from [digest] timezone; [account] region overrides)"))
+    for book in config.addressbook:
+        for check in addressbook_source.check(book, region):
+            yield Check(check.ok, check.text)
 
 
 def _imap_checks(config: Config) -> Iterator[Check]:

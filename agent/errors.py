@@ -67,3 +67,10 @@ class TemplateError(FollowupError):
     """A user template is broken; the message names the file and line."""
 
     exit_code = EXIT_USAGE
+
+
+class AddressbookError(FollowupError):
+    """An address book could not be read (missing file, server unreachable, login refused).
+
+    Never stops the mail scan: the sync step shows it as a warning naming the source.
+    """

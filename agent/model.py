@@ -23,6 +23,40 @@ class Exchange:
     message_id: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Phone:
+    """A phone number of a person: E.164, its kind (cell, work, home, …) and where it was read.
+
+    ``source`` is "addressbook" for a TEL of a card; later sources (a mail signature) add
+    their own word and ``seen``, the time the number was read there.
+    """
+
+    number: str
+    type: str
+    source: str = "addressbook"
+    seen: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Card:
+    """One vCard as read from an address book: what followup uses of it, already cleaned.
+
+    ``href`` names it within its source (a file name, ``#3`` in a .vcf, a CardDAV href);
+    ``etag`` changes whenever the card does. ``addresses`` are identity keys
+    (``normalise_address``); ``birthday`` is ``YYYY-MM-DD`` or ``--MM-DD``; ``tags`` are the
+    CATEGORIES, lower case.
+    """
+
+    href: str
+    etag: str
+    uid: str | None
+    name: str
+    addresses: tuple[str, ...]
+    phones: tuple[Phone, ...] = ()
+    birthday: str | None = None
+    tags: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Contact:
     """A person: one or more addresses, their mail history in numbers, and the user's decisions.
@@ -49,7 +83,24 @@ class Contact:
     ignored: bool = False
     cadence_days: int | None = None
     language: str | None = None
-    tags: frozenset[str] = field(default_factory=frozenset)
+    tags: frozenset[str] = field(default_factory=frozenset)  # the user's own (`followup tag`)
+    # From the address book (rebuilt at every sync, never the user's decisions):
+    card_tags: frozenset[str] = field(default_factory=frozenset)  # CATEGORIES
+    phones: tuple[Phone, ...] = ()
+    birthday: str | None = None  # YYYY-MM-DD, or --MM-DD without a year
+    # The last logged touchpoint (a call, a meeting); the clock runs from the later of this
+    # and last_exchange. Filled by the touchpoint log (a later issue); None until then.
+    last_touch: datetime | None = None
+
+    @property
+    def has_mail(self) -> bool:
+        """Whether any mail was exchanged (address-book-only people have none)."""
+        return bool(self.messages_in or self.messages_out)
+
+    @property
+    def all_tags(self) -> frozenset[str]:
+        """The user's tags and the address book's: what ``[[policy.rule]] tag`` matches."""
+        return self.tags | self.card_tags
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,20 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from agent.config import Config
 from agent.decisions import Profile
 from agent.drafts.compose import Draft
 from agent.drafts.lifecycle import DraftsResult
 from agent.identity import MergeSuggestion
 from agent.model import ContactState, Direction, Exchange
+from agent.store.cards import SourceRecord
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 FIELDS = ("id", "name", "email", "addresses", "last_exchange", "last_direction", "last_subject",
           "last_folder", "messages_in", "messages_out", "status", "due_date", "cadence_days",
-          "snooze_until", "tags")
+          "snooze_until", "tags", "addressbook_tags", "phones", "birthday")
 
 
 def iso_utc(value: datetime) -> str:
@@ -35,8 +37,9 @@ def state_record(state: ContactState) -> dict[str, Any]:
         "name": contact.name,
         "email": contact.email,
         "addresses": list(contact.addresses),
-        "last_exchange": iso_utc(contact.last_exchange),
-        "last_direction": contact.last_direction,
+        # Someone known only from an address book has no exchange: null, not year 1.
+        "last_exchange": iso_utc(contact.last_exchange) if contact.has_mail else None,
+        "last_direction": contact.last_direction if contact.has_mail else None,
         "last_subject": contact.last_subject,
         "last_folder": contact.last_folder,
         "messages_in": contact.messages_in,
@@ -46,6 +49,10 @@ def state_record(state: ContactState) -> dict[str, Any]:
         "cadence_days": state.cadence_days,
         "snooze_until": contact.snooze_until.isoformat() if contact.snooze_until else None,
         "tags": sorted(contact.tags),
+        "addressbook_tags": sorted(contact.card_tags),
+        "phones": [{"number": p.number, "type": p.type, "source": p.source}
+                   for p in contact.phones],
+        "birthday": contact.birthday,
     }
 
 
@@ -61,6 +68,8 @@ def states_csv(states: Sequence[ContactState]) -> str:
         record = state_record(state)
         record["addresses"] = " ".join(record["addresses"])
         record["tags"] = " ".join(record["tags"])
+        record["addressbook_tags"] = " ".join(record["addressbook_tags"])
+        record["phones"] = " ".join(p["number"] for p in record["phones"])
         writer.writerow({k: _csv_safe(v) for k, v in record.items()})
     return buffer.getvalue()
 
@@ -122,8 +131,10 @@ def print_table(states: Sequence[ContactState], tz: ZoneInfo, now: datetime) -> 
         cells: list[str | Text] = [str(contact.id), Text(contact.name or contact.email)]
         if wide:
             cells.append(Text(contact.email))
+        last = f"{contact.last_exchange.astimezone(tz):%Y-%m-%d} {arrow} {days:>3} d" \
+            if contact.has_mail else "no mail"
         cells += [
-            f"{contact.last_exchange.astimezone(tz):%Y-%m-%d} {arrow} {days:>3} d",
+            last,
             Text(contact.last_subject),
             Text(status_words(state), style=STATUS_STYLE.get(state.status, "")),
             state.due_date.isoformat() if state.due_date else "",
@@ -220,7 +231,13 @@ def show_text(profile: Profile, tz: ZoneInfo) -> str:
         rows.append(("messages", f"{contact.messages_in} in, {contact.messages_out} out"))
 
     decisions = target.decisions
-    rows.append(("tags", ", ".join(sorted(decisions.tags)) or "none"))
+    card_tags = sorted(contact.card_tags) if contact is not None else []
+    rows.append(("tags", ", ".join([*sorted(decisions.tags),
+                                    *(f"{t} (address book)" for t in card_tags)]) or "none"))
+    if contact is not None and contact.phones:
+        rows.append(("phones", ", ".join(f"{p.number} ({p.type})" for p in contact.phones)))
+    if contact is not None and contact.birthday:
+        rows.append(("birthday", contact.birthday))
     chosen = []
     if decisions.snooze_until is not None:
         chosen.append(f"snoozed until {decisions.snooze_until.isoformat()}")
@@ -301,3 +318,43 @@ def drafts_report(result: DraftsResult) -> list[str]:
         lines.append("not drafted:")
         lines += [f"  {s.address}: {s.reason}" for s in result.skipped]
     return lines
+
+
+# --------------------------------------------------------------------------- address books
+
+
+def addressbook_records(config: Config, records: Sequence[SourceRecord]) -> list[dict[str, Any]]:
+    """One object per configured source (in config order), with what its last sync read."""
+    found = {r.source: r for r in records}
+    out = []
+    for book in config.addressbook:
+        record = found.get(book.source)
+        out.append({
+            "name": book.name,
+            "source": book.source,
+            "kind": record.kind if record else ("carddav" if book.url else "path"),
+            "include_without_mail": book.include_without_mail,
+            "synced_at": iso_utc(record.synced_at) if record and record.synced_at else None,
+            "cards": record.cards if record else 0,
+            "addresses": record.addresses if record else 0,
+            "merged": record.merged if record else 0,
+            "phones": record.phones if record else 0,
+            "birthdays": record.birthdays if record else 0,
+            "warnings": list(record.problems) if record else [],
+        })
+    return out
+
+
+def addressbook_text(config: Config, records: Sequence[SourceRecord]) -> str:
+    if not config.addressbook:
+        return ("No address book is configured. Add [[addressbook]] entries with path (a vdir "
+                "or .vcf file) or url (CardDAV) to the config; see README \"Your address book\".")
+    lines = []
+    for item in addressbook_records(config, records):
+        when = item["synced_at"] or "never read yet (run `followup scan`)"
+        lines.append(f"{item['name']} ({item['kind']}): {item['cards']} cards, "
+                     f"{item['merged']} merged, {item['phones']} phones, "
+                     f"{item['birthdays']} birthdays, {len(item['warnings'])} warnings; "
+                     f"last read {when}")
+        lines += [f"  warning: {w}" for w in item["warnings"]]
+    return "\n".join(lines)

@@ -7,7 +7,7 @@ delivered: a retry, or a second run later the same day, keeps them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from agent import policy
@@ -25,6 +25,14 @@ class Plan:
     states: list[ContactState]
     due: list[ContactState]  # waiting, overdue and due, most urgent first
     picks: list[ContactState]
+    birthdays: list[tuple[ContactState, date]] = field(default_factory=list)  # this week
+
+    @property
+    def listed(self) -> list[ContactState]:
+        """The due list with the picks that are not on it (a birthday, no contact on
+        record) in front: what `followup due` shows."""
+        due_ids = {s.contact.id for s in self.due}
+        return [s for s in self.picks if s.contact.id not in due_ids] + self.due
 
     @property
     def rest(self) -> list[ContactState]:
@@ -32,9 +40,16 @@ class Plan:
         return [s for s in self.due if s.contact.id not in picked]
 
 
+def include_sources(config: Config) -> list[str]:
+    """Address books whose people are contacts also without mail (``include_without_mail``)."""
+    return [book.source for book in config.addressbook if book.include_without_mail]
+
+
 def contacts(config: Config, store: Store) -> list[Contact]:
-    """The contacts as the ledger and the user's decisions have them (``two_way`` applied)."""
-    return store.people.contacts(self_keys(config), two_way=config.policy.two_way)
+    """The contacts as the ledger, the address books and the user's decisions have them
+    (``two_way`` applied to people not on a card of an ``include_without_mail`` source)."""
+    return store.contacts(self_keys(config), two_way=config.policy.two_way,
+                          include_sources=include_sources(config))
 
 
 def decide(config: Config, store: Store, now: datetime) -> list[ContactState]:
@@ -48,7 +63,9 @@ def make_plan(config: Config, store: Store, now: datetime) -> Plan:
     day = policy.today(now, config.digest.tz)
     picks = policy.pick_today(states, config.policy.daily_picks, day,
                               store.journal.pick_history())
-    return Plan(day=day, states=states, due=policy.ranked(states), picks=picks)
+    birthdays = policy.upcoming_birthdays(states, day, config.digest.birthday_days)
+    return Plan(day=day, states=states, due=policy.ranked(states), picks=picks,
+                birthdays=birthdays)
 
 
 def plan_today(config: Config, store: Store, now: datetime) -> Plan:

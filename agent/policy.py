@@ -46,8 +46,22 @@ others       0
 So a reply owed beats any check-in, and lateness is measured in cadences: a 45-day key client
 20 days past the line outranks a 365-day acquaintance 20 days past it.
 
-Today's picks (``pick_today``): waiting contacts first, then overdue, then due, each group
-taken whole while it fits in the remaining slots. Due contacts that do not fit are taken
+The clock (``clock_start``) runs from the later of the last exchange and the last logged
+touchpoint (``Contact.last_touch``). Someone with neither — a person known only from an
+address book with ``include_without_mail`` — has **no contact on record**: status ``ok``, no
+due date, reason "no contact on record"; they come up through the picks slowly (below).
+
+Birthdays (``Contact.birthday``, from the address book): ``upcoming_birthdays`` lists those
+from today through ``[digest] birthday_days`` − 1 days ahead (a 29 February birthday falls
+on 28 February in other years); ignored and snoozed people are left out.
+
+Today's picks (``pick_today``): first everyone whose birthday is today or tomorrow (not
+ignored, not snoozed; due or not), then waiting contacts, then overdue, then due, each group
+taken whole while it fits in the remaining slots. Last, if a slot is still free, **one**
+person with no contact on record: the one picked longest ago (never picked first; ties by
+contact id), or without a history the one the day number points at in id order. So with m
+such people they come up at most one a day, each within m days of free slots, and never
+instead of anyone who is due. Due contacts that do not fit are taken
 closest to the line first (they move on to overdue soon enough). Waiting and overdue groups
 that do not fit are rotated, because they do not move on by themselves: the group is kept in an
 order that does not change from day to day (by last exchange, then contact id), and the day
@@ -71,6 +85,8 @@ from zoneinfo import ZoneInfo
 from agent.config import PolicyConfig
 from agent.configspec import Rule
 from agent.model import Contact, ContactState, Status
+
+NO_RECORD = "no contact on record"
 
 OWN_SETTING = "your setting for this contact"
 # The statuses that ask the user to act, in the order pick_today serves them.
@@ -97,9 +113,9 @@ def _rule_words(rule: Rule) -> str:
 
 def _matching_rules(contact: Contact, rules: Sequence[Rule]) -> list[Rule]:
     """The rules that match the contact, in precedence order: address, tag, domain."""
-    addresses = {a.lower() for a in (*contact.addresses, contact.email)}
+    addresses = {a.lower() for a in (*contact.addresses, contact.email) if a}
     domains = {a.rpartition("@")[2] for a in addresses}
-    tags = {t.strip().lower() for t in contact.tags}
+    tags = {t.strip().lower() for t in contact.all_tags}
     by_address = [r for r in rules
                   if r.match and not r.match.startswith("*@") and r.match in addresses]
     by_tag = [r for r in rules if r.tag and r.tag in tags]
@@ -155,7 +171,15 @@ def _state(contact: Contact, policy: PolicyConfig, tz: ZoneInfo, day: date) -> C
     if settings.ignored:
         return ContactState(contact, "ignored", None, None, f"ignored ({settings.source})", 0.0)
 
-    last = _local_date(contact.last_exchange, tz)
+    start = clock_start(contact)
+    snoozed = contact.snooze_until is not None and day <= contact.snooze_until
+    if start is None:
+        if snoozed and contact.snooze_until is not None:
+            return ContactState(contact, "snoozed", None, settings.cadence_days,
+                                f"snoozed until {contact.snooze_until.isoformat()}; "
+                                f"{NO_RECORD}", 0.0)
+        return ContactState(contact, "ok", None, settings.cadence_days, NO_RECORD, 0.0)
+    last = _local_date(start, tz)
     cadence = settings.cadence_days
     due_date = last + timedelta(days=cadence)
     since = (day - last).days
@@ -164,12 +188,15 @@ def _state(contact: Contact, policy: PolicyConfig, tz: ZoneInfo, day: date) -> C
     if settings.source != _default_words(policy):
         line += f" ({settings.source})"
     exchange = f"last exchange {_ago(since, last)} ({contact.last_direction})"
+    if start is not contact.last_exchange:
+        exchange = f"last touchpoint {_ago(since, last)}"
 
     status: Status
     urgency = 0.0
-    if contact.snooze_until is not None and day <= contact.snooze_until:
+    if snoozed and contact.snooze_until is not None:
         status, reason = "snoozed", f"snoozed until {contact.snooze_until.isoformat()}; {exchange}"
-    elif contact.last_direction == "in" and since > policy.reply_after_days:
+    elif contact.last_direction == "in" and start is contact.last_exchange \
+            and since > policy.reply_after_days:
         status = "waiting"
         reason = f"they wrote last, {_ago(since, last)}, and are waiting for your reply"
         urgency = 2 + since / (since + policy.reply_after_days)
@@ -184,6 +211,55 @@ def _state(contact: Contact, policy: PolicyConfig, tz: ZoneInfo, day: date) -> C
     else:
         status, reason = "ok", f"{exchange}, reaches {line} on {due_date.isoformat()}"
     return ContactState(contact, status, due_date, cadence, reason, urgency)
+
+
+def clock_start(contact: Contact) -> datetime | None:
+    """When the contact's clock started: the later of the last exchange and the last
+    touchpoint; None when there is neither (no contact on record)."""
+    moments = [m for m in (contact.last_exchange if contact.has_mail else None,
+                           contact.last_touch) if m is not None]
+    return max(moments, default=None)
+
+
+def next_birthday(birthday: str | None, day: date) -> date | None:
+    """The first birthday on or after ``day`` (``YYYY-MM-DD`` or ``--MM-DD``); None: none."""
+    if not birthday or len(birthday) < 7:
+        return None
+    try:
+        month, dom = int(birthday[-5:-3]), int(birthday[-2:])
+    except ValueError:
+        return None
+    for year in (day.year, day.year + 1):
+        try:
+            when = date(year, month, dom)
+        except ValueError:
+            if (month, dom) != (2, 29):
+                return None
+            when = date(year, 2, 28)  # born on 29 February: celebrated on the 28th
+        if when >= day:
+            return when
+    return None  # pragma: no cover - one of the two years is always on or after day
+
+
+def birthday_in(contact: Contact, day: date) -> int | None:
+    """Days from ``day`` to the contact's next birthday (0: today); None without one."""
+    when = next_birthday(contact.birthday, day)
+    return None if when is None else (when - day).days
+
+
+def upcoming_birthdays(states: Sequence[ContactState], day: date,
+                       days: int) -> list[tuple[ContactState, date]]:
+    """Birthdays from ``day`` through ``days`` − 1 days ahead, soonest first (then by name);
+    ignored and snoozed people are left out."""
+    found = []
+    for state in states:
+        if state.status in ("ignored", "snoozed"):
+            continue
+        when = next_birthday(state.contact.birthday, day)
+        if when is not None and (when - day).days < days:
+            found.append((state, when))
+    return sorted(found, key=lambda item: (item[1], item[0].contact.name.lower(),
+                                           item[0].contact.id))
 
 
 def evaluate(contacts: Sequence[Contact], policy: PolicyConfig, tz: ZoneInfo,
@@ -228,8 +304,13 @@ def pick_today(states: Sequence[ContactState], daily_picks: int, day: date,
     ``history`` maps contact id → the day that contact was last picked (from the store's
     drafts and digests); picks dated ``day`` are today's and are kept.
     """
-    candidates = ranked(states)
-    picks: list[ContactState] = []
+    birthdays = sorted(((days, s.contact.id, s) for s in states
+                        if s.status not in ("ignored", "snoozed")
+                        and (days := birthday_in(s.contact, day)) is not None and days <= 1),
+                       key=lambda item: item[:2])
+    picks: list[ContactState] = [s for _, _, s in birthdays][:daily_picks]
+    chosen = {s.contact.id for s in picks}
+    candidates = [s for s in ranked(states) if s.contact.id not in chosen]
     for status in ACTIONABLE:
         slots = daily_picks - len(picks)
         if slots <= 0:
@@ -239,4 +320,24 @@ def pick_today(states: Sequence[ContactState], daily_picks: int, day: date,
             picks += group[:slots]  # most urgent first, as ranked
         else:
             picks += _rotate(group, slots, day, history)
+    unrecorded = [s for s in states if s.status == "ok" and s.reason == NO_RECORD
+                  and s.contact.id not in chosen]
+    if len(picks) < daily_picks and unrecorded:
+        picks.append(_slowly(unrecorded, day, history))
     return sorted(picks, key=_most_urgent_first)
+
+
+def _slowly(group: list[ContactState], day: date,
+            history: Mapping[int, date] | None) -> ContactState:
+    """The one person with no contact on record to pick today (see the module docstring)."""
+    group = sorted(group, key=lambda s: s.contact.id)
+    if history is None:
+        return group[day.toordinal() % len(group)]
+
+    def turn(state: ContactState) -> tuple[int, int, int]:
+        last = history.get(state.contact.id)
+        if last == day:
+            return 0, 0, state.contact.id  # already today's: a second run agrees
+        return 1, last.toordinal() if last is not None and last < day else 0, state.contact.id
+
+    return min(group, key=turn)

@@ -17,7 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from agent import credentials, digest
+from agent import cardsync, credentials, digest
+from agent.cardsync import CardSync
 from agent.config import Config
 from agent.digest import DigestResult
 from agent.drafts import lifecycle as drafts
@@ -106,6 +107,7 @@ class RunResult:
     """What a run did, step by step (None: the step did not run)."""
 
     scan: ScanSummary | None = None
+    addressbook: CardSync | None = None
     settled: ReconcileResult | None = None
     plan: Plan | None = None
     digest: DigestResult | None = None
@@ -153,6 +155,8 @@ def _pipeline(config: Config, store: Store, mailbox: Mailbox, now: datetime, ste
                            progress=progress, should_stop=should_stop)
         if should_stop() or result.scan.interrupted:
             return result
+        # The address books after the mail: addresses the scan just met join their cards.
+        result.addressbook = cardsync.sync(config, store, now, full=steps.full and attempt == 0)
     if steps.settle:
         result.settled = drafts.reconcile(config, store, mailbox, now)
     if not (steps.digest or steps.drafts):

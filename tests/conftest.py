@@ -13,6 +13,7 @@ import keyring
 import pytest
 from hypothesis import settings
 
+from carddav_server import CardDavAccount, Radicale
 from servers import (
     ALL_PERSONALITIES,
     PERSONALITIES,
@@ -44,6 +45,8 @@ SERVER_FIXTURES = frozenset(
         "cyrus_server",
         "cyrus_account",
         "personality_account",
+        "carddav_account",
+        "carddav_tls_account",
     }
 )
 
@@ -100,7 +103,8 @@ def _isolated_environment(
         ("XDG_CACHE_HOME", "cache"),
     ):
         monkeypatch.setenv(name, str(base / sub))
-    for name in ("FOLLOWUP_IMAP_PASSWORD", "FOLLOWUP_SMTP_PASSWORD", "FOLLOWUP_NOW"):
+    for name in ("FOLLOWUP_IMAP_PASSWORD", "FOLLOWUP_SMTP_PASSWORD", "FOLLOWUP_CARDDAV_PASSWORD",
+                 "FOLLOWUP_NOW"):
         monkeypatch.delenv(name, raising=False)
     # The dotted path is importable here (tests/ is on sys.path) and, through
     # PYTHONPATH, in `followup` subprocesses started by tests.
@@ -263,3 +267,36 @@ def smtp_sink_tls(tls_files: TlsFiles) -> Iterator[SmtpSink]:
     password = "sink-" + os.urandom(6).hex()
     with SmtpSink(tls=tls_files, username="digest@example.org", password=password) as sink:
         yield sink
+
+
+# --------------------------------------------------------------------------- CardDAV
+
+
+@pytest.fixture(scope="session")
+def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
+    """The session's Radicale (CardDAV) on loopback, plain HTTP, passwords in htpasswd."""
+    server = Radicale(tmp_path_factory.mktemp("radicale"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def radicale_tls(tmp_path_factory: pytest.TempPathFactory,
+                 tls_files: TlsFiles) -> Iterator[Radicale]:
+    """A second Radicale speaking only HTTPS, with the session's self-signed certificate."""
+    server = Radicale(tmp_path_factory.mktemp("radicale-tls"), tls=tls_files)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def carddav_account(radicale: Radicale) -> CardDavAccount:
+    """A fresh user with an empty address book on the session's Radicale."""
+    return radicale.new_account()
+
+
+@pytest.fixture
+def carddav_tls_account(radicale_tls: Radicale) -> CardDavAccount:
+    return radicale_tls.new_account()

@@ -497,10 +497,14 @@ def test_full_disk_during_a_scan(dovecot_account: ImapAccount, tmp_path: Path,
     code, _out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
     assert code == 0, err
 
-    # Half of what the finished ledger needs: the disk fills up in the middle of the scan.
+    # An empty database and half of what the ledger adds to it: the disk fills up in the
+    # middle of the scan.
     needed = (reference / "followup.db").stat().st_size
+    with Store(tmp_path / "empty.db"):
+        pass
+    empty = (tmp_path / "empty.db").stat().st_size
     data = tmp_path / "small"
-    with tiny_disk(data, f"{max(needed // 2048, 256)}k") as resize:
+    with tiny_disk(data, f"{max((empty + (needed - empty) // 2) // 1024, 256)}k") as resize:
         write_config(dovecot_account, data, batch_size=100)
         code, _out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
         assert code == 1

@@ -152,6 +152,6 @@ def due(app: App, as_json: bool) -> None:
     with service.open_store(app.config) as store:
         today_plan = plan.make_plan(app.config, store, app.now())
     if as_json:
-        click.echo(output.due_json(today_plan.due, today_plan.picks))
+        click.echo(output.due_json(today_plan.listed, today_plan.picks))
     else:
-        output.print_due(today_plan.due, today_plan.picks)
+        output.print_due(today_plan.listed, today_plan.picks)

@@ -29,11 +29,17 @@ def doctor(app: App) -> None:
 
 @click.group()
 def password() -> None:
-    """Store or remove the IMAP/SMTP password in the system keyring."""
+    """Store or remove the IMAP, SMTP or CardDAV password in the system keyring."""
 
 
 def _username_for(app: App, kind: str) -> str:
     config = app.config
+    if kind == "carddav":
+        names = [b.username for b in config.addressbook if b.url and b.username]
+        if not names:
+            raise UsageError("the config has no [[addressbook]] with url and username, so no "
+                             "CardDAV password is needed")
+        return names[0]
     if kind == "smtp":
         if config.smtp is None or not config.smtp.username:
             raise UsageError("the config has no [smtp] username, so no SMTP password is needed")
@@ -43,6 +49,8 @@ def _username_for(app: App, kind: str) -> str:
 
 @password.command("set")
 @click.option("--smtp", "kind", flag_value="smtp", help="The SMTP password instead.")
+@click.option("--carddav", "kind", flag_value="carddav",
+              help="The CardDAV password (username of the first [[addressbook]] url).")
 @click.option("--imap", "kind", flag_value="imap", default=True, hidden=True)
 @click.option("--stdin", "from_stdin", is_flag=True,
               help="Read the password from standard input (scripts).")
@@ -63,6 +71,8 @@ def password_set(app: App, kind: str, from_stdin: bool) -> None:
 
 @password.command("delete")
 @click.option("--smtp", "kind", flag_value="smtp", help="The SMTP password instead.")
+@click.option("--carddav", "kind", flag_value="carddav",
+              help="The CardDAV password (username of the first [[addressbook]] url).")
 @click.option("--imap", "kind", flag_value="imap", default=True, hidden=True)
 @pass_app
 def password_delete(app: App, kind: str) -> None:

@@ -180,6 +180,9 @@ def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, no
             reason = f"the draft of {earlier.day.isoformat()} is still in Drafts"
         elif contact.id in made_today:
             reason = "already had a draft today"
+        elif not contact.has_mail or not contact.email:
+            # Known only from the address book: no conversation to refer to, maybe no address.
+            reason = "no mail with them on record (address book only): call or write yourself"
         elif budget <= 0:
             reason = f"[drafts] max_per_day = {config.drafts.max_per_day} reached"
         if reason is not None:

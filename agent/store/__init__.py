@@ -2,31 +2,40 @@
 
 ``Store(path)`` opens (and migrates) the database and gives each family its own small class:
 ``store.ledger`` (what the mailbox says, rebuildable), ``store.people`` (contacts and the
-user's decisions, kept) and ``store.journal`` (what followup did, kept).
-``store.transaction()`` makes several of their writes one atomic step.
+user's decisions, kept), ``store.journal`` (what followup did, kept) and ``store.cards``
+(what the address books say, rebuilt at every sync). ``store.contacts()`` reads people with
+what their cards add. ``store.transaction()`` makes several of their writes one atomic step.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-from datetime import datetime
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
+from agent.model import Contact
+from agent.store.cardlinks import Applied, apply_cards
+from agent.store.cards import CardProfile, Cards
 from agent.store.database import Database
 from agent.store.journal import Journal
 from agent.store.ledger import Ledger
 from agent.store.people import People
 
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
 
 class Store:
-    """An open database with its ledger, people and journal."""
+    """An open database with its ledger, people, journal and cards."""
 
     def __init__(self, path: Path) -> None:
         self.database = Database(path)
         self.ledger = Ledger(self.database)
         self.people = People(self.database)
         self.journal = Journal(self.database)
+        self.cards = Cards(self.database)
 
     @property
     def path(self) -> Path:
@@ -45,6 +54,64 @@ class Store:
             self.people.adopt_new_addresses(now)
         return count
 
+    def apply_cards(self, own: Iterable[str], include_sources: Iterable[str],
+                    now: datetime) -> Applied:
+        """Join the contacts of addresses that share a card (``agent.store.cardlinks``)."""
+        return apply_cards(self.database, own, include_sources, now)
+
+    def contacts(self, self_addresses: Iterable[str] = (), two_way: bool = True,
+                 include_ignored: bool = True,
+                 include_sources: Iterable[str] = ()) -> list[Contact]:
+        """People as ``people.contacts`` has them, with their cards' name, phones, birthday
+        and CATEGORIES; and, from ``include_sources``, people known only from a card.
+
+        Someone on a card of an ``include_sources`` source is listed whatever ``two_way``
+        says: the card shows that the user knows them. Newest exchange first.
+        """
+        own = frozenset(self_addresses)
+        profiles = self.cards.profiles(include_sources)
+        out = []
+        for contact in self.people.contacts(own, two_way=False,
+                                            include_ignored=include_ignored):
+            profile = profiles.pop(contact.id, None)
+            if two_way and not (contact.messages_in and contact.messages_out) and not (
+                    profile is not None and profile.include):
+                continue
+            out.append(with_card(contact, profile))
+        for contact_id, profile in sorted(profiles.items()):
+            card_only = self._card_only(contact_id, profile, own)
+            if card_only is not None and (include_ignored or not card_only.ignored):
+                out.append(card_only)
+        return out
+
+    def contact(self, contact_id: int, self_addresses: Iterable[str] = (),
+                include_sources: Iterable[str] = ()) -> Contact | None:
+        """One contact with its card details; None without exchanges and without a card."""
+        own = frozenset(self_addresses)
+        profile = self.cards.profiles(include_sources).get(contact_id)
+        contact = self.people.contact(contact_id, own)
+        if contact is not None:
+            return with_card(contact, profile)
+        return None if profile is None else self._card_only(contact_id, profile, own)
+
+    def _card_only(self, contact_id: int, profile: CardProfile,
+                   own: frozenset[str]) -> Contact | None:
+        """Someone known only from a card (``include_without_mail``), or None."""
+        addresses = tuple(a for a in profile.addresses if a not in own)
+        decisions = self.people.decisions_of(contact_id)
+        if not profile.include or decisions is None or self.people.addresses_of(contact_id) \
+                or self.people.follow_merges(contact_id) != contact_id:
+            return None
+        return Contact(
+            id=contact_id, name=decisions.name or profile.name,
+            email=addresses[0] if addresses else "", addresses=addresses,
+            last_exchange=_NEVER, last_direction="out", last_subject="", last_folder="",
+            last_message_id=None, last_in=None, last_out=None, messages_in=0, messages_out=0,
+            snooze_until=decisions.snooze_until, ignored=decisions.ignored,
+            cadence_days=decisions.cadence_days, language=decisions.language,
+            tags=decisions.tags, card_tags=frozenset(profile.tags),
+            phones=tuple(profile.phones), birthday=profile.birthday)
+
     def close(self) -> None:
         self.database.close()
 
@@ -54,3 +121,11 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+def with_card(contact: Contact, profile: CardProfile | None) -> Contact:
+    """``contact`` with what its cards say: FN names them unless the user named them."""
+    if profile is None:
+        return contact
+    return replace(contact, name=profile.user_name or profile.name or contact.name,
+                   card_tags=frozenset(profile.tags), phones=tuple(profile.phones),
+                   birthday=profile.birthday)

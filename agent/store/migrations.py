@@ -1,8 +1,9 @@
 """Versioned schema migrations; the database's ``user_version`` says how many have run.
 
 Tables fall into families that ``scan --full`` treats differently: the ledger (derived from
-the mailbox, rebuildable: ``LEDGER_TABLES``) and everything else (the user's decisions and
-the journal of what followup did: kept for good).
+the mailbox, rebuildable: ``LEDGER_TABLES``), the address book's cards (rebuilt from their
+sources at every sync: ``CARD_TABLES``) and everything else (the user's decisions and the
+journal of what followup did: kept for good).
 
 Add a migration by appending a function to ``MIGRATIONS``; use sqlite-utils' table API or
 ``db.execute`` (both stay inside the migration's transaction; ``sqlite3.Connection
@@ -19,6 +20,8 @@ import sqlite_utils
 LEDGER_TABLES = (
     "folders", "messages", "exchanges", "addresses", "address_names", "lists", "dirty",
 )
+# Tables read from the address books; each sync replaces what changed at a source.
+CARD_TABLES = ("addressbooks", "cards", "card_addresses", "card_tags", "phones")
 
 
 def _m1_initial(db: sqlite_utils.Database) -> None:
@@ -138,8 +141,73 @@ def _m2_secret_and_digest_attempts(db: sqlite_utils.Database) -> None:
         not_null={"message_id", "started_at"})
 
 
+def _m3_address_books(db: sqlite_utils.Database) -> None:
+    db.executescript("""
+    -- Read from the address books ([[addressbook]]); every sync brings these up to date
+    -- and a card deleted at its source takes its rows with it (ON DELETE CASCADE).
+    CREATE TABLE addressbooks (
+        source TEXT PRIMARY KEY,        -- the source's url, or the absolute path of its files
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,             -- vdir | file | carddav
+        state TEXT,                     -- how to ask for changes only (sync tokens, ctags; JSON)
+        synced_at INTEGER,              -- epoch seconds of the last successful read
+        problems TEXT NOT NULL DEFAULT '[]'   -- warnings of the last sync (JSON list of lines)
+    );
+    CREATE TABLE cards (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL REFERENCES addressbooks (source) ON DELETE CASCADE,
+        href TEXT NOT NULL,             -- file name, #N in a .vcf, or the CardDAV href
+        etag TEXT NOT NULL,             -- changes whenever the card does
+        uid TEXT,
+        name TEXT NOT NULL DEFAULT '',  -- FN
+        birthday TEXT,                  -- YYYY-MM-DD or --MM-DD
+        UNIQUE (source, href)
+    );
+    CREATE TABLE card_addresses (
+        card_id INTEGER NOT NULL REFERENCES cards (id) ON DELETE CASCADE,
+        address TEXT NOT NULL,          -- identity key (normalise_address)
+        position INTEGER NOT NULL,      -- order on the card
+        PRIMARY KEY (card_id, address)
+    ) WITHOUT ROWID;
+    CREATE INDEX card_addresses_by_address ON card_addresses (address);
+    CREATE TABLE card_tags (            -- CATEGORIES, lower case; apart from the user's tags
+        card_id INTEGER NOT NULL REFERENCES cards (id) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        PRIMARY KEY (card_id, tag)
+    ) WITHOUT ROWID;
+    CREATE TABLE phones (               -- phone numbers, from a card or (later) a signature
+        number TEXT NOT NULL,           -- E.164
+        type TEXT NOT NULL,             -- cell | work | home | fax | pager | other
+        source TEXT NOT NULL,           -- addressbook | signature
+        card_id INTEGER REFERENCES cards (id) ON DELETE CASCADE,   -- source addressbook
+        address TEXT,                   -- the address it came with (a signature's sender)
+        seen INTEGER,                   -- epoch seconds: when it was read there
+        position INTEGER NOT NULL DEFAULT 0,
+        CHECK ((card_id IS NULL) <> (address IS NULL))
+    );
+    CREATE INDEX phones_by_card ON phones (card_id);
+    CREATE INDEX phones_by_address ON phones (address);
+
+    -- What the cards did to people, and the user's word against them: kept like decisions.
+    CREATE TABLE card_links (           -- an address a card moved to another contact
+        address TEXT PRIMARY KEY,
+        contact_id INTEGER NOT NULL REFERENCES contacts (id),
+        previous_contact_id INTEGER NOT NULL REFERENCES contacts (id)   -- where it came from
+    );
+    CREATE TABLE card_contacts (        -- the contact of someone known only from a card
+        card_key TEXT PRIMARY KEY,      -- source, then the card's UID (or href)
+        contact_id INTEGER NOT NULL REFERENCES contacts (id)
+    );
+    CREATE TABLE kept_apart (           -- addresses the user split off: no card joins them again
+        address TEXT PRIMARY KEY,
+        since INTEGER NOT NULL
+    );
+    """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _m1_initial,
     _m2_secret_and_digest_attempts,
+    _m3_address_books,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

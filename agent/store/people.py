@@ -280,11 +280,14 @@ class People:
     def split(self, address: str, now: datetime) -> int:
         """Give ``address`` (an identity key) a contact of its own again; returns the new id.
 
-        The new contact starts without decisions: it is a different person now.
+        The new contact starts without decisions: it is a different person now. The split
+        is kept (``kept_apart``): no address book card joins the address to anyone again.
         """
         with self._db.transaction() as conn:
             cursor = conn.execute("INSERT INTO contacts (created_at) VALUES (?)", (epoch(now),))
             new_id = int(cursor.lastrowid or 0)
             conn.execute("UPDATE contact_addresses SET contact_id = ? WHERE address = ?",
                          (new_id, address))
+            conn.execute("INSERT OR REPLACE INTO kept_apart (address, since) VALUES (?, ?)",
+                         (address, epoch(now)))
         return new_id
