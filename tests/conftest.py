@@ -13,7 +13,7 @@ import keyring
 import pytest
 from hypothesis import settings
 
-from servers import (
+from tests.servers import (
     ALL_PERSONALITIES,
     PERSONALITIES,
     Cyrus,
@@ -28,7 +28,7 @@ from servers import (
     make_self_signed_cert,
 )
 
-TESTS_DIR = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parent.parent
 
 # Tests that need one of these fixtures talk to a real server: marked `integration`.
 SERVER_FIXTURES = frozenset(
@@ -102,11 +102,11 @@ def _isolated_environment(
         monkeypatch.setenv(name, str(base / sub))
     for name in ("FOLLOWUP_IMAP_PASSWORD", "FOLLOWUP_SMTP_PASSWORD", "FOLLOWUP_NOW"):
         monkeypatch.delenv(name, raising=False)
-    # The dotted path is importable here (tests/ is on sys.path) and, through
-    # PYTHONPATH, in `followup` subprocesses started by tests.
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "servers.MemoryKeyring")
+    # The dotted path is importable here (pytest puts the repository root on sys.path for
+    # the `tests` package) and, through PYTHONPATH, in `followup` subprocesses.
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.servers.MemoryKeyring")
     pythonpath = os.environ.get("PYTHONPATH")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS_DIR), pythonpath])))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), pythonpath])))
     MemoryKeyring.clear()
     # keyring caches its backend on first use; pin ours whatever happened before.
     keyring.set_keyring(MemoryKeyring())

@@ -129,7 +129,7 @@ def make_self_signed_cert(directory: Path) -> TlsFiles:
 class MemoryKeyring(KeyringBackend):
     """A keyring that lives in a dict, so tests never touch the system keyring.
 
-    Select it with ``PYTHON_KEYRING_BACKEND=servers.MemoryKeyring``. The store is shared
+    Select it with ``PYTHON_KEYRING_BACKEND=tests.servers.MemoryKeyring``. The store is shared
     by all instances (keyring instantiates the class itself), so tests inspect and reset
     it through the class methods.
     """

@@ -35,9 +35,9 @@ from agent.errors import StoreError
 from agent.mailbox import FetchedHeader
 from agent.scan import ScanSummary, process_batch
 from agent.store import Store
-from mailgen import realistic
-from servers import ImapAccount
-from support import ME, config_text, message, run_cli
+from tests.mailgen import realistic
+from tests.servers import ImapAccount
+from tests.support import ME, config_text, message, run_cli
 
 DATA = Path(__file__).resolve().parent / "data"
 NOW_TEXT = "2026-03-01T07:30:00Z"

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from servers import ImapAccount
-from support import ME, message, run_cli, write_config
+from tests.servers import ImapAccount
+from tests.support import ME, message, run_cli, write_config
 
 NOW = "2026-06-15T07:00:00Z"  # the user's day in Berlin: 2026-06-15
 ANNA = "anna@studio.example"

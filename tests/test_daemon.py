@@ -25,8 +25,8 @@ from agent.config import Config, load_config
 from agent.daemon import Backoff, Daemon, digest_moment
 from agent.errors import CredentialError
 from agent.store import Store, exclusive_lock
-from servers import ImapAccount, PymapServer, free_port
-from support import ME, message, run_cli, write_config
+from tests.servers import ImapAccount, PymapServer, free_port
+from tests.support import ME, message, run_cli, write_config
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

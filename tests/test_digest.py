@@ -31,8 +31,8 @@ from agent.model import Contact, Direction
 from agent.render import Renderer
 from agent.service import Plan
 from agent.store import Store
-from servers import ImapAccount, SmtpSink, TlsFiles, free_port
-from support import ME, message, run_cli, write_config
+from tests.servers import ImapAccount, SmtpSink, TlsFiles, free_port
+from tests.support import ME, message, run_cli, write_config
 
 NOW = datetime(2026, 11, 26, 6, 30, tzinfo=UTC)  # 07:30 in Berlin, a Thursday
 NOW_TEXT = "2026-11-26T06:30:00Z"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from servers import ImapAccount, free_port
-from support import run_cli, write_config
+from tests.servers import ImapAccount, free_port
+from tests.support import run_cli, write_config
 
 
 def test_doctor_reports_sent_and_drafts(dovecot_account: ImapAccount, tmp_path: Path,

@@ -24,8 +24,8 @@ from agent.errors import MailboxError
 from agent.model import Contact, ContactState, Exchange
 from agent.render import Renderer
 from agent.store import Store
-from servers import ImapAccount, SmtpSink
-from support import ME, message, run_cli, write_config
+from tests.servers import ImapAccount, SmtpSink
+from tests.support import ME, message, run_cli, write_config
 
 NOW = datetime(2026, 11, 20, 6, 30, tzinfo=UTC)  # 07:30 in Berlin
 NOW_TEXT = "2026-11-20T06:30:00Z"

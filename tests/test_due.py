@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from servers import ImapAccount
-from support import ME, message, run_cli, write_config
+from tests.servers import ImapAccount
+from tests.support import ME, message, run_cli, write_config
 
 NOW = "2026-06-15T07:00:00Z"  # 09:00 in Berlin; the user's day is 2026-06-15
 RULES = """
@@ -238,7 +238,7 @@ def test_due_on_the_generated_mailbox(dovecot_account: ImapAccount, tmp_path: Pa
                                       capsys: pytest.CaptureFixture[str],
                                       days_later: int) -> None:
     """`followup due --json` lists exactly the contacts the generator's ledger makes due."""
-    from mailgen import generate
+    from tests.mailgen import generate
 
     generated_at = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
     mailbox = generate(21, people=30, now=generated_at, folders={

@@ -42,10 +42,10 @@ from agent.errors import StoreError, TransientMailboxError
 from agent.mailbox import FetchedHeader, Mailbox
 from agent.service import RETRY_DELAYS, run_scan
 from agent.store import Store
-from faultproxy import Fault, FaultProxy
-from mailgen import GeneratedMailbox, generate, realistic
-from servers import Dovecot, ImapAccount
-from support import config_text, run_cli
+from tests.faultproxy import Fault, FaultProxy
+from tests.mailgen import GeneratedMailbox, generate, realistic
+from tests.servers import Dovecot, ImapAccount
+from tests.support import config_text, run_cli
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
 NOW_TEXT = "2026-03-01T07:30:00Z"

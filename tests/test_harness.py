@@ -19,7 +19,7 @@ import keyring.core
 import pytest
 from imapclient.exceptions import LoginError
 
-from servers import (
+from tests.servers import (
     GERMAN,
     STANDARD,
     Dovecot,
@@ -334,7 +334,7 @@ def test_smtp_sink_tls_refuses_shortcuts(smtp_sink_tls: SmtpSink) -> None:
 
 
 def test_keyring_is_in_memory(memory_keyring: MemoryKeyring) -> None:
-    assert os.environ["PYTHON_KEYRING_BACKEND"] == "servers.MemoryKeyring"
+    assert os.environ["PYTHON_KEYRING_BACKEND"] == "tests.servers.MemoryKeyring"
     assert isinstance(keyring.core.load_env(), MemoryKeyring)
     keyring.set_password("followup", "alice@example.org", "s3cret")
     assert memory_keyring.get_password("followup", "alice@example.org") == "s3cret"

@@ -25,8 +25,8 @@ from agent.init import (
     provider_table_markdown,
     run_init,
 )
-from servers import ImapAccount, MemoryKeyring
-from support import ME, run_cli
+from tests.servers import ImapAccount, MemoryKeyring
+from tests.support import ME, run_cli
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

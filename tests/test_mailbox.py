@@ -9,8 +9,8 @@ import pytest
 
 from agent.errors import ConfigError, MailboxError
 from agent.mailbox import Folder, Mailbox, choose_scan_folders, discover_roles
-from servers import ImapAccount
-from support import message
+from tests.servers import ImapAccount
+from tests.support import message
 
 
 def _open(account: ImapAccount, security: str = "none", **kwargs: object) -> Mailbox:
@@ -118,7 +118,7 @@ def test_wrong_password_and_closed_port(dovecot_account: ImapAccount) -> None:
         Mailbox.open("127.0.0.1", dovecot_account.port, "none", dovecot_account.username,
                      "wrong-password-123", timeout=10)
     assert "wrong-password-123" not in str(info.value)
-    from servers import free_port
+    from tests.servers import free_port
 
     with pytest.raises(MailboxError, match="refused the connection"):
         Mailbox.open("127.0.0.1", free_port(), "none", "u", "p", timeout=5)

@@ -26,9 +26,9 @@ from agent import service
 from agent.config import load_config
 from agent.doctor import CAPABILITY_WORDS
 from agent.mailbox import Mailbox
-from mailgen import Expected, GeneratedMailbox, generate
-from servers import ALL_PERSONALITIES, PERSONALITIES, Cyrus, ImapAccount
-from support import ME, message, run_cli, write_config
+from tests.mailgen import Expected, GeneratedMailbox, generate
+from tests.servers import ALL_PERSONALITIES, PERSONALITIES, Cyrus, ImapAccount
+from tests.support import ME, message, run_cli, write_config
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)  # 08:30 in Berlin
 NOW_TEXT = "2026-03-01T07:30:00Z"

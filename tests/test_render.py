@@ -121,9 +121,8 @@ def test_runtime_error_in_a_user_partial_falls_back(user_dir: Path) -> None:
     partial.write_text("{% macro pick(row, number) %}{{ row.nope }}{% endmacro %}\n"
                        "{% macro line(row) %}{{ 1 // 0 }}{% endmacro %}\n")
     config = make_config(user_dir)
-    from test_digest import NOW, make_plan
-
     from agent import digest
+    from tests.test_digest import NOW, make_plan
 
     renderer = Renderer(config)
     rendered = digest.render(config, make_plan(config), NOW, renderer)
@@ -178,9 +177,8 @@ def test_export_copies_every_default_and_keeps_the_users_files(tmp_path: Path) -
 
 
 def test_exported_templates_render_like_the_defaults(tmp_path: Path) -> None:
-    from test_digest import NOW, make_plan
-
     from agent import digest
+    from tests.test_digest import NOW, make_plan
 
     export_templates(tmp_path / "copy")
     mine, packaged = make_config(tmp_path / "copy"), make_config()

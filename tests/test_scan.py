@@ -25,9 +25,9 @@ from agent.mailbox import FetchedHeader, FolderStatus, Mailbox
 from agent.scan import ScanSummary, folder_plan, process_batch
 from agent.service import run_scan
 from agent.store import FolderState, Store
-from mailgen import Expected, GeneratedMailbox, build_message, generate, realistic, rfc_date
-from servers import ImapAccount
-from support import config_text, run_cli, write_config
+from tests.mailgen import Expected, GeneratedMailbox, build_message, generate, realistic, rfc_date
+from tests.servers import ImapAccount
+from tests.support import config_text, run_cli, write_config
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
 NOW_TEXT = "2026-03-01T07:30:00Z"

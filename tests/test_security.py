@@ -34,10 +34,10 @@ from pathlib import Path
 import pytest
 
 from agent.store import Store, exclusive_lock
-from faultproxy import Fault, FaultProxy, strip_capability
-from mailgen import realistic
-from servers import Dovecot, ImapAccount
-from support import ME, config_text, message, run_cli
+from tests.faultproxy import Fault, FaultProxy, strip_capability
+from tests.mailgen import realistic
+from tests.servers import Dovecot, ImapAccount
+from tests.support import ME, config_text, message, run_cli
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
 NOW_TEXT = "2026-03-01T07:30:00Z"
