@@ -30,7 +30,9 @@ sys.path.insert(0, str(ROOT))  # the test kit: tests.mailgen, tests.servers
 
 from agent.headers import HEADER_FIELDS  # noqa: E402
 from tests.mailgen import realistic  # noqa: E402
-from tests.servers import Dovecot, ImapAccount, make_self_signed_cert  # noqa: E402
+from tests.servers.account import ImapAccount  # noqa: E402
+from tests.servers.dovecot import Dovecot  # noqa: E402
+from tests.servers.tls import make_self_signed_cert  # noqa: E402
 
 NOW = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 ME = "me@example.org"

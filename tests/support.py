@@ -8,7 +8,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from agent.config import Config, load_config
-from tests.servers import ImapAccount
+from tests.servers.account import ImapAccount
 
 ME = "me@example.org"
 

@@ -36,7 +36,7 @@ from agent.mailbox import FetchedHeader
 from agent.scan import ScanSummary, process_batch
 from agent.store import Store
 from tests.mailgen import realistic
-from tests.servers import ImapAccount
+from tests.servers.account import ImapAccount
 from tests.support import ME, config_text, message, run_cli
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import ImapAccount
+from tests.servers.account import ImapAccount
 from tests.support import ME, message, run_cli, write_config
 
 NOW = "2026-06-15T07:00:00Z"  # the user's day in Berlin: 2026-06-15

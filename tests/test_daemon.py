@@ -25,7 +25,9 @@ from agent.config import Config, load_config
 from agent.daemon import Backoff, Daemon, digest_moment
 from agent.errors import CredentialError
 from agent.store import Store, exclusive_lock
-from tests.servers import ImapAccount, PymapServer, free_port
+from tests.servers.account import ImapAccount
+from tests.servers.base import free_port
+from tests.servers.pymap import PymapServer
 from tests.support import ME, message, run_cli, write_config
 
 BERLIN = ZoneInfo("Europe/Berlin")

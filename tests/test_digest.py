@@ -31,7 +31,10 @@ from agent.model import Contact, Direction
 from agent.render import Renderer
 from agent.service import Plan
 from agent.store import Store
-from tests.servers import ImapAccount, SmtpSink, TlsFiles, free_port
+from tests.servers.account import ImapAccount
+from tests.servers.base import free_port
+from tests.servers.smtp import SmtpSink
+from tests.servers.tls import TlsFiles
 from tests.support import ME, message, run_cli, write_config
 
 NOW = datetime(2026, 11, 26, 6, 30, tzinfo=UTC)  # 07:30 in Berlin, a Thursday

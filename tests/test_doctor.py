@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import ImapAccount, free_port
+from tests.servers.account import ImapAccount
+from tests.servers.base import free_port
 from tests.support import run_cli, write_config
 
 

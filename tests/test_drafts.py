@@ -24,7 +24,8 @@ from agent.errors import MailboxError
 from agent.model import Contact, ContactState, Exchange
 from agent.render import Renderer
 from agent.store import Store
-from tests.servers import ImapAccount, SmtpSink
+from tests.servers.account import ImapAccount
+from tests.servers.smtp import SmtpSink
 from tests.support import ME, message, run_cli, write_config
 
 NOW = datetime(2026, 11, 20, 6, 30, tzinfo=UTC)  # 07:30 in Berlin
@@ -616,9 +617,9 @@ def test_a_real_mail_client_can_open_every_draft(imap_account: ImapAccount,
         client.logout()
 
 
-def test_german_host_layout(make_dovecot_account: Callable[[str], ImapAccount],
+def test_german_host_layout(make_account: Callable[[str], ImapAccount],
                             tmp_path: Path) -> None:
-    account = make_dovecot_account("german")
+    account = make_account("german")
     config = setup(account, tmp_path)
     result = service.run_drafts(config, NOW)
     assert result.folder == "INBOX.Entwürfe"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import ImapAccount
+from tests.servers.account import ImapAccount
 from tests.support import ME, message, run_cli, write_config
 
 NOW = "2026-06-15T07:00:00Z"  # 09:00 in Berlin; the user's day is 2026-06-15

@@ -44,7 +44,8 @@ from agent.service import RETRY_DELAYS, run_scan
 from agent.store import Store
 from tests.faultproxy import Fault, FaultProxy
 from tests.mailgen import GeneratedMailbox, generate, realistic
-from tests.servers import Dovecot, ImapAccount
+from tests.servers.account import ImapAccount
+from tests.servers.dovecot import Dovecot
 from tests.support import config_text, run_cli
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)

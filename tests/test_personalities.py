@@ -1,6 +1,6 @@
 """Every server personality: the mailbox contract, the same ledger, doctor and the daily cycle.
 
-A personality is a real server configured like a kind of mail host (tests/servers.py):
+A personality is a real server configured like a kind of mail host (tests/servers/):
 standard Dovecot, a German host without SPECIAL-USE, Gmail with and without X-GM-EXT-1,
 Exchange, pymap and Cyrus. `EXPECT` below is the compatibility table of the README; every
 test here is parametrized over `personality_account`, so its ids name the personality
@@ -27,7 +27,9 @@ from agent.config import load_config
 from agent.doctor import CAPABILITY_WORDS
 from agent.mailbox import Mailbox
 from tests.mailgen import Expected, GeneratedMailbox, generate
-from tests.servers import ALL_PERSONALITIES, PERSONALITIES, Cyrus, ImapAccount
+from tests.servers.account import ImapAccount
+from tests.servers.cyrus import Cyrus
+from tests.servers.personalities import ALL_PERSONALITIES, PERSONALITIES
 from tests.support import ME, message, run_cli, write_config
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)  # 08:30 in Berlin
@@ -215,11 +217,11 @@ def test_append_draft(personality_account: ImapAccount) -> None:
     assert "Jürgen".encode() in account.fetch_raw(account.drafts_folder)[0]
 
 
-def test_x_gm_msgid_refused_is_asked_once(make_dovecot_account: Callable[[str], ImapAccount],
+def test_x_gm_msgid_refused_is_asked_once(make_account: Callable[[str], ImapAccount],
                                           monkeypatch: pytest.MonkeyPatch,
                                           caplog: pytest.LogCaptureFixture) -> None:
     """A server with X-GM-EXT-1 that answers BAD to X-GM-MSGID: retried without it, once."""
-    account = make_dovecot_account("gmail")
+    account = make_account("gmail")
     account.append("INBOX", message(sender="a@example.net"))
     asked: list[list[str]] = []
     original = Mailbox._raw_fetch
@@ -246,10 +248,10 @@ def test_x_gm_msgid_refused_is_asked_once(make_dovecot_account: Callable[[str], 
 
 @pytest.mark.parametrize("personality", ["gmail", "gmail-noext"])
 def test_gmail_one_message_in_many_folders_counts_once(
-        personality: str, make_dovecot_account: Callable[[str], ImapAccount], tmp_path: Path,
+        personality: str, make_account: Callable[[str], ImapAccount], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     """INBOX + a label + All Mail (+ Starred): one exchange; Drafts/Spam/Trash never count."""
-    account = make_dovecot_account(personality)
+    account = make_account(personality)
     account.create_folder("Kunden")
     then = NOW - timedelta(days=20)
     received = message(sender="Jana Novak <jana@example.cz>", subject="Vertrag", when=then,

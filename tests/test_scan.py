@@ -26,7 +26,7 @@ from agent.scan import ScanSummary, folder_plan, process_batch
 from agent.service import run_scan
 from agent.store import FolderState, Store
 from tests.mailgen import Expected, GeneratedMailbox, build_message, generate, realistic, rfc_date
-from tests.servers import ImapAccount
+from tests.servers.account import ImapAccount
 from tests.support import config_text, run_cli, write_config
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
@@ -168,10 +168,10 @@ def test_ledger_of_generated_mailbox(imap_account: ImapAccount, tmp_path: Path,
     assert_ledger(contacts_json(capsys), mailbox, two_way)
 
 
-def test_ledger_on_german_layout(make_dovecot_account: Callable[[str], ImapAccount],
+def test_ledger_on_german_layout(make_account: Callable[[str], ImapAccount],
                                  tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """INBOX.Gesendet, INBOX.Entwürfe, INBOX.Spam, INBOX.Papierkorb found by name only."""
-    account = make_dovecot_account("german")
+    account = make_account("german")
     mailbox = generate(5, people=15, now=NOW, folders=folders_of(account))
     plant(account, mailbox)
     write_test_config(account, tmp_path, mailbox)

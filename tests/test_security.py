@@ -36,7 +36,8 @@ import pytest
 from agent.store import Store, exclusive_lock
 from tests.faultproxy import Fault, FaultProxy, strip_capability
 from tests.mailgen import realistic
-from tests.servers import Dovecot, ImapAccount
+from tests.servers.account import ImapAccount
+from tests.servers.dovecot import Dovecot
 from tests.support import ME, config_text, message, run_cli
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
