@@ -21,8 +21,8 @@ import pytest
 from agent.demo import ME, STORIES, DemoSession, generate
 from agent.digest import DIGEST_HEADER
 from agent.drafts import CHECKIN_HEADER
+from tests.kit import run_cli
 from tests.servers.keyring import MemoryKeyring
-from tests.support import run_cli
 
 NOW = datetime(2026, 3, 10, 8, 15, tzinfo=UTC)
 

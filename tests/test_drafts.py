@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 
 from agent import drafts, service
-from agent.config import Config, load_config, parse_config_text
+from agent.config import Config, load_config
 from agent.errors import MailboxError
 from agent.model import Contact, ContactState, Exchange
 from agent.render import Renderer
 from agent.store import Store
+from tests.kit import ME, make_config, message, run_cli, write_config
 from tests.servers.account import ImapAccount
 from tests.servers.smtp import SmtpSink
-from tests.support import ME, message, run_cli, write_config
 
 NOW = datetime(2026, 11, 20, 6, 30, tzinfo=UTC)  # 07:30 in Berlin
 NOW_TEXT = "2026-11-20T06:30:00Z"
@@ -72,9 +72,10 @@ def seed(account: ImapAccount) -> None:
     account.append_many(items)
 
 
-def setup(account: ImapAccount, tmp_path: Path, extra: str = "") -> Config:
+def setup(monkeypatch: pytest.MonkeyPatch, account: ImapAccount, tmp_path: Path,
+          extra: str = "") -> Config:
     seed(account)
-    return load_config(write_config(account, tmp_path, extra=extra))
+    return load_config(write_config(monkeypatch, account, tmp_path, extra=extra))
 
 
 def in_drafts(account: ImapAccount) -> dict[int, tuple[frozenset[str], EmailMessage, bytes]]:
@@ -129,22 +130,6 @@ def state_of(config: Config, address: str, now: datetime) -> ContactState:
 
 
 # --------------------------------------------------------------------------- composing (no server)
-
-
-def make_config(extra: str = "", language: str = "en") -> Config:
-    return parse_config_text(f"""
-[account]
-email = "{ME}"
-name = "Mia Example"
-
-[imap]
-host = "imap.example.org"
-
-[digest]
-timezone = "Europe/Berlin"
-language = "{language}"
-{extra}
-""")
 
 
 def person(name: str = "Jürgen Müller", address: str = JUERGEN, *, subject: str = "Angebot",
@@ -359,8 +344,8 @@ def test_drafts_module_cannot_send_mail() -> None:
 
 
 def test_drafts_land_in_drafts_with_headers_threading_and_umlauts(
-        imap_account: ImapAccount, tmp_path: Path) -> None:
-    config = setup(imap_account, tmp_path)
+        imap_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(monkeypatch, imap_account, tmp_path)
     result = service.run_drafts(config, NOW)
 
     assert {d.address for d in result.created} == {JUERGEN, ANNA, CARLA}
@@ -407,8 +392,9 @@ def test_drafts_land_in_drafts_with_headers_threading_and_umlauts(
 
 
 def test_no_duplicates_the_same_day_or_the_next(imap_account: ImapAccount,
-                                                tmp_path: Path) -> None:
-    config = setup(imap_account, tmp_path)
+                                                tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(monkeypatch, imap_account, tmp_path)
     service.run_drafts(config, NOW)
     first = set(in_drafts(imap_account))
 
@@ -424,8 +410,9 @@ def test_no_duplicates_the_same_day_or_the_next(imap_account: ImapAccount,
     assert len(records(config)) == 3
 
 
-def test_at_most_max_per_day(dovecot_account: ImapAccount, tmp_path: Path) -> None:
-    config = setup(dovecot_account, tmp_path, extra="\n[drafts]\nmax_per_day = 1\n")
+def test_at_most_max_per_day(dovecot_account: ImapAccount, tmp_path: Path,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(monkeypatch, dovecot_account, tmp_path, extra="\n[drafts]\nmax_per_day = 1\n")
     day1 = service.run_drafts(config, NOW)
     assert [d.address for d in day1.created] == [ANNA]  # a reply owed comes first
     assert {s.reason for s in day1.skipped} == {"[drafts] max_per_day = 1 reached"}
@@ -436,8 +423,9 @@ def test_at_most_max_per_day(dovecot_account: ImapAccount, tmp_path: Path) -> No
     assert len(in_drafts(dovecot_account)) == 2
 
 
-def test_sent_draft_refreshes_the_contact(imap_account: ImapAccount, tmp_path: Path) -> None:
-    config = setup(imap_account, tmp_path)
+def test_sent_draft_refreshes_the_contact(imap_account: ImapAccount, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(monkeypatch, imap_account, tmp_path)
     service.run_drafts(config, NOW)
     draft = records(config)[JUERGEN]
 
@@ -464,8 +452,9 @@ def test_sent_draft_refreshes_the_contact(imap_account: ImapAccount, tmp_path: P
     assert set(by_recipient(imap_account)) == {ANNA, CARLA}
 
 
-def test_deleted_draft_snoozes_the_contact(imap_account: ImapAccount, tmp_path: Path) -> None:
-    config = setup(imap_account, tmp_path)
+def test_deleted_draft_snoozes_the_contact(imap_account: ImapAccount, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(monkeypatch, imap_account, tmp_path)
     service.run_drafts(config, NOW)
     known = records(config)
     delete_from_drafts(imap_account, known[CARLA].uid)
@@ -493,8 +482,8 @@ def test_deleted_draft_snoozes_the_contact(imap_account: ImapAccount, tmp_path: 
 
 @pytest.mark.parametrize("keeps_header", [True, False], ids=["with-header", "header-dropped"])
 def test_edited_draft_is_still_pending(imap_account: ImapAccount, tmp_path: Path,
-                                       keeps_header: bool) -> None:
-    config = setup(imap_account, tmp_path)
+                                       keeps_header: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(monkeypatch, imap_account, tmp_path)
     service.run_drafts(config, NOW)
     original = records(config)[JUERGEN]
 
@@ -522,7 +511,7 @@ def test_edited_draft_is_still_pending(imap_account: ImapAccount, tmp_path: Path
 
 def test_append_then_crash_before_recording_makes_no_duplicate(
         dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = setup(dovecot_account, tmp_path)
+    config = setup(monkeypatch, dovecot_account, tmp_path)
 
     def crash(*args: object, **kwargs: object) -> int:
         raise RuntimeError("killed between APPEND and recording")
@@ -542,8 +531,9 @@ def test_append_then_crash_before_recording_makes_no_duplicate(
 
 
 def test_cli_dry_run_prints_and_changes_nothing(dovecot_account: ImapAccount, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
-    config = setup(dovecot_account, tmp_path)
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(monkeypatch, dovecot_account, tmp_path)
     assert run_cli(["--now", NOW_TEXT, "scan"], capsys)[0] == 0
 
     code, out, err = run_cli(["--now", NOW_TEXT, "drafts", "--dry-run"], capsys)
@@ -570,9 +560,10 @@ def test_cli_dry_run_prints_and_changes_nothing(dovecot_account: ImapAccount, tm
 
 
 def test_a_real_mail_client_can_open_every_draft(imap_account: ImapAccount,
-                                                 tmp_path: Path) -> None:
+                                                 tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """A second IMAP client (imaplib + email, not imapclient) lists Drafts and opens each."""
-    config = setup(imap_account, tmp_path)
+    config = setup(monkeypatch, imap_account, tmp_path)
     service.run_drafts(config, NOW)
 
     client = imaplib.IMAP4(imap_account.host, imap_account.port, timeout=10)
@@ -618,9 +609,9 @@ def test_a_real_mail_client_can_open_every_draft(imap_account: ImapAccount,
 
 
 def test_german_host_layout(make_account: Callable[[str], ImapAccount],
-                            tmp_path: Path) -> None:
+                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     account = make_account("german")
-    config = setup(account, tmp_path)
+    config = setup(monkeypatch, account, tmp_path)
     result = service.run_drafts(config, NOW)
     assert result.folder == "INBOX.Entwürfe"
     assert len(in_drafts(account)) == 3
@@ -628,8 +619,9 @@ def test_german_host_layout(make_account: Callable[[str], ImapAccount],
 
 
 def test_no_drafts_folder_is_one_clear_error(pymap_account: ImapAccount, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    config = setup(pymap_account, tmp_path)
+                                             capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(monkeypatch, pymap_account, tmp_path)
     with pymap_account.client() as client:
         client.delete_folder(pymap_account.drafts_folder)
     with pytest.raises(MailboxError, match="no Drafts folder"):
@@ -641,11 +633,12 @@ def test_no_drafts_folder_is_one_clear_error(pymap_account: ImapAccount, tmp_pat
 
 
 def test_the_daily_cycle_never_sends_to_a_contact(dovecot_account: ImapAccount, tmp_path: Path,
-                                                  smtp_sink: SmtpSink) -> None:
+                                                  smtp_sink: SmtpSink,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 6 must-show: the whole cycle with SMTP delivery sends the digest to the user only."""
     extra = (f'delivery = "smtp"\n\n[smtp]\nhost = "127.0.0.1"\nport = {smtp_sink.port}\n'
              'security = "none"\n')
-    config = setup(dovecot_account, tmp_path, extra=extra)
+    config = setup(monkeypatch, dovecot_account, tmp_path, extra=extra)
 
     result = service.run_cycle(config, NOW)
     assert result.drafts is not None and len(result.drafts.created) == 3

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.kit import ME, message, run_cli, write_config
 from tests.servers.account import ImapAccount
-from tests.support import ME, message, run_cli, write_config
 
 NOW = "2026-06-15T07:00:00Z"  # 09:00 in Berlin; the user's day is 2026-06-15
 RULES = """
@@ -132,7 +132,7 @@ def planted(dovecot_account: ImapAccount, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> ImapAccount:
     monkeypatch.setenv("COLUMNS", "160")  # rich tables: no truncated addresses
     plant(dovecot_account)
-    write_config(dovecot_account, tmp_path, extra=RULES)
+    write_config(monkeypatch, dovecot_account, tmp_path, extra=RULES)
     return dovecot_account
 
 
@@ -206,8 +206,9 @@ def test_due_is_the_same_after_a_full_rescan(planted: ImapAccount,
 
 
 def test_due_with_nobody_due(dovecot_account: ImapAccount, tmp_path: Path,
-                             capsys: pytest.CaptureFixture[str]) -> None:
-    write_config(dovecot_account, tmp_path)
+                             capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(monkeypatch, dovecot_account, tmp_path)
     cli(capsys, "scan")
     assert json.loads(cli(capsys, "due", "--json")) == []
     assert "Nobody is waiting, overdue or due today." in cli(capsys, "due")
@@ -236,7 +237,7 @@ def _oracle(last: datetime, direction: str, now: datetime, tz: str = "Europe/Ber
 @pytest.mark.parametrize("days_later", [0, 40, 120])
 def test_due_on_the_generated_mailbox(dovecot_account: ImapAccount, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str],
-                                      days_later: int) -> None:
+                                      days_later: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """`followup due --json` lists exactly the contacts the generator's ledger makes due."""
     from tests.mailgen import generate
 
@@ -248,7 +249,7 @@ def test_due_on_the_generated_mailbox(dovecot_account: ImapAccount, tmp_path: Pa
     for folder in mailbox.create:
         dovecot_account.create_folder(folder)
     dovecot_account.append_many(mailbox.items())
-    write_config(dovecot_account, tmp_path, aliases=mailbox.aliases)
+    write_config(monkeypatch, dovecot_account, tmp_path, aliases=mailbox.aliases)
     now = generated_at + timedelta(days=days_later)
     code, _, err = run_cli(["--now", now.isoformat(), "scan"], capsys)
     assert code == 0, err

@@ -16,7 +16,6 @@ isolation (tests/test_mailbox.py ``test_garbage_fetch_response_…``).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
@@ -40,13 +39,14 @@ from agent import service
 from agent.config import load_config
 from agent.errors import StoreError, TransientMailboxError
 from agent.mailbox import FetchedHeader, Mailbox
+from agent.scan import ScanSummary
 from agent.service import RETRY_DELAYS, run_scan
 from agent.store import Store
-from tests.faultproxy import Fault, FaultProxy
+from tests.faultproxy import Connection, Fault, FaultProxy
+from tests.kit import run_cli, write_config
 from tests.mailgen import GeneratedMailbox, generate, realistic
 from tests.servers.account import ImapAccount
 from tests.servers.dovecot import Dovecot
-from tests.support import config_text, run_cli
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
 NOW_TEXT = "2026-03-01T07:30:00Z"
@@ -74,22 +74,6 @@ def _folders(account: ImapAccount) -> dict[str, str]:
             "archive": "Archiv/2024", "project": "Projekte/Kunde A"}
 
 
-def write_config(account: ImapAccount, directory: Path, *, port: int | None = None,
-                 timeout: float = 10, batch_size: int = BATCH,
-                 aliases: Sequence[str] = ()) -> Path:
-    """A config (mode 0600) for ``account``, reached at ``port`` (a proxy) when given."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = dataclasses.replace(account, port=port) if port else account
-    text = config_text(target, directory / "followup.db", aliases=aliases).replace(
-        "timeout = 10\n", f"timeout = {timeout:g}\nbatch_size = {batch_size}\n")
-    path = directory / "config.toml"
-    path.write_text(text)
-    path.chmod(0o600)
-    os.environ["FOLLOWUP_CONFIG"] = str(path)
-    os.environ["FOLLOWUP_IMAP_PASSWORD"] = account.password
-    return path
-
-
 @pytest.fixture(scope="module")
 def big(dovecot_server: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> BigMailbox:
     account = dovecot_server.new_account()
@@ -101,19 +85,12 @@ def big(dovecot_server: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> Bi
     counted = generated.counted_folders()
     total = sum(m.folder in counted for m in generated.messages) + VOLUME
 
-    saved = {k: os.environ.get(k) for k in ("FOLLOWUP_CONFIG", "FOLLOWUP_IMAP_PASSWORD")}
-    try:
-        path = write_config(account, tmp_path_factory.mktemp("reference"),
-                            aliases=generated.aliases)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        path = write_config(monkeypatch, account, tmp_path_factory.mktemp("reference"),
+                            aliases=generated.aliases, batch_size=BATCH)
         started = time.monotonic()
         summary = run_scan(load_config(path), now=NOW)
         seconds = time.monotonic() - started
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     assert summary.fetched == total
     reference = ledger_dump(path.parent / "followup.db")
     assert len(reference["messages"]) == total
@@ -199,24 +176,33 @@ def proxy(big: BigMailbox) -> Iterator[FaultProxy]:
         yield running
 
 
+@dataclass
+class ProxiedScan:
+    """One uninterrupted scan of the big mailbox through a fault proxy with no faults."""
+
+    summary: ScanSummary
+    database: Path
+    connections: list[Connection]
+    fired: list[Connection]
+
+
 @pytest.fixture(scope="module")
-def scan_bytes(big: BigMailbox, tmp_path_factory: pytest.TempPathFactory) -> int:
+def proxied_scan(big: BigMailbox, tmp_path_factory: pytest.TempPathFactory) -> ProxiedScan:
+    with pytest.MonkeyPatch.context() as monkeypatch, \
+            FaultProxy(big.account.host, big.account.port) as measuring:
+        path = write_config(monkeypatch, big.account, tmp_path_factory.mktemp("measure"),
+                            port=measuring.port, aliases=big.generated.aliases,
+                            batch_size=BATCH)
+        summary = run_scan(load_config(path), now=NOW)
+    return ProxiedScan(summary, path.parent / "followup.db", measuring.connections,
+                       measuring.fired())
+
+
+@pytest.fixture(scope="module")
+def scan_bytes(proxied_scan: ProxiedScan) -> int:
     """Bytes the server sends during one uninterrupted scan (for placing faults)."""
-    saved = {k: os.environ.get(k) for k in ("FOLLOWUP_CONFIG", "FOLLOWUP_IMAP_PASSWORD")}
-    try:
-        with FaultProxy(big.account.host, big.account.port) as measuring:
-            path = write_config(big.account, tmp_path_factory.mktemp("measure"),
-                                port=measuring.port, aliases=big.generated.aliases)
-            run_scan(load_config(path), now=NOW)
-            assert len(measuring.connections) == 1
-            total = measuring.connections[0].bytes_down
-        assert_same_ledger(path.parent / "followup.db", big.reference)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    assert len(proxied_scan.connections) == 1
+    total = proxied_scan.connections[0].bytes_down
     assert total > 500_000, total  # a few thousand header blocks
     return total
 
@@ -224,9 +210,15 @@ def scan_bytes(big: BigMailbox, tmp_path_factory: pytest.TempPathFactory) -> int
 # --------------------------------------------------------------------------- network faults
 
 
-def test_proxy_without_faults_changes_nothing(big: BigMailbox, scan_bytes: int) -> None:
-    """The measuring scan went through the proxy and produced the reference ledger."""
-    assert scan_bytes > 0
+def test_proxy_without_faults_changes_nothing(big: BigMailbox,
+                                             proxied_scan: ProxiedScan) -> None:
+    """A scan through the proxy (no faults planned) gives exactly the ledger of a scan
+    straight from the server: the proxy itself changes nothing the other tests measure."""
+    assert proxied_scan.fired == []
+    assert len(proxied_scan.connections) == 1  # no retry was needed
+    assert proxied_scan.summary.fetched == big.total
+    assert_same_ledger(proxied_scan.database, big.reference)
+    assert_sync_state_consistent(proxied_scan.database)
 
 
 @pytest.mark.parametrize(("kind", "where"), [
@@ -249,7 +241,8 @@ def test_dropped_connection_retries_and_resumes(
              "garbage": Fault.garbage(after), "cut-up": Fault.cut(int(where * 20_000), "up")
              }[kind]
     proxy.plan(fault)
-    path = write_config(big.account, tmp_path, port=proxy.port, aliases=big.generated.aliases)
+    path = write_config(monkeypatch, big.account, tmp_path, port=proxy.port,
+                        aliases=big.generated.aliases, batch_size=BATCH)
     fetched = spy_fetches(monkeypatch)
     sleeps = Sleeps()
     run_scan(load_config(path), now=NOW, sleep=sleeps)
@@ -270,7 +263,8 @@ def test_four_drops_in_one_scan_back_off_and_still_finish(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Each connection gets further than the last before it breaks.
     proxy.plan(*(Fault.cut(int(scan_bytes * share)) for share in (0.2, 0.15, 0.3, 0.1)))
-    path = write_config(big.account, tmp_path, port=proxy.port, aliases=big.generated.aliases)
+    path = write_config(monkeypatch, big.account, tmp_path, port=proxy.port,
+                        aliases=big.generated.aliases, batch_size=BATCH)
     fetched = spy_fetches(monkeypatch)
     sleeps = Sleeps()
     summary = run_scan(load_config(path), now=NOW, sleep=sleeps)
@@ -285,7 +279,8 @@ def test_more_drops_than_retries_fail_cleanly_and_the_next_scan_completes(
         big: BigMailbox, scan_bytes: int, proxy: FaultProxy, tmp_path: Path,
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     proxy.plan(*(Fault.cut(int(scan_bytes * 0.1)) for _ in range(len(RETRY_DELAYS) + 1)))
-    write_config(big.account, tmp_path, port=proxy.port, aliases=big.generated.aliases)
+    write_config(monkeypatch, big.account, tmp_path, port=proxy.port,
+                 aliases=big.generated.aliases, batch_size=BATCH)
     # The real back-off would wait 52 s; the CLI path is what matters here.
     monkeypatch.setattr(service, "with_retries", functools.partial(
         service.with_retries, delays=(0.0,) * len(RETRY_DELAYS)))
@@ -309,10 +304,11 @@ def test_more_drops_than_retries_fail_cleanly_and_the_next_scan_completes(
 
 
 def test_stalled_server_times_out_and_the_retry_resumes(
-        big: BigMailbox, scan_bytes: int, proxy: FaultProxy, tmp_path: Path) -> None:
+        big: BigMailbox, scan_bytes: int, proxy: FaultProxy, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     proxy.plan(Fault.stall(int(scan_bytes * 0.5)))
-    path = write_config(big.account, tmp_path, port=proxy.port, timeout=1,
-                        aliases=big.generated.aliases)
+    path = write_config(monkeypatch, big.account, tmp_path, port=proxy.port, timeout=1,
+                        aliases=big.generated.aliases, batch_size=BATCH)
     sleeps = Sleeps()
     started = time.monotonic()
     run_scan(load_config(path), now=NOW, sleep=sleeps)
@@ -330,8 +326,8 @@ def test_server_that_never_answers_gives_up_in_bounded_time(
     """Every connection stalls: two attempts of 1 s each, then one clear line, exit 1."""
     after = 0 if where == "greeting" else int(scan_bytes * 0.5)
     proxy.plan(*(Fault.stall(after) for _ in range(3)))
-    write_config(big.account, tmp_path, port=proxy.port, timeout=1,
-                 aliases=big.generated.aliases)
+    write_config(monkeypatch, big.account, tmp_path, port=proxy.port, timeout=1,
+                 aliases=big.generated.aliases, batch_size=BATCH)
     monkeypatch.setattr(service, "with_retries",
                         functools.partial(service.with_retries, delays=(0.0,)))
     started = time.monotonic()
@@ -346,9 +342,10 @@ def test_server_that_never_answers_gives_up_in_bounded_time(
 
 
 def test_transient_error_without_retries_left_is_raised(
-        big: BigMailbox, proxy: FaultProxy, tmp_path: Path) -> None:
+        big: BigMailbox, proxy: FaultProxy, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     proxy.plan(Fault.cut(0), Fault.cut(0))
-    path = write_config(big.account, tmp_path, port=proxy.port)
+    path = write_config(monkeypatch, big.account, tmp_path, port=proxy.port, batch_size=BATCH)
     config = load_config(path)
     with pytest.raises(TransientMailboxError):
         service.with_retries(lambda mailbox, attempt: None, config, delays=(0.0,),
@@ -393,7 +390,7 @@ def _copy_database(source: Path, target: Path) -> None:
 
 @pytest.mark.slow
 def test_kill_9_at_20_random_points_then_rescan_gives_the_same_ledger(
-        big: BigMailbox, tmp_path: Path) -> None:
+        big: BigMailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """20 rounds: a real `followup scan` process is killed with SIGKILL somewhere, then a
     rescan must produce exactly the uninterrupted ledger.
 
@@ -406,8 +403,8 @@ def test_kill_9_at_20_random_points_then_rescan_gives_the_same_ledger(
     seed = int(os.environ.get("FOLLOWUP_KILL_SEED", "20260301"))
     rng = random.Random(seed)
     # How long a whole `followup scan` process takes here, start-up included.
-    calibration = write_config(big.account, tmp_path / "calibration",
-                               aliases=big.generated.aliases)
+    calibration = write_config(monkeypatch, big.account, tmp_path / "calibration",
+                               aliases=big.generated.aliases, batch_size=BATCH)
     started = time.monotonic()
     subprocess.run(_followup("scan"), env=_env(), check=True, capture_output=True, timeout=120)
     whole = time.monotonic() - started
@@ -417,7 +414,8 @@ def test_kill_9_at_20_random_points_then_rescan_gives_the_same_ledger(
     where: list[str] = []
     for round_ in range(20):
         directory = tmp_path / f"round-{round_:02d}"
-        config = write_config(big.account, directory, aliases=big.generated.aliases)
+        config = write_config(monkeypatch, big.account, directory, aliases=big.generated.aliases,
+                              batch_size=BATCH)
         db = directory / "followup.db"
         full = round_ % 2 == 1
         if full:
@@ -468,10 +466,12 @@ def test_kill_9_at_20_random_points_then_rescan_gives_the_same_ledger(
 # --------------------------------------------------------------------------- two processes
 
 
-def test_two_scans_at_once_take_turns(big: BigMailbox, tmp_path: Path) -> None:
+def test_two_scans_at_once_take_turns(big: BigMailbox, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Started together on one database: one scans, the other waits for the lock, then
     finds nothing new. No corruption, the reference ledger."""
-    write_config(big.account, tmp_path, aliases=big.generated.aliases)
+    write_config(monkeypatch, big.account, tmp_path, aliases=big.generated.aliases,
+                 batch_size=BATCH)
     first = subprocess.Popen(_followup("scan"), env=_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     second = subprocess.Popen(_followup("scan"), env=_env(), stdout=subprocess.PIPE,
@@ -485,12 +485,13 @@ def test_two_scans_at_once_take_turns(big: BigMailbox, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_second_process_gives_up_with_one_line_while_the_first_holds_the_lock(
-        big: BigMailbox, scan_bytes: int, proxy: FaultProxy, tmp_path: Path) -> None:
+        big: BigMailbox, scan_bytes: int, proxy: FaultProxy, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The first scan stalls for 14 s (a slow server); a second scan waits 10 s for the
     lock and gives up with one clear line; reading the ledger meanwhile still works."""
     proxy.plan(Fault.stall(int(scan_bytes * 0.4), seconds=14))
-    write_config(big.account, tmp_path, port=proxy.port, timeout=30,
-                 aliases=big.generated.aliases)
+    write_config(monkeypatch, big.account, tmp_path, port=proxy.port, timeout=30,
+                 aliases=big.generated.aliases, batch_size=BATCH)
     db = tmp_path / "followup.db"
     first = subprocess.Popen(_followup("scan"), env=_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -592,14 +593,14 @@ def test_lost_append_reply_sends_no_second_digest(
     """The server stores the digest, the connection breaks before its OK arrives, the
     delivery is retried: the INBOX must still hold one digest."""
     _planted_with_due_contacts(dovecot_account, 31)
-    write_config(dovecot_account, tmp_path)
+    write_config(monkeypatch, dovecot_account, tmp_path, batch_size=BATCH)
     code, _out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
     assert code == 0, err
     monkeypatch.setattr(service, "with_retries", functools.partial(
         service.with_retries, delays=(0.0,) * len(RETRY_DELAYS)))
     with FaultProxy(dovecot_account.host, dovecot_account.port) as proxy:
         proxy.plan(Fault.cut_before(APPENDED))
-        write_config(dovecot_account, tmp_path, port=proxy.port)
+        write_config(monkeypatch, dovecot_account, tmp_path, port=proxy.port, batch_size=BATCH)
         code, out, err = run_cli(["--now", NOW_TEXT, "digest"], capsys)
         assert proxy.fired(), proxy.describe()
         assert code == 0, out + err  # retried: a dropped connection is no reason to give up
@@ -619,7 +620,7 @@ def test_lost_append_reply_makes_no_second_draft(
         service.with_retries, delays=(0.0,) * len(RETRY_DELAYS)))
     with FaultProxy(dovecot_account.host, dovecot_account.port) as proxy:
         proxy.plan(Fault.cut_before(APPENDED))
-        write_config(dovecot_account, tmp_path, port=proxy.port)
+        write_config(monkeypatch, dovecot_account, tmp_path, port=proxy.port, batch_size=BATCH)
         code, out, err = run_cli(["--now", NOW_TEXT, "drafts"], capsys)
         assert proxy.fired(), proxy.describe()
     assert code == 0, out + err
@@ -629,7 +630,7 @@ def test_lost_append_reply_makes_no_second_draft(
 
 @pytest.mark.slow
 def test_kill_9_at_every_append_of_a_daily_cycle(
-        dovecot_account: ImapAccount, tmp_path: Path) -> None:
+        dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`followup run --once` is killed the moment the server has stored its digest, then
     each draft, but before the client heard so (the worst moment); run again each time
     until a run appends nothing. One digest, one draft per person, decisions kept."""
@@ -644,7 +645,7 @@ def test_kill_9_at_every_append_of_a_daily_cycle(
                 process.kill()
 
     with FaultProxy(account.host, account.port, on_fault=kill) as proxy:
-        write_config(account, tmp_path, port=proxy.port)
+        write_config(monkeypatch, account, tmp_path, port=proxy.port, batch_size=BATCH)
         subprocess.run(_followup("scan"), env=_env(), check=True, capture_output=True,
                        timeout=60)
         decisions = _decide_something(db)
@@ -691,7 +692,7 @@ def _check_decisions(db: Path, decisions: dict[str, Any]) -> None:
 
 @pytest.mark.slow
 def test_kill_9_at_random_points_of_ten_daily_cycles(
-        dovecot_account: ImapAccount, tmp_path: Path) -> None:
+        dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ten days; each day `followup run --once` is killed at a random moment of its work
     (scan, settling drafts, digest, drafts), then run again. Every day: at most one digest,
     never two drafts for one person, every pending draft in the Drafts folder, and the
@@ -702,7 +703,7 @@ def test_kill_9_at_random_points_of_ten_daily_cycles(
     account.append_many(realistic(35, 600, now=NOW, sent=account.sent_folder))
     db = tmp_path / "followup.db"
     with FaultProxy(account.host, account.port) as proxy:
-        write_config(account, tmp_path, port=proxy.port)
+        write_config(monkeypatch, account, tmp_path, port=proxy.port, batch_size=BATCH)
         subprocess.run(_followup("run", "--once"), env=_env(), check=True, capture_output=True,
                        timeout=120)
         decisions = _decide_something(db)

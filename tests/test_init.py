@@ -25,9 +25,9 @@ from agent.init import (
     provider_table_markdown,
     run_init,
 )
+from tests.kit import ME, run_cli
 from tests.servers.account import ImapAccount
 from tests.servers.keyring import MemoryKeyring
-from tests.support import ME, run_cli
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -9,8 +9,8 @@ import pytest
 
 from agent.errors import ConfigError, MailboxError
 from agent.mailbox import Folder, Mailbox, choose_scan_folders, discover_roles
+from tests.kit import message
 from tests.servers.account import ImapAccount
-from tests.support import message
 
 
 def _open(account: ImapAccount, security: str = "none", **kwargs: object) -> Mailbox:

@@ -26,11 +26,11 @@ from agent import service
 from agent.config import load_config
 from agent.doctor import CAPABILITY_WORDS
 from agent.mailbox import Mailbox
+from tests.kit import ME, message, run_cli, write_config
 from tests.mailgen import Expected, GeneratedMailbox, generate
 from tests.servers.account import ImapAccount
 from tests.servers.cyrus import Cyrus
 from tests.servers.personalities import ALL_PERSONALITIES, PERSONALITIES
-from tests.support import ME, message, run_cli, write_config
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)  # 08:30 in Berlin
 NOW_TEXT = "2026-03-01T07:30:00Z"
@@ -249,7 +249,7 @@ def test_x_gm_msgid_refused_is_asked_once(make_account: Callable[[str], ImapAcco
 @pytest.mark.parametrize("personality", ["gmail", "gmail-noext"])
 def test_gmail_one_message_in_many_folders_counts_once(
         personality: str, make_account: Callable[[str], ImapAccount], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """INBOX + a label + All Mail (+ Starred): one exchange; Drafts/Spam/Trash never count."""
     account = make_account(personality)
     account.create_folder("Kunden")
@@ -274,7 +274,7 @@ def test_gmail_one_message_in_many_folders_counts_once(
     assert len(account.folder_uids(account.all_folder)) == 4
     assert len(account.folder_uids("[Gmail]/Starred")) == 1
 
-    write_config(account, tmp_path)
+    write_config(monkeypatch, account, tmp_path)
     cli_json(["scan"], capsys)
     (jana,) = cli_json(["contacts", "--json"], capsys)
     assert (jana["email"], jana["messages_in"], jana["messages_out"]) == (
@@ -287,12 +287,12 @@ def test_gmail_one_message_in_many_folders_counts_once(
 
 
 def test_same_ledger(personality_account: ImapAccount, tmp_path: Path,
-                     capsys: pytest.CaptureFixture[str]) -> None:
+                     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """mailgen's adversarial mailbox, on this layout: exactly the ledger it must produce."""
     account = personality_account
     planted = generate(7, people=12, now=NOW, folders=folders_of(account))
     plant(account, planted)
-    write_config(account, tmp_path, aliases=planted.aliases)
+    write_config(monkeypatch, account, tmp_path, aliases=planted.aliases)
     cli_json(["scan"], capsys)
     contacts = cli_json(["contacts", "--json"], capsys)
     got = {c["email"]: {f: c[f] for f in LEDGER_FIELDS} for c in contacts}
@@ -343,10 +343,10 @@ def test_stock_cyrus_turns_8bit_header_bytes_into_x(cyrus_server: Cyrus) -> None
 
 
 def test_doctor(personality_account: ImapAccount, tmp_path: Path,
-                capsys: pytest.CaptureFixture[str]) -> None:
+                capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Capabilities that matter, in words, and the folders doctor picked."""
     account, want = personality_account, _expect(personality_account)
-    write_config(account, tmp_path)
+    write_config(monkeypatch, account, tmp_path)
     code, out, err = run_cli(["doctor"], capsys)
     assert code == 0, out + err
     has = {"SPECIAL-USE": want.special_use, "CONDSTORE": want.condstore, "UIDPLUS": True,
@@ -413,12 +413,12 @@ def _messages(account: ImapAccount, folder: str) -> list[EmailMessage]:
 
 
 def test_daily_cycle(personality_account: ImapAccount, tmp_path: Path,
-                     capsys: pytest.CaptureFixture[str]) -> None:
+                     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """scan → digest into INBOX → three drafts in Drafts; a second cycle adds nothing, and
     neither the digest nor the drafts change the ledger (on Gmail they are in All Mail too)."""
     account = personality_account
     _seed_cycle(account)
-    config = load_config(write_config(account, tmp_path, extra='delivery = "imap"\n'))
+    config = load_config(write_config(monkeypatch, account, tmp_path, extra='delivery = "imap"\n'))
     cli_json(["scan"], capsys)
     before = cli_json(["contacts", "--json"], capsys)
 

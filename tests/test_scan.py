@@ -25,9 +25,9 @@ from agent.mailbox import FetchedHeader, FolderStatus, Mailbox
 from agent.scan import ScanSummary, folder_plan, process_batch
 from agent.service import run_scan
 from agent.store import FolderState, Store
+from tests.kit import config_text, run_cli, write_config
 from tests.mailgen import Expected, GeneratedMailbox, build_message, generate, realistic, rfc_date
 from tests.servers.account import ImapAccount
-from tests.support import config_text, run_cli, write_config
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
 NOW_TEXT = "2026-03-01T07:30:00Z"
@@ -114,23 +114,6 @@ def assert_ledger(contacts: list[dict[str, Any]], mailbox: GeneratedMailbox,
     assert not wrong, json.dumps(wrong, indent=1, ensure_ascii=False)
 
 
-def with_batch_size(config: str, batch_size: int) -> str:
-    """Config text with ``[imap] batch_size`` set (support.config_text has no such knob)."""
-    assert "timeout = 10\n" in config
-    return config.replace("timeout = 10\n", f"timeout = 10\nbatch_size = {batch_size}\n")
-
-
-def write_test_config(account: ImapAccount, directory: Path, mailbox: GeneratedMailbox | None,
-                      *, two_way: bool = True, batch_size: int | None = None) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    aliases = mailbox.aliases if mailbox else ("mia.private@gmx.de",)
-    extra = "" if two_way else "\n[policy]\ntwo_way = false\n"
-    path = write_config(account, directory, aliases=aliases, extra=extra)
-    if batch_size is not None:
-        path.write_text(with_batch_size(path.read_text(), batch_size))
-    return path
-
-
 def spy_fetches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[int]]]:
     """Count the UIDs FETCHed: wraps Mailbox.fetch_headers and calls through."""
     calls: list[tuple[str, list[int]]] = []
@@ -160,21 +143,24 @@ def scan(path: Path, **kwargs: Any) -> ScanSummary:
 
 @pytest.mark.parametrize("two_way", [True, False], ids=["two_way", "one_way"])
 def test_ledger_of_generated_mailbox(imap_account: ImapAccount, tmp_path: Path,
-                                     capsys: pytest.CaptureFixture[str], two_way: bool) -> None:
+                                     capsys: pytest.CaptureFixture[str], two_way: bool,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     mailbox = generate(1 if two_way else 2, now=NOW, folders=folders_of(imap_account))
     plant(imap_account, mailbox)
-    write_test_config(imap_account, tmp_path, mailbox, two_way=two_way)
+    write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases,
+                 extra="" if two_way else "[policy]\ntwo_way = false\n")
     cli(["scan"], capsys)
     assert_ledger(contacts_json(capsys), mailbox, two_way)
 
 
 def test_ledger_on_german_layout(make_account: Callable[[str], ImapAccount],
-                                 tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+                                 tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """INBOX.Gesendet, INBOX.Entwürfe, INBOX.Spam, INBOX.Papierkorb found by name only."""
     account = make_account("german")
     mailbox = generate(5, people=15, now=NOW, folders=folders_of(account))
     plant(account, mailbox)
-    write_test_config(account, tmp_path, mailbox)
+    write_config(monkeypatch, account, tmp_path, aliases=mailbox.aliases)
     cli(["scan"], capsys)
     assert_ledger(contacts_json(capsys), mailbox, True)
 
@@ -269,7 +255,7 @@ def test_incremental_scan_fetches_only_new_messages(
         monkeypatch: pytest.MonkeyPatch) -> None:
     mailbox = generate(3, people=15, now=NOW, folders=folders_of(imap_account))
     plant(imap_account, mailbox)
-    path = write_test_config(imap_account, tmp_path, mailbox)
+    path = write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
     calls = spy_fetches(monkeypatch)
 
     first = scan(path)
@@ -309,7 +295,7 @@ def test_mail_moved_between_folders_counts_once(
     folders = folders_of(imap_account)
     mailbox = generate(13, people=10, now=NOW, folders=folders)
     plant(imap_account, mailbox)
-    path = write_test_config(imap_account, tmp_path, mailbox)
+    path = write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
     scan(path)
     before = contacts_json(capsys)
     with imap_account.client() as client:
@@ -335,7 +321,7 @@ def test_uidvalidity_change_rescans_the_folder_without_double_counting(
     folders = folders_of(imap_account)
     mailbox = generate(4, people=15, now=NOW, folders=folders)
     plant(imap_account, mailbox)
-    path = write_test_config(imap_account, tmp_path, mailbox)
+    path = write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
     scan(path)
     before = contacts_json(capsys)
     assert_ledger(before, mailbox, True)
@@ -369,7 +355,7 @@ def test_uidnext_backwards_on_a_real_server_resets_the_folder(
     """No real server moves UIDNEXT back on demand: the stored state claims a higher one."""
     mailbox = generate(6, people=10, now=NOW, folders=folders_of(imap_account))
     plant(imap_account, mailbox)
-    path = write_test_config(imap_account, tmp_path, mailbox)
+    path = write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
     scan(path)
     before = contacts_json(capsys)
     sent = imap_account.sent_folder
@@ -492,20 +478,21 @@ def _wait_for(process: subprocess.Popen[bytes], condition: Callable[[], bool],
 @pytest.mark.slow
 def test_kill_9_during_scans_loses_and_doubles_nothing(
         dovecot_account: ImapAccount, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     account = dovecot_account
     rng = random.Random(20260301)
     mailbox = generate(11, people=20, now=NOW, folders=folders_of(account))
     plant(account, mailbox)
     account.append_many(realistic(12, 3000, now=NOW, sent=account.sent_folder))
 
-    fresh = write_test_config(account, tmp_path / "fresh", mailbox, batch_size=50)
+    fresh = write_config(monkeypatch, account, tmp_path / "fresh", aliases=mailbox.aliases,
+                         batch_size=50)
     scan(fresh)
     killed = tmp_path / "killed"
     killed.mkdir()
     config = killed / "config.toml"
-    config.write_text(with_batch_size(
-        config_text(account, killed / "followup.db", aliases=mailbox.aliases), 50))
+    config.write_text(config_text(account, db=killed / "followup.db", aliases=mailbox.aliases,
+                                  batch_size=50))
     env = _subprocess_env(config, account)
 
     total = _message_count(tmp_path / "fresh" / "followup.db")
@@ -553,7 +540,7 @@ def test_full_rescan_keeps_decisions(imap_account: ImapAccount, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     mailbox = generate(7, people=12, now=NOW, folders=folders_of(imap_account))
     plant(imap_account, mailbox)
-    path = write_test_config(imap_account, tmp_path, mailbox)
+    path = write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
     cli(["scan"], capsys)
     keys = sorted(mailbox.expected)
     snoozed, ignored, keep, other = keys[0], keys[1], keys[2], keys[3]
@@ -603,10 +590,11 @@ def default_log_levels() -> Iterator[None]:
 
 @pytest.mark.usefixtures("default_log_levels")
 def test_scan_prints_one_summary_line_when_not_on_a_terminal(
-        imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     mailbox = generate(12, people=5, now=NOW, folders=folders_of(imap_account))
     plant(imap_account, mailbox)
-    write_test_config(imap_account, tmp_path, mailbox)
+    write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
     code, out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
     assert code == 0, err
     assert err == ""
@@ -624,8 +612,9 @@ def test_scan_prints_one_summary_line_when_not_on_a_terminal(
 
 
 def test_an_empty_mailbox_scans_to_an_empty_ledger(
-        imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    write_test_config(imap_account, tmp_path, None)
+        imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(monkeypatch, imap_account, tmp_path, aliases=["mia.private@gmx.de"])
     out = cli(["scan"], capsys)
     assert len(out.splitlines()) == 1
     assert " 0 new message(s)" in out
