@@ -119,7 +119,7 @@ def write_config(monkeypatch: pytest.MonkeyPatch, account: ImapAccount | None,
 # --------------------------------------------------------------------------- contacts
 
 
-def contact(contact_id: int = 1, last: datetime = datetime(2026, 1, 1, 12, tzinfo=UTC),
+def make_contact(contact_id: int = 1, last: datetime = datetime(2026, 1, 1, 12, tzinfo=UTC),
             direction: Direction = "out", addresses: Sequence[str] = ("ann@studio.example",),
             *, name: str | None = None, subject: str = "Hello",
             message_id: str | None = "", messages: tuple[int, int] = (1, 1),

@@ -27,11 +27,11 @@ from aiosmtpd.smtp import Envelope
 from agent import digest, policy, sendmail, service
 from agent.config import Config, load_config
 from agent.errors import DeliveryError
-from agent.model import Contact, Direction
+from agent.model import Contact
 from agent.render import Renderer
 from agent.service import Plan
 from agent.store import Store
-from tests.kit import ME, make_config, message, run_cli, write_config
+from tests.kit import ME, make_config, make_contact, message, run_cli, write_config
 from tests.servers.account import ImapAccount
 from tests.servers.base import free_port
 from tests.servers.smtp import SmtpSink
@@ -49,30 +49,26 @@ EVIL_SUBJECT = '"><img src=x onerror=alert(2)> & more'
 # --------------------------------------------------------------------------- a fixed day
 
 
-def person(contact_id: int, name: str, address: str, direction: Direction, days: int,
-           subject: str, **decisions: object) -> Contact:
-    last = NOW - timedelta(days=days, hours=3)
-    return Contact(
-        id=contact_id, name=name, email=address, addresses=(address,), last_exchange=last,
-        last_direction=direction, last_subject=subject,
-        last_folder="INBOX" if direction == "in" else "Sent",
-        last_message_id=f"<m{contact_id}@example.net>",
-        last_in=last if direction == "in" else None, last_out=last if direction == "out" else None,
-        messages_in=4, messages_out=3, **decisions,
-    )
+def ago(days: int) -> datetime:
+    """A last exchange `days` (and three hours) before NOW."""
+    return NOW - timedelta(days=days, hours=3)
 
 
 PEOPLE = [
-    person(1, "Jürgen Weiß", "juergen@example.net", "in", 12, "Angebot für März?"),
-    person(2, "Ann Example", "ann@studio.example", "out", 120, "Photos from the launch"),
-    person(3, "", "booking@bigcorp.example", "out", 80, ""),
-    person(4, EVIL_NAME, "evil@example.com", "out", 100, EVIL_SUBJECT),
-    person(5, "Zoë O'Brien", "zoe+work@example.org", "out", 95, "Re: Fotos & Rechnung"),
-    person(6, "Carl Diaz", "carl@example.com", "out", 89, "Lunch?"),
-    person(7, "Dora Fine", "dora@example.com", "in", 3, "Thanks!"),
-    person(8, "Sam Snooze", "sam@example.com", "out", 200, "Later",
-           snooze_until=date(2026, 12, 31)),
-    person(9, "Ivy Ignored", "ivy@example.com", "out", 300, "Old", ignored=True),
+    make_contact(1, ago(12), "in", ["juergen@example.net"], name="Jürgen Weiß",
+                 subject="Angebot für März?"),
+    make_contact(2, ago(120), "out", ["ann@studio.example"], name="Ann Example",
+                 subject="Photos from the launch"),
+    make_contact(3, ago(80), "out", ["booking@bigcorp.example"], name="", subject=""),
+    make_contact(4, ago(100), "out", ["evil@example.com"], name=EVIL_NAME, subject=EVIL_SUBJECT),
+    make_contact(5, ago(95), "out", ["zoe+work@example.org"], name="Zoë O'Brien",
+                 subject="Re: Fotos & Rechnung"),
+    make_contact(6, ago(89), "out", ["carl@example.com"], name="Carl Diaz", subject="Lunch?"),
+    make_contact(7, ago(3), "in", ["dora@example.com"], name="Dora Fine", subject="Thanks!"),
+    make_contact(8, ago(200), "out", ["sam@example.com"], name="Sam Snooze", subject="Later",
+                 snooze_until=date(2026, 12, 31)),
+    make_contact(9, ago(300), "out", ["ivy@example.com"], name="Ivy Ignored", subject="Old",
+                 ignored=True),
 ]
 
 
@@ -218,9 +214,10 @@ def test_german_wording() -> None:
 
 def test_hostile_names_and_subjects_are_escaped_and_links_stay_links() -> None:
     config = make_config(extra="send_empty = true")
-    evil = [person(1, EVIL_NAME, 'x"><script>@evil.example', "in", 20, EVIL_SUBJECT),
-            person(2, "Line\r\nBcc: victim@example.com", "two@example.com", "out", 120,
-                   "Hi\r\nX-Injected: yes")]
+    evil = [make_contact(1, ago(20), "in", ['x"><script>@evil.example'], name=EVIL_NAME,
+                         subject=EVIL_SUBJECT),
+            make_contact(2, ago(120), "out", ["two@example.com"],
+                         name="Line\r\nBcc: victim@example.com", subject="Hi\r\nX-Injected: yes")]
     plan = make_plan(config, evil)
     rendered = digest.render(config, plan, NOW, Renderer(config))
     page = page_text(rendered.html)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import email
+import functools
 import imaplib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -24,7 +25,7 @@ from agent.errors import MailboxError
 from agent.model import Contact, ContactState, Exchange
 from agent.render import Renderer
 from agent.store import Store
-from tests.kit import ME, make_config, message, run_cli, write_config
+from tests.kit import ME, make_config, make_contact, message, run_cli, write_config
 from tests.servers.account import ImapAccount
 from tests.servers.smtp import SmtpSink
 
@@ -132,15 +133,10 @@ def state_of(config: Config, address: str, now: datetime) -> ContactState:
 # --------------------------------------------------------------------------- composing (no server)
 
 
-def person(name: str = "Jürgen Müller", address: str = JUERGEN, *, subject: str = "Angebot",
-           message_id: str | None = "m1@example.de", direction: str = "out",
-           days: int = 100, **more: Any) -> Contact:
-    last = NOW - timedelta(days=days)
-    return Contact(
-        id=7, name=name, email=address, addresses=(address,), last_exchange=last,
-        last_direction=direction,  # type: ignore[arg-type]
-        last_subject=subject, last_folder="Sent", last_message_id=message_id, last_in=None,
-        last_out=last, messages_in=2, messages_out=2, **more)
+# Jürgen, overdue, last written to 100 days ago in a thread: where composing tests start.
+person = functools.partial(make_contact, 7, NOW - timedelta(days=100), addresses=[JUERGEN],
+                           name="Jürgen Müller", subject="Angebot",
+                           message_id="m1@example.de", messages=(2, 2))
 
 
 def compose(contact: Contact, *, status: str = "overdue", language: str = "de",
@@ -236,7 +232,7 @@ def test_german_check_in_greets_by_first_name_and_replies_in_the_thread() -> Non
 
 
 def test_english_reply_draft_for_a_waiting_contact() -> None:
-    contact = person("Anna Smith", ANNA, subject="Lunch?", direction="in")
+    contact = person(name="Anna Smith", addresses=[ANNA], subject="Lunch?", direction="in")
     draft = compose(contact, status="waiting", language="en")
     msg = parse(draft.raw)
     assert draft.kind == "reply"
@@ -247,7 +243,8 @@ def test_english_reply_draft_for_a_waiting_contact() -> None:
 
 
 def test_without_a_thread_the_template_subject_and_a_neutral_greeting() -> None:
-    contact = person("info", "info@firma.example", subject="Anfrage", message_id=None)
+    contact = person(name="info", addresses=["info@firma.example"], subject="Anfrage",
+                     message_id=None)
     for language, subject, greeting in (("de", "Lange nichts voneinander gehört", "Guten Tag,"),
                                         ("en", "Catching up", "Hello,")):
         msg = parse(compose(contact, language=language).raw)
@@ -266,7 +263,7 @@ def test_names_and_subjects_cannot_inject_headers() -> None:
         "Angebot\nX-Evil: 1",
     ]
     for subject in evil_subjects:
-        draft = compose(person(evil_name, subject=subject), language="en")
+        draft = compose(person(name=evil_name, subject=subject), language="en")
         names = header_names(draft.raw)
         assert "Bcc" not in names and "X-Evil" not in names, draft.raw
         assert sorted(names) == sorted([
@@ -286,14 +283,14 @@ def test_names_and_subjects_cannot_inject_headers() -> None:
 def test_long_umlaut_subjects_and_names_survive_folding() -> None:
     subject = "Fotos für die Präsentation " + "Jürgen Weiß Öl Straße " * 12
     name = "Jürgen-Ölaf Weiß-Größenwahn " * 5
-    raw = compose(person(name.strip(), subject=subject.strip()), language="de").raw
+    raw = compose(person(name=name.strip(), subject=subject.strip()), language="de").raw
     msg = parse(raw)
     assert msg["Subject"] == "Re: " + " ".join(subject.split())
     # Decoded by the RFC 2047 rules (Python's address parser keeps the folding whitespace
     # between encoded words of a display name, which the RFC says to drop).
     folded = raw.split(b"\r\nTo: ", 1)[1].split(b"\r\nSubject:", 1)[0].decode("ascii")
     assert str(make_header(decode_header(folded))) == f"{' '.join(name.split())} <{JUERGEN}>"
-    for line in compose(person(name.strip(), subject=subject.strip())).raw.split(b"\r\n"):
+    for line in compose(person(name=name.strip(), subject=subject.strip())).raw.split(b"\r\n"):
         assert len(line) <= 998
 
 
@@ -306,7 +303,7 @@ def test_language_precedence(tmp_path: Path) -> None:
         assert drafts.choose_language(ruled, store, person(language="de"))[0] == "de"
         assert drafts.choose_language(ruled, store, person()) == ("en", "a [[policy.rule]]")
         assert drafts.choose_language(plain, store, person())[0] == "de"  # .de address
-        other = person("Ann", "ann@example.com")
+        other = person(name="Ann", addresses=["ann@example.com"])
         assert drafts.choose_language(plain, store, other) == ("en", "[digest] language")
         assert drafts.choose_language(make_config(language="de"), store, other)[0] == "de"
 
@@ -315,15 +312,15 @@ def test_language_precedence(tmp_path: Path) -> None:
         found = drafts.guess_language(contact, recent)
         return found[0] if found else None
 
-    com = person("Ann", "ann@example.com")
+    com = person(name="Ann", addresses=["ann@example.com"])
     assert guess(com) is None
     assert guess(replace(com, language_hint="de")) == "de"
     assert guess(replace(com, language_hint="fr")) == "en"
     assert guess(com, ["AW: Termin"]) == "de"
     assert guess(com, ["Grüße aus Köln"]) == "de"
     assert guess(com, ["Re: lunch"]) is None
-    assert guess(person("Ann", "ann@example.co.uk")) == "en"
-    assert guess(person("Ann", "ann@example.at")) == "de"
+    assert guess(person(name="Ann", addresses=["ann@example.co.uk"])) == "en"
+    assert guess(person(name="Ann", addresses=["ann@example.at"])) == "de"
 
 
 def test_drafts_module_cannot_send_mail() -> None:
