@@ -184,7 +184,8 @@ class MasterProcessServer(ImapServer):
             raise RuntimeError(f"{self.kind} is not running")
         return self.root.joinpath(*parts)
 
-    def _spawn(self, argv: list[str], output: str, timeout: float) -> None:
+    def _spawn(self, argv: list[str], output: str, timeout: float,
+               env: dict[str, str] | None = None) -> None:
         """Start the master with stdout/stderr into `root/output`; wait for its greeting."""
         with self._path(output).open("wb") as out:
             self._process = process = subprocess.Popen(
@@ -192,6 +193,7 @@ class MasterProcessServer(ImapServer):
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,
+                env=env,
                 # Own process group: a Ctrl-C in the test run must not skip our stop().
                 start_new_session=True,
             )

@@ -18,6 +18,26 @@ from tests.servers.personalities import REAL_PREFIX, STANDARD, Personality
 from tests.servers.tls import TlsFiles
 
 
+def real_clock_environment() -> dict[str, str]:
+    """This process's environment without libfaketime, for a Dovecot on the real clock.
+
+    Under `faketime` (the suite is run at other dates), Dovecot cannot share the fake
+    clock: its master clears its environment, so its children run on the real clock from
+    the start, and the master itself falls back to it once libfaketime re-reads FAKETIME
+    (every 10 s): "Time moved backwards by 7536175 seconds", and no new process for 180 s.
+    Keeping libfaketime in every Dovecot process (import_environment) breaks INTERNALDATE
+    instead: maildir keeps it as the file's mtime, which utime() sets as given but
+    libfaketime's stat() shifts by the offset. So the test Dovecot runs on the real clock,
+    like a server whose clock is not the client's.
+    """
+    environ = dict(os.environ)
+    preload = [lib for lib in environ.pop("LD_PRELOAD", "").replace(":", " ").split()
+               if "faketime" not in lib]
+    if preload:
+        environ["LD_PRELOAD"] = " ".join(preload)
+    return {key: value for key, value in environ.items() if not key.startswith("FAKETIME")}
+
+
 def find_dovecot() -> str | None:
     """Path of the dovecot binary, or None when it is not installed."""
     if os.access("/usr/sbin/dovecot", os.X_OK):
@@ -252,7 +272,8 @@ class Dovecot(MasterProcessServer):
             encoding="utf-8",
         )
         # -F: the master stays in the foreground, so our child is the master itself.
-        self._spawn([self.binary, "-F", "-c", str(self.config_file)], "stderr.log", timeout)
+        self._spawn([self.binary, "-F", "-c", str(self.config_file)], "stderr.log", timeout,
+                    env=real_clock_environment())
 
     def _stop(self, timeout: float) -> None:
         super()._stop(timeout)
@@ -337,6 +358,7 @@ class Dovecot(MasterProcessServer):
             capture_output=True,
             text=True,
             check=False,
+            env=real_clock_environment(),
         )
         if result.returncode != 0:
             raise RuntimeError(f"doveadm {' '.join(args)} failed: {result.stderr.strip()}")
