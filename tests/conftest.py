@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import keyring
 import pytest
 from hypothesis import settings
 
+from tests.kit import flag, servers_unavailable
 from tests.servers.account import ImapAccount
 from tests.servers.base import ImapServer, ServerUnavailable
 from tests.servers.cyrus import Cyrus
@@ -44,17 +45,13 @@ SERVER_FIXTURES = frozenset(
 )
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0", "false", "no")
-
-
 # --------------------------------------------------------------------------- hypothesis
 
 settings.register_profile("ci", deadline=None, derandomize=True, max_examples=200, print_blob=True)
 settings.register_profile("dev", deadline=None, max_examples=50)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE")
-    or ("ci" if _flag("CI") or _flag("FOLLOWUP_REQUIRE_SERVERS") else "dev")
+    or ("ci" if flag("CI") or flag("FOLLOWUP_REQUIRE_SERVERS") else "dev")
 )
 
 
@@ -70,13 +67,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
-
-
-def servers_unavailable(reason: str) -> NoReturn:
-    """Skip a test that needs a server; fail instead when FOLLOWUP_REQUIRE_SERVERS=1."""
-    if _flag("FOLLOWUP_REQUIRE_SERVERS"):
-        pytest.fail(f"{reason} (and FOLLOWUP_REQUIRE_SERVERS is set)", pytrace=False)
-    pytest.skip(reason)
 
 
 # --------------------------------------------------------------------------- isolation

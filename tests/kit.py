@@ -1,4 +1,5 @@
-"""The test kit: one config builder, one contact factory, one message builder, `run_cli`.
+"""The test kit: one config builder, one contact factory, one message builder, `run_cli`,
+and `servers_unavailable` for a test whose server (or browser) is not installed.
 
 Environment changes go through pytest's ``monkeypatch`` only (`write_config` takes it), so
 every test leaves the process environment as it found it.
@@ -7,11 +8,12 @@ every test leaves the process environment as it found it.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import keyring
 import pytest
@@ -19,7 +21,7 @@ import pytest
 from agent.cli import main
 from agent.config import Config, parse_config_text
 from agent.model import Contact, Direction
-from tests.mailgen import build_message
+from tests.mailgen import Expected, GeneratedMailbox, build_message
 from tests.servers.account import ImapAccount
 
 ME = "me@example.org"
@@ -174,6 +176,51 @@ def message(*, sender: str, to: Sequence[str] = (ME,), subject: str = "Hello",
     return build_message([*fields, *headers], body)
 
 
+# --------------------------------------------------------------------------- generated mailboxes
+
+#: The fields of `contacts --json` that come from the mailbox (not from decisions or policy).
+LEDGER_FIELDS = ("addresses", "name", "last_exchange", "last_direction", "last_subject",
+                 "messages_in", "messages_out")
+
+
+def generated_folders(account: ImapAccount, project: str = "Kunde A") -> dict[str, str]:
+    """tests.mailgen's folder roles on this account's layout: its own Sent, Drafts, Junk and
+    Trash, and an archive and a project folder (below "INBOX." on the German host)."""
+    if account.personality == "german":
+        extra = {"archive": "INBOX.Archiv.2024", "project": f"INBOX.Projekte.{project}"}
+    else:
+        extra = {"archive": "Archiv/2024", "project": f"Projekte/{project}"}
+    return {"sent": account.sent_folder, "drafts": account.drafts_folder,
+            "junk": account.junk_folder, "trash": account.trash_folder, **extra}
+
+
+def plant(account: ImapAccount, mailbox: GeneratedMailbox) -> None:
+    """Create the generated mailbox's folders in `account` and APPEND its messages."""
+    for folder in mailbox.create:
+        account.create_folder(folder)
+    account.append_many(mailbox.items())
+
+
+def iso(moment: datetime) -> str:
+    """A time as `contacts --json` writes it (UTC, whole seconds, "Z")."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ledger_of(contacts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The mailbox-derived fields of `contacts --json`, by primary address."""
+    ledger = {c["email"]: {f: c[f] for f in LEDGER_FIELDS} for c in contacts}
+    assert len(ledger) == len(contacts), "two contacts share a primary address"
+    return ledger
+
+
+def expected_ledger(expected: dict[str, Expected]) -> dict[str, dict[str, Any]]:
+    """What `ledger_of` must give for a generated mailbox's independently computed answers."""
+    return {key: {"addresses": [key], "name": e.name, "last_exchange": iso(e.last_exchange),
+                  "last_direction": e.last_direction, "last_subject": e.last_subject,
+                  "messages_in": e.messages_in, "messages_out": e.messages_out}
+            for key, e in expected.items()}
+
+
 # --------------------------------------------------------------------------- the CLI
 
 
@@ -187,3 +234,18 @@ def run_cli(args: Sequence[str], capsys: pytest.CaptureFixture[str]) -> tuple[in
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+# --------------------------------------------------------------------------- missing servers
+
+
+def flag(name: str) -> bool:
+    """An environment switch: set and not "", "0", "false" or "no"."""
+    return os.environ.get(name, "") not in ("", "0", "false", "no")
+
+
+def servers_unavailable(reason: str) -> NoReturn:
+    """Skip a test that needs a server; fail instead when FOLLOWUP_REQUIRE_SERVERS=1."""
+    if flag("FOLLOWUP_REQUIRE_SERVERS"):
+        pytest.fail(f"{reason} (and FOLLOWUP_REQUIRE_SERVERS is set)", pytrace=False)
+    pytest.skip(reason)

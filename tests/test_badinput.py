@@ -34,7 +34,7 @@ from agent.errors import StoreError
 from agent.mailbox import FetchedHeader
 from agent.scan import ScanSummary, process_batch
 from agent.store import Store
-from tests.kit import ME, message, run_cli, write_config
+from tests.kit import ME, iso, message, run_cli, write_config
 from tests.mailgen import realistic
 from tests.servers.account import ImapAccount
 
@@ -198,10 +198,6 @@ def contacts(capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, Any]]:
     code, out, err = run_cli(["--now", NOW_TEXT, "contacts", "--json"], capsys)
     assert code == 0, err
     return {c["email"]: c for c in json.loads(out)}
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def check_contacts(found: dict[str, dict[str, Any]], name: str, kind: str) -> None:

@@ -31,7 +31,16 @@ from agent.model import Contact
 from agent.render import Renderer
 from agent.service import Plan
 from agent.store import Store
-from tests.kit import ME, make_config, make_contact, message, run_cli, write_config
+from tests.kit import (
+    ME,
+    flag,
+    make_config,
+    make_contact,
+    message,
+    run_cli,
+    servers_unavailable,
+    write_config,
+)
 from tests.servers.account import ImapAccount
 from tests.servers.base import free_port
 from tests.servers.smtp import SmtpSink
@@ -41,7 +50,7 @@ NOW = datetime(2026, 11, 26, 6, 30, tzinfo=UTC)  # 07:30 in Berlin, a Thursday
 NOW_TEXT = "2026-11-26T06:30:00Z"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 # FOLLOWUP_UPDATE_GOLDEN=1 pytest tests/test_digest.py rewrites the golden files.
-UPDATE_GOLDEN = os.environ.get("FOLLOWUP_UPDATE_GOLDEN", "") not in ("", "0")
+UPDATE_GOLDEN = flag("FOLLOWUP_UPDATE_GOLDEN")
 EVIL_NAME = "<script>alert(1)</script>"
 EVIL_SUBJECT = '"><img src=x onerror=alert(2)> & more'
 
@@ -724,10 +733,7 @@ def find_browser() -> str | None:
 def browser_session(tmp_path: Path) -> Iterator[str]:
     binary = find_browser()
     if binary is None:
-        if os.environ.get("FOLLOWUP_REQUIRE_SERVERS", "") not in ("", "0", "false", "no"):
-            pytest.fail("no Chromium found (Debian: apt-get install chromium) and "
-                        "FOLLOWUP_REQUIRE_SERVERS is set", pytrace=False)
-        pytest.skip("no Chromium installed (Debian: apt-get install chromium)")
+        servers_unavailable("no Chromium installed (Debian: apt-get install chromium)")
     yield binary
 
 

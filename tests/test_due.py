@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.kit import ME, message, run_cli, write_config
+from tests.kit import ME, generated_folders, message, plant, run_cli, write_config
+from tests.mailgen import generate
 from tests.servers.account import ImapAccount
 
 NOW = "2026-06-15T07:00:00Z"  # 09:00 in Berlin; the user's day is 2026-06-15
@@ -87,7 +88,7 @@ def at(day: date, hour: int = 10) -> datetime:
     return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
 
 
-def plant(account: ImapAccount) -> None:
+def plant_people(account: ImapAccount) -> None:
     items: list[tuple[str, bytes, list[str], datetime | None]] = []
 
     def add(folder: str, raw: bytes, when: datetime, flags: tuple[str, ...] = ()) -> None:
@@ -131,7 +132,7 @@ def plant(account: ImapAccount) -> None:
 def planted(dovecot_account: ImapAccount, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> ImapAccount:
     monkeypatch.setenv("COLUMNS", "160")  # rich tables: no truncated addresses
-    plant(dovecot_account)
+    plant_people(dovecot_account)
     write_config(monkeypatch, dovecot_account, tmp_path, extra=RULES)
     return dovecot_account
 
@@ -239,16 +240,10 @@ def test_due_on_the_generated_mailbox(dovecot_account: ImapAccount, tmp_path: Pa
                                       capsys: pytest.CaptureFixture[str],
                                       days_later: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """`followup due --json` lists exactly the contacts the generator's ledger makes due."""
-    from tests.mailgen import generate
-
     generated_at = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
-    mailbox = generate(21, people=30, now=generated_at, folders={
-        "sent": dovecot_account.sent_folder, "drafts": dovecot_account.drafts_folder,
-        "junk": dovecot_account.junk_folder, "trash": dovecot_account.trash_folder,
-        "archive": "Archiv/2025", "project": "Projekte/Kunde"})
-    for folder in mailbox.create:
-        dovecot_account.create_folder(folder)
-    dovecot_account.append_many(mailbox.items())
+    mailbox = generate(21, people=30, now=generated_at,
+                       folders=generated_folders(dovecot_account))
+    plant(dovecot_account, mailbox)
     write_config(monkeypatch, dovecot_account, tmp_path, aliases=mailbox.aliases)
     now = generated_at + timedelta(days=days_later)
     code, _, err = run_cli(["--now", now.isoformat(), "scan"], capsys)

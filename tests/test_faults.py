@@ -43,7 +43,7 @@ from agent.scan import ScanSummary
 from agent.service import RETRY_DELAYS, run_scan
 from agent.store import Store
 from tests.faultproxy import Connection, Fault, FaultProxy
-from tests.kit import run_cli, write_config
+from tests.kit import generated_folders, run_cli, write_config
 from tests.mailgen import GeneratedMailbox, generate, realistic
 from tests.servers.account import ImapAccount
 from tests.servers.dovecot import Dovecot
@@ -68,16 +68,10 @@ class BigMailbox:
     reference_seconds: float
 
 
-def _folders(account: ImapAccount) -> dict[str, str]:
-    return {"sent": account.sent_folder, "drafts": account.drafts_folder,
-            "junk": account.junk_folder, "trash": account.trash_folder,
-            "archive": "Archiv/2024", "project": "Projekte/Kunde A"}
-
-
 @pytest.fixture(scope="module")
 def big(dovecot_server: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> BigMailbox:
     account = dovecot_server.new_account()
-    generated = generate(21, people=25, now=NOW, folders=_folders(account))
+    generated = generate(21, people=25, now=NOW, folders=generated_folders(account))
     for folder in generated.create:
         account.create_folder(folder)
     account.append_many(generated.items())
@@ -547,7 +541,7 @@ APPENDED = b"Append completed"  # Dovecot's OK for an APPEND it has carried out
 
 
 def _planted_with_due_contacts(account: ImapAccount, seed: int) -> GeneratedMailbox:
-    generated = generate(seed, people=20, now=NOW, folders=_folders(account))
+    generated = generate(seed, people=20, now=NOW, folders=generated_folders(account))
     for folder in generated.create:
         account.create_folder(folder)
     account.append_many(generated.items())

@@ -26,19 +26,24 @@ from agent import service
 from agent.config import load_config
 from agent.doctor import CAPABILITY_WORDS
 from agent.mailbox import Mailbox
-from tests.kit import ME, message, run_cli, write_config
-from tests.mailgen import Expected, GeneratedMailbox, generate
+from tests.kit import (
+    ME,
+    expected_ledger,
+    generated_folders,
+    iso,
+    ledger_of,
+    message,
+    plant,
+    run_cli,
+    write_config,
+)
+from tests.mailgen import generate
 from tests.servers.account import ImapAccount
 from tests.servers.cyrus import Cyrus
 from tests.servers.personalities import ALL_PERSONALITIES, PERSONALITIES
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)  # 08:30 in Berlin
 NOW_TEXT = "2026-03-01T07:30:00Z"
-
-# The fields of `contacts --json` that come from the mailbox; `last_folder` is left out on
-# purpose: the same message lives in differently named folders on each personality.
-LEDGER_FIELDS = ("addresses", "name", "last_exchange", "last_direction", "last_subject",
-                 "messages_in", "messages_out")
 
 
 @dataclass(frozen=True)
@@ -87,37 +92,10 @@ def _expect(account: ImapAccount) -> Expect:
     return EXPECT[account.personality]
 
 
-def folders_of(account: ImapAccount) -> dict[str, str]:
-    """mailgen's folder roles mapped onto this account's layout (labels on Gmail)."""
-    if account.personality == "german":
-        extra = {"archive": "INBOX.Archiv.2024", "project": "INBOX.Projekte.Kunde A"}
-    else:
-        extra = {"archive": "Archiv/2024", "project": "Projekte/Kunde A"}
-    return {"sent": account.sent_folder, "drafts": account.drafts_folder,
-            "junk": account.junk_folder, "trash": account.trash_folder, **extra}
-
-
-def plant(account: ImapAccount, mailbox: GeneratedMailbox) -> None:
-    for folder in mailbox.create:
-        account.create_folder(folder)
-    account.append_many(mailbox.items())
-
-
 def cli_json(args: Sequence[str], capsys: pytest.CaptureFixture[str]) -> Any:
     code, out, err = run_cli(["--now", NOW_TEXT, *args], capsys)
     assert code == 0, f"followup {' '.join(args)} exited {code}: {out}{err}"
     return json.loads(out) if args[-1] == "--json" else out
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def expected_ledger(expected: dict[str, Expected]) -> dict[str, dict[str, Any]]:
-    return {key: {"addresses": [key], "name": e.name, "last_exchange": iso(e.last_exchange),
-                  "last_direction": e.last_direction, "last_subject": e.last_subject,
-                  "messages_in": e.messages_in, "messages_out": e.messages_out}
-            for key, e in expected.items()}
 
 
 # --------------------------------------------------------------------------- the table itself
@@ -290,12 +268,12 @@ def test_same_ledger(personality_account: ImapAccount, tmp_path: Path,
                      capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """mailgen's adversarial mailbox, on this layout: exactly the ledger it must produce."""
     account = personality_account
-    planted = generate(7, people=12, now=NOW, folders=folders_of(account))
+    planted = generate(7, people=12, now=NOW, folders=generated_folders(account))
     plant(account, planted)
     write_config(monkeypatch, account, tmp_path, aliases=planted.aliases)
     cli_json(["scan"], capsys)
     contacts = cli_json(["contacts", "--json"], capsys)
-    got = {c["email"]: {f: c[f] for f in LEDGER_FIELDS} for c in contacts}
+    got = ledger_of(contacts)
     assert len(got) == len(contacts), "two contacts share a primary address"
     want = expected_ledger(planted.ledger(two_way=True))
     assert sorted(got) == sorted(want)
@@ -441,5 +419,4 @@ def test_daily_cycle(personality_account: ImapAccount, tmp_path: Path,
 
     cli_json(["scan"], capsys)
     after = cli_json(["contacts", "--json"], capsys)
-    ledger = {c["email"]: {f: c[f] for f in LEDGER_FIELDS} for c in after}
-    assert ledger == {c["email"]: {f: c[f] for f in LEDGER_FIELDS} for c in before}
+    assert ledger_of(after) == ledger_of(before)

@@ -25,40 +25,26 @@ from agent.mailbox import FetchedHeader, FolderStatus, Mailbox
 from agent.scan import ScanSummary, folder_plan, process_batch
 from agent.service import run_scan
 from agent.store import FolderState, Store
-from tests.kit import config_text, run_cli, write_config
+from tests.kit import (
+    config_text,
+    expected_ledger,
+    generated_folders,
+    iso,
+    ledger_of,
+    plant,
+    run_cli,
+    write_config,
+)
 from tests.mailgen import Expected, GeneratedMailbox, build_message, generate, realistic, rfc_date
 from tests.servers.account import ImapAccount
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
 NOW_TEXT = "2026-03-01T07:30:00Z"
 REPO = Path(__file__).resolve().parent.parent
-
-# The fields of `contacts --json` that come from the mailbox (not from decisions or policy).
-LEDGER_FIELDS = ("addresses", "name", "last_exchange", "last_direction", "last_subject",
-                 "messages_in", "messages_out")
-
+# The generated project folder: an umlaut, so folder names travel as modified UTF-7.
+PROJECT = "Kunde Müller"
 
 # --------------------------------------------------------------------------- helpers
-
-
-def folders_of(account: ImapAccount) -> dict[str, str]:
-    """The generator's folder roles on this account's layout."""
-    if account.personality == "german":
-        extra = {"archive": "INBOX.Archiv.2024", "project": "INBOX.Projekte.Kunde Müller"}
-    else:  # an umlaut: folder names travel as modified UTF-7
-        extra = {"archive": "Archiv/2024", "project": "Projekte/Kunde Müller"}
-    return {"sent": account.sent_folder, "drafts": account.drafts_folder,
-            "junk": account.junk_folder, "trash": account.trash_folder, **extra}
-
-
-def plant(account: ImapAccount, mailbox: GeneratedMailbox) -> None:
-    for folder in mailbox.create:
-        account.create_folder(folder)
-    account.append_many(mailbox.items())
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def cli(args: Sequence[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -74,28 +60,6 @@ def contacts_json(capsys: pytest.CaptureFixture[str], config: Path | None = None
     result = json.loads(cli([*args, "contacts", "--json"], capsys))
     assert isinstance(result, list)
     return result
-
-
-def ledger_of(contacts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Mailbox-derived fields by primary address."""
-    ledger = {c["email"]: {f: c[f] for f in LEDGER_FIELDS} for c in contacts}
-    assert len(ledger) == len(contacts), "two contacts share a primary address"
-    return ledger
-
-
-def expected_ledger(expected: dict[str, Expected]) -> dict[str, dict[str, Any]]:
-    return {
-        key: {
-            "addresses": [key],
-            "name": e.name,
-            "last_exchange": iso(e.last_exchange),
-            "last_direction": e.last_direction,
-            "last_subject": e.last_subject,
-            "messages_in": e.messages_in,
-            "messages_out": e.messages_out,
-        }
-        for key, e in expected.items()
-    }
 
 
 def assert_ledger(contacts: list[dict[str, Any]], mailbox: GeneratedMailbox,
@@ -145,7 +109,8 @@ def scan(path: Path, **kwargs: Any) -> ScanSummary:
 def test_ledger_of_generated_mailbox(imap_account: ImapAccount, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str], two_way: bool,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    mailbox = generate(1 if two_way else 2, now=NOW, folders=folders_of(imap_account))
+    folders = generated_folders(imap_account, PROJECT)
+    mailbox = generate(1 if two_way else 2, now=NOW, folders=folders)
     plant(imap_account, mailbox)
     write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases,
                  extra="" if two_way else "[policy]\ntwo_way = false\n")
@@ -158,7 +123,7 @@ def test_ledger_on_german_layout(make_account: Callable[[str], ImapAccount],
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """INBOX.Gesendet, INBOX.Entwürfe, INBOX.Spam, INBOX.Papierkorb found by name only."""
     account = make_account("german")
-    mailbox = generate(5, people=15, now=NOW, folders=folders_of(account))
+    mailbox = generate(5, people=15, now=NOW, folders=generated_folders(account, PROJECT))
     plant(account, mailbox)
     write_config(monkeypatch, account, tmp_path, aliases=mailbox.aliases)
     cli(["scan"], capsys)
@@ -253,7 +218,7 @@ def _extra_messages(mailbox: GeneratedMailbox, sent_folder: str) -> tuple[
 def test_incremental_scan_fetches_only_new_messages(
         imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    mailbox = generate(3, people=15, now=NOW, folders=folders_of(imap_account))
+    mailbox = generate(3, people=15, now=NOW, folders=generated_folders(imap_account, PROJECT))
     plant(imap_account, mailbox)
     path = write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
     calls = spy_fetches(monkeypatch)
@@ -292,7 +257,7 @@ def test_mail_moved_between_folders_counts_once(
         imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The user files mail into an archive folder after a scan: new UIDs, same messages."""
-    folders = folders_of(imap_account)
+    folders = generated_folders(imap_account, PROJECT)
     mailbox = generate(13, people=10, now=NOW, folders=folders)
     plant(imap_account, mailbox)
     path = write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
@@ -318,7 +283,7 @@ def test_mail_moved_between_folders_counts_once(
 def test_uidvalidity_change_rescans_the_folder_without_double_counting(
         imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    folders = folders_of(imap_account)
+    folders = generated_folders(imap_account, PROJECT)
     mailbox = generate(4, people=15, now=NOW, folders=folders)
     plant(imap_account, mailbox)
     path = write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
@@ -353,7 +318,7 @@ def test_uidnext_backwards_on_a_real_server_resets_the_folder(
         imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """No real server moves UIDNEXT back on demand: the stored state claims a higher one."""
-    mailbox = generate(6, people=10, now=NOW, folders=folders_of(imap_account))
+    mailbox = generate(6, people=10, now=NOW, folders=generated_folders(imap_account, PROJECT))
     plant(imap_account, mailbox)
     path = write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
     scan(path)
@@ -481,7 +446,7 @@ def test_kill_9_during_scans_loses_and_doubles_nothing(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     account = dovecot_account
     rng = random.Random(20260301)
-    mailbox = generate(11, people=20, now=NOW, folders=folders_of(account))
+    mailbox = generate(11, people=20, now=NOW, folders=generated_folders(account, PROJECT))
     plant(account, mailbox)
     account.append_many(realistic(12, 3000, now=NOW, sent=account.sent_folder))
 
@@ -538,7 +503,7 @@ def test_kill_9_during_scans_loses_and_doubles_nothing(
 def test_full_rescan_keeps_decisions(imap_account: ImapAccount, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str],
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    mailbox = generate(7, people=12, now=NOW, folders=folders_of(imap_account))
+    mailbox = generate(7, people=12, now=NOW, folders=generated_folders(imap_account, PROJECT))
     plant(imap_account, mailbox)
     path = write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
     cli(["scan"], capsys)
@@ -592,7 +557,7 @@ def default_log_levels() -> Iterator[None]:
 def test_scan_prints_one_summary_line_when_not_on_a_terminal(
         imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    mailbox = generate(12, people=5, now=NOW, folders=folders_of(imap_account))
+    mailbox = generate(12, people=5, now=NOW, folders=generated_folders(imap_account, PROJECT))
     plant(imap_account, mailbox)
     write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
     code, out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)

@@ -27,8 +27,8 @@ from typing import ClassVar, Self
 from agent.demo_server import LOOPBACK, ServerStartError, free_port, wait_for_greeting
 from tests.servers.account import ImapAccount, ServerKind, rebuild_folder
 
-__all__ = ["LOOPBACK", "ImapServer", "MasterProcessServer", "ServerStartError",
-           "ServerUnavailable", "free_port"]
+__all__ = ["LOOPBACK", "ImapServer", "LoopbackService", "MasterProcessServer",
+           "ServerStartError", "ServerUnavailable", "free_port"]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,29 @@ def make_private_dir(prefix: str, parent: str = "/tmp") -> Path:
     return path
 
 
-class ImapServer(abc.ABC):
+class LoopbackService:
+    """Something a test starts on loopback and stops afterwards; `with` does both."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ImapServer(LoopbackService, abc.ABC):
     """An IMAP server on loopback that hands out fresh, isolated accounts.
 
     A subclass says how to start once (`_start_once`, raising ServerStartError when the
@@ -104,18 +126,6 @@ class ImapServer(abc.ABC):
     @abc.abstractmethod
     def _stop(self, timeout: float) -> None: ...
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the server's log ("" where it keeps none)."""
         return ""
@@ -160,7 +170,7 @@ class ImapServer(abc.ABC):
             uidvalidity_changer=rebuild_folder,
         )
 
-    def forget(self, account: ImapAccount) -> None:  # noqa: B027 - optional, not abstract
+    def forget(self, account: ImapAccount) -> None:
         """Free what a test's account used (a no-op where accounts cost nothing)."""
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from tests.servers.base import LOOPBACK, free_port
+from tests.servers.base import LOOPBACK, LoopbackService, free_port
 from tests.servers.tls import TlsFiles
 
 
@@ -45,7 +44,7 @@ class _SinkHandler:
         return "250 Message accepted for delivery"
 
 
-class SmtpSink:
+class SmtpSink(LoopbackService):
     """An aiosmtpd server on loopback that keeps every message it receives.
 
     With `tls`, STARTTLS is offered and required; with `username`/`password`, AUTH
@@ -115,18 +114,6 @@ class SmtpSink:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _record(self, message: ReceivedMessage) -> None:
         with self._cond:
