@@ -26,11 +26,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # the test kit: tests.mailgen, tests.servers
 
 from agent.headers.meta import HEADER_FIELDS  # noqa: E402
-from mailgen import realistic  # noqa: E402
-from servers import Dovecot, ImapAccount, make_self_signed_cert  # noqa: E402
+from tests.mailgen import realistic  # noqa: E402
+from tests.servers.account import ImapAccount  # noqa: E402
+from tests.servers.dovecot import Dovecot  # noqa: E402
+from tests.servers.tls import make_self_signed_cert  # noqa: E402
 
 NOW = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 ME = "me@example.org"

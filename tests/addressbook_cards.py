@@ -5,26 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.config import Config, parse_config_text
+from agent.config import Config
+from tests.kit import make_config
 
 
 def book_config(extra: str = "", *, timezone: str = "Europe/Berlin", language: str = "en",
-                database: Path | None = None, account: str = "") -> Config:
+                database: Path | None = None, region: str | None = None) -> Config:
     """A config without a reachable mailbox: for tests of the address book alone."""
-    storage = f'[storage]\npath = "{database}"\n' if database else ""
-    return parse_config_text(f"""
-[account]
-email = "me@example.org"
-{account}
-[imap]
-host = "127.0.0.1"
-security = "none"
-[digest]
-timezone = "{timezone}"
-language = "{language}"
-{storage}
-{extra}
-""")
+    return make_config(name=None, host="127.0.0.1", timeout=None, db=database,
+                       timezone=timezone, language=language, region=region, extra=extra)
 
 ANNA = """BEGIN:VCARD\r
 VERSION:3.0\r

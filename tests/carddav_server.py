@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from servers import TlsFiles
+from tests.servers.tls import TlsFiles
 
 
 def free_port() -> int:

@@ -3,40 +3,37 @@
 from __future__ import annotations
 
 import os
-import shutil
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import TypeVar
 
 import keyring
 import pytest
 from hypothesis import settings
 
-from carddav_server import CardDavAccount, Radicale
-from servers import (
-    ALL_PERSONALITIES,
-    PERSONALITIES,
-    Cyrus,
-    Dovecot,
-    ImapAccount,
-    MemoryKeyring,
-    PymapServer,
-    SmtpSink,
-    TlsFiles,
-    find_cyrus,
-    find_dovecot,
-    make_self_signed_cert,
-)
+from tests.carddav_server import CardDavAccount, Radicale
+from tests.kit import flag, servers_unavailable
+from tests.servers.account import ImapAccount
+from tests.servers.base import ImapServer, ServerUnavailable
+from tests.servers.cyrus import Cyrus
+from tests.servers.dovecot import Dovecot
+from tests.servers.keyring import MemoryKeyring
+from tests.servers.personalities import ALL_PERSONALITIES
+from tests.servers.pool import ServerPool
+from tests.servers.pymap import PymapServer
+from tests.servers.smtp import SmtpSink
+from tests.servers.tls import TlsFiles
 
-TESTS_DIR = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parent.parent
+_T = TypeVar("_T")
 
 # Tests that need one of these fixtures talk to a real server: marked `integration`.
 SERVER_FIXTURES = frozenset(
     {
+        "server_pool",
         "dovecot_server",
         "dovecot_account",
-        "make_dovecot_account",
+        "make_account",
         "pymap_server",
         "pymap_account",
         "imap_account",
@@ -51,17 +48,13 @@ SERVER_FIXTURES = frozenset(
 )
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0", "false", "no")
-
-
 # --------------------------------------------------------------------------- hypothesis
 
 settings.register_profile("ci", deadline=None, derandomize=True, max_examples=200, print_blob=True)
 settings.register_profile("dev", deadline=None, max_examples=50)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE")
-    or ("ci" if _flag("CI") or _flag("FOLLOWUP_REQUIRE_SERVERS") else "dev")
+    or ("ci" if flag("CI") or flag("FOLLOWUP_REQUIRE_SERVERS") else "dev")
 )
 
 
@@ -77,13 +70,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
-
-
-def servers_unavailable(reason: str) -> NoReturn:
-    """Skip a test that needs a server; fail instead when FOLLOWUP_REQUIRE_SERVERS=1."""
-    if _flag("FOLLOWUP_REQUIRE_SERVERS"):
-        pytest.fail(f"{reason} (and FOLLOWUP_REQUIRE_SERVERS is set)", pytrace=False)
-    pytest.skip(reason)
 
 
 # --------------------------------------------------------------------------- isolation
@@ -106,11 +92,11 @@ def _isolated_environment(
     for name in ("FOLLOWUP_IMAP_PASSWORD", "FOLLOWUP_SMTP_PASSWORD", "FOLLOWUP_CARDDAV_PASSWORD",
                  "FOLLOWUP_NOW"):
         monkeypatch.delenv(name, raising=False)
-    # The dotted path is importable here (tests/ is on sys.path) and, through
-    # PYTHONPATH, in `followup` subprocesses started by tests.
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "servers.MemoryKeyring")
+    # The dotted path is importable here (pytest puts the repository root on sys.path for
+    # the `tests` package) and, through PYTHONPATH, in `followup` subprocesses.
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.servers.keyring.MemoryKeyring")
     pythonpath = os.environ.get("PYTHONPATH")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS_DIR), pythonpath])))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), pythonpath])))
     MemoryKeyring.clear()
     # keyring caches its backend on first use; pin ours whatever happened before.
     keyring.set_keyring(MemoryKeyring())
@@ -129,129 +115,99 @@ def memory_keyring() -> MemoryKeyring:
 # --------------------------------------------------------------------------- servers
 
 
-@pytest.fixture(scope="session")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    """One self-signed certificate per session, shared by Dovecot and the SMTP sink."""
-    if shutil.which("openssl") is None:
-        servers_unavailable("openssl is not installed")
-    return make_self_signed_cert(tmp_path_factory.mktemp("tls"))
-
-
-class DovecotPool:
-    """One Dovecot per personality, started on first use, stopped at session end."""
-
-    def __init__(self, tls: TlsFiles, binary: str) -> None:
-        self._tls = tls
-        self._binary = binary
-        self._servers: dict[str, Dovecot] = {}
-        self._lock = threading.Lock()
-
-    def get(self, personality: str = "standard") -> Dovecot:
-        with self._lock:
-            server = self._servers.get(personality)
-            if server is None:
-                server = Dovecot(self._tls, PERSONALITIES[personality], binary=self._binary)
-                server.start()
-                self._servers[personality] = server
-            return server
-
-    def stop(self) -> None:
-        # In parallel: each Dovecot takes ~1 s to exit (its log process lingers).
-        with self._lock:
-            stoppers = [threading.Thread(target=server.stop) for server in self._servers.values()]
-            for thread in stoppers:
-                thread.start()
-            for thread in stoppers:
-                thread.join()
-            self._servers.clear()
+def available(get: Callable[..., _T], *args: str) -> _T:
+    """``get(*args)``, or skip (fail under FOLLOWUP_REQUIRE_SERVERS) if the server is missing."""
+    try:
+        return get(*args)
+    except ServerUnavailable as exc:
+        servers_unavailable(str(exc))
 
 
 @pytest.fixture(scope="session")
-def dovecot_pool(tls_files: TlsFiles) -> Iterator[DovecotPool]:
-    binary = find_dovecot()
-    if binary is None:
-        servers_unavailable("dovecot is not installed (Debian: apt-get install dovecot-imapd)")
-    if os.geteuid() != 0:
-        servers_unavailable("the Dovecot test server needs root (it runs as dovenull/dovecot/mail)")
-    pool = DovecotPool(tls_files, binary)
+def server_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPool]:
+    """Every server the session needs, one per personality, stopped at session end."""
+    pool = ServerPool(tmp_path_factory.mktemp("tls"))
     yield pool
     pool.stop()
 
 
 @pytest.fixture(scope="session")
-def dovecot_server(dovecot_pool: DovecotPool) -> Dovecot:
+def tls_files(server_pool: ServerPool) -> TlsFiles:
+    """One self-signed certificate per session, shared by Dovecot and the SMTP sink."""
+    return available(server_pool.tls)
+
+
+@pytest.fixture(scope="session")
+def dovecot_server(server_pool: ServerPool) -> Dovecot:
     """The session's Dovecot with the standard personality."""
-    return dovecot_pool.get("standard")
+    server = available(server_pool.get, "standard")
+    assert isinstance(server, Dovecot)
+    return server
+
+
+@pytest.fixture(scope="session")
+def pymap_server(server_pool: ServerPool) -> PymapServer:
+    """The session's in-memory pymap server."""
+    server = available(server_pool.get, "pymap")
+    assert isinstance(server, PymapServer)
+    return server
+
+
+@pytest.fixture(scope="session")
+def cyrus_server(server_pool: ServerPool) -> Cyrus:
+    """The session's Cyrus IMAP (plaintext loopback, SPECIAL-USE folders)."""
+    server = available(server_pool.get, "cyrus")
+    assert isinstance(server, Cyrus)
+    return server
 
 
 @pytest.fixture
-def dovecot_account(dovecot_server: Dovecot) -> ImapAccount:
-    """A fresh, empty user on the standard Dovecot."""
-    return dovecot_server.new_account()
-
-
-@pytest.fixture
-def make_dovecot_account(dovecot_pool: DovecotPool) -> Callable[[str], ImapAccount]:
-    """make_dovecot_account("german") -> a fresh user on that personality's Dovecot."""
+def make_account(server_pool: ServerPool) -> Iterator[Callable[[str], ImapAccount]]:
+    """make_account("german") -> a fresh user on that personality's server (any of
+    ALL_PERSONALITIES); what it used is freed after the test."""
+    made: list[tuple[ImapServer, ImapAccount]] = []
 
     def make(personality: str = "standard") -> ImapAccount:
-        return dovecot_pool.get(personality).new_account()
+        server = available(server_pool.get, personality)
+        account = server.new_account()
+        made.append((server, account))
+        return account
 
-    return make
-
-
-@pytest.fixture(scope="session")
-def pymap_server() -> Iterator[PymapServer]:
-    with PymapServer() as server:
-        yield server
+    yield make
+    for server, account in made:
+        server.forget(account)
 
 
 @pytest.fixture
-def pymap_account(pymap_server: PymapServer) -> Iterator[ImapAccount]:
+def dovecot_account(make_account: Callable[[str], ImapAccount]) -> ImapAccount:
+    """A fresh, empty user on the standard Dovecot."""
+    return make_account("standard")
+
+
+@pytest.fixture
+def pymap_account(make_account: Callable[[str], ImapAccount]) -> ImapAccount:
     """A fresh user on the session's in-memory pymap server (forgotten afterwards)."""
-    account = pymap_server.new_account()
-    yield account
-    pymap_server.remove_user(account.username)
-
-
-@pytest.fixture(params=["dovecot", "pymap"], ids=["dovecot", "pymap"])
-def imap_account(request: pytest.FixtureRequest) -> ImapAccount:
-    """The contract-suite account: the test runs once on Dovecot and once on pymap."""
-    account = request.getfixturevalue(f"{request.param}_account")
-    assert isinstance(account, ImapAccount)
-    return account
-
-
-@pytest.fixture(scope="session")
-def cyrus_server() -> Iterator[Cyrus]:
-    """The session's Cyrus IMAP (plaintext loopback, SPECIAL-USE folders)."""
-    if find_cyrus() is None:
-        servers_unavailable(
-            "Cyrus IMAP is not installed (Debian: apt-get install cyrus-common sasl2-bin, "
-            "then unpack cyrus-imapd's imapd, see .ci/run)"
-        )
-    if os.geteuid() != 0:
-        servers_unavailable("the Cyrus test server needs root (it runs as the cyrus user)")
-    with Cyrus() as server:
-        yield server
+    return make_account("pymap")
 
 
 @pytest.fixture
-def cyrus_account(cyrus_server: Cyrus) -> ImapAccount:
+def cyrus_account(make_account: Callable[[str], ImapAccount]) -> ImapAccount:
     """A fresh user on the session's Cyrus."""
-    return cyrus_server.new_account()
+    return make_account("cyrus")
+
+
+@pytest.fixture(params=["dovecot", "pymap"])
+def imap_account(request: pytest.FixtureRequest,
+                 make_account: Callable[[str], ImapAccount]) -> ImapAccount:
+    """The contract-suite account: the test runs once on Dovecot and once on pymap."""
+    return make_account("standard" if request.param == "dovecot" else "pymap")
 
 
 @pytest.fixture(params=ALL_PERSONALITIES)
-def personality_account(request: pytest.FixtureRequest) -> ImapAccount:
+def personality_account(request: pytest.FixtureRequest,
+                        make_account: Callable[[str], ImapAccount]) -> ImapAccount:
     """A fresh account on each server personality in turn (one server per personality)."""
-    name = request.param
-    if name in ("pymap", "cyrus"):
-        account = request.getfixturevalue(f"{name}_account")
-    else:
-        account = request.getfixturevalue("make_dovecot_account")(name)
-    assert isinstance(account, ImapAccount)
-    return account
+    return make_account(request.param)
 
 
 @pytest.fixture

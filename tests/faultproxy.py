@@ -283,8 +283,12 @@ class FaultProxy:
         if fault.kind == "stall":
             deadline = time.monotonic() + fault.seconds
             while time.monotonic() < deadline and not self._stop.is_set():
-                if connection.closed.wait(0.05):
+                if connection.closed.is_set():
                     return False  # the client gave up (its timeout) and closed
+                # time.sleep, not Event.wait(timeout): under `faketime` a timed wait on a
+                # lock never times out (libfaketime shifts CLOCK_MONOTONIC, and the lock's
+                # absolute deadline is then months ahead of the kernel's clock).
+                time.sleep(0.05)
             return not connection.closed.is_set()
         if fault.kind == "garbage":
             with contextlib.suppress(OSError):

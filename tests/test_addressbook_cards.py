@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from addressbook_cards import ANNA, BROKEN, CARLA, JUERGEN, book_config
 from agent.addressbook.phones import default_region, e164, phone_type
 from agent.addressbook.vcard import decode, read_text
 from agent.config import Config
 from agent.errors import ConfigError
 from agent.model import Phone
+from tests.addressbook_cards import ANNA, BROKEN, CARLA, JUERGEN, book_config
 
 
 def config(extra: str = "", timezone: str = "Europe/Berlin", language: str = "en") -> Config:
@@ -74,7 +74,7 @@ def test_region_from_account_timezone_or_language() -> None:
     assert default_region(config(timezone="Europe/Vienna")) == "AT"
     assert default_region(config(timezone="UTC", language="de")) == "DE"
     assert default_region(config(timezone="UTC", language="en")) is None
-    setting = book_config(timezone="UTC", account='region = "ch"')
+    setting = book_config(timezone="UTC", region="ch")
     assert setting.account.region == "CH"
     assert default_region(setting) == "CH"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from addressbook_cards import ANNA, BROKEN, write_vdir
-from carddav_server import CardDavAccount, free_port
-from servers import ImapAccount
-from support import ME, message, run_cli, write_config
+from tests.addressbook_cards import ANNA, BROKEN, write_vdir
+from tests.carddav_server import CardDavAccount, free_port
+from tests.kit import ME, message, run_cli, write_config
+from tests.servers.account import ImapAccount
 
 NOW_TEXT = "2026-03-01T08:00:00Z"  # Anna's birthday (3 March) is two days ahead
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -43,10 +43,10 @@ def contacts_json(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]
 
 def test_a_scan_reads_the_cards_and_a_deleted_card_goes_at_the_next_scan(
         dovecot_account: ImapAccount, carddav_account: CardDavAccount, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     seed_mail(dovecot_account)
     carddav_account.put("anna.vcf", ANNA)
-    write_config(dovecot_account, tmp_path, extra=dav_book(carddav_account))
+    write_config(monkeypatch, dovecot_account, tmp_path, extra=dav_book(carddav_account))
     code, out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
     assert code == 0, err
     (anna,) = contacts_json(capsys)
@@ -76,10 +76,11 @@ def test_a_scan_reads_the_cards_and_a_deleted_card_goes_at_the_next_scan(
 
 def test_birthday_in_two_days_is_in_the_digest_and_kunden_changes_the_cadence(
         dovecot_account: ImapAccount, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     seed_mail(dovecot_account)
     vdir = write_vdir(tmp_path / "contacts", {"anna.vcf": ANNA})
-    write_config(dovecot_account, tmp_path, extra=f'[[addressbook]]\npath = "{vdir}"\n')
+    write_config(monkeypatch, dovecot_account, tmp_path,
+                 extra=f'[[addressbook]]\npath = "{vdir}"\n')
     assert run_cli(["--now", NOW_TEXT, "scan"], capsys)[0] == 0
     (anna,) = contacts_json(capsys)
     assert (anna["status"], anna["cadence_days"]) == ("ok", 90)
@@ -90,7 +91,7 @@ def test_birthday_in_two_days_is_in_the_digest_and_kunden_changes_the_cadence(
 
     # CATEGORIES:Kunden + a tag rule: every 30 days, so 50 days after the last mail she is
     # overdue; the rule is named as the reason.
-    write_config(dovecot_account, tmp_path, extra=f"""
+    write_config(monkeypatch, dovecot_account, tmp_path, extra=f"""
 [[policy.rule]]
 tag = "kunden"
 cadence_days = 30
@@ -107,14 +108,14 @@ path = "{vdir}"
 
 def test_broken_cards_a_wrong_password_and_a_dead_server_never_stop_the_mail_scan(
         dovecot_account: ImapAccount, carddav_account: CardDavAccount, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     seed_mail(dovecot_account)
     vdir = write_vdir(tmp_path / "contacts", {"anna.vcf": ANNA, "broken.vcf": BROKEN})
     books = (f'[[addressbook]]\nname = "Files"\npath = "{vdir}"\n'
              + dav_book(carddav_account, password="wrong-password-1234")
              + dav_book(carddav_account, url=f"http://127.0.0.1:{free_port()}/").replace(
                  'name = "Nextcloud"', 'name = "Old server"'))
-    write_config(dovecot_account, tmp_path, extra=books)
+    write_config(monkeypatch, dovecot_account, tmp_path, extra=books)
     code, out, err = run_cli(["--now", NOW_TEXT, "-v", "scan"], capsys)
     assert code == 0, err
     assert "new exchange(s)" in out  # the mail scan completed

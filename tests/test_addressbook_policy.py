@@ -9,12 +9,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from addressbook_cards import book_config
 from agent import digest, policy
 from agent.config import Config
 from agent.model import Contact, Phone
 from agent.plan import Plan
 from agent.render import Renderer
+from tests.addressbook_cards import book_config
+from tests.kit import make_contact
 
 TZ = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -30,13 +31,11 @@ def person(contact_id: int, days_ago: int | None, **values: object) -> Contact:
     """A contact with mail ``days_ago`` (both ways), or None: known only from a card."""
     mail = days_ago is not None
     when = NOW - timedelta(days=days_ago or 0) if mail else NEVER
-    base = Contact(id=contact_id, name=f"Person {contact_id}", email=f"p{contact_id}@example.org",
-                   addresses=(f"p{contact_id}@example.org",), last_exchange=when,
-                   last_direction="out", last_subject="Hi" if mail else "", last_folder="Sent",
-                   last_message_id=None, last_in=when if mail else None,
-                   last_out=when if mail else None, messages_in=int(mail),
-                   messages_out=int(mail))
-    return replace(base, **values)  # type: ignore[arg-type]
+    base = make_contact(contact_id, when, "out", (f"p{contact_id}@example.org",),
+                        name=f"Person {contact_id}", subject="Hi" if mail else "",
+                        message_id=None, messages=(int(mail), int(mail)))
+    return replace(base, last_in=when if mail else None, last_out=when if mail else None,
+                   **values)  # type: ignore[arg-type]
 
 
 def states(contacts: list[Contact], extra: str = "") -> list[policy.ContactState]:

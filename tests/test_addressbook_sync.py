@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from addressbook_cards import ANNA, CARLA, GOOD_CARDS, book_config, write_vcf, write_vdir
 from agent import cardsync, decisions, plan, policy
 from agent.config import Config
 from agent.model import Contact
 from agent.store import Store
 from agent.store.ledger import ExchangeRow, MessageRow
-from carddav_server import CardDavAccount, free_port
+from tests.addressbook_cards import ANNA, CARLA, GOOD_CARDS, book_config, write_vcf, write_vdir
+from tests.carddav_server import CardDavAccount, free_port
 
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)  # a Sunday; Anna's birthday is on 3 March
 

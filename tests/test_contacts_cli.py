@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from servers import ImapAccount
-from support import ME, message, run_cli, write_config
+from tests.kit import ME, message, run_cli, write_config
+from tests.servers.account import ImapAccount
 
 NOW = "2026-06-15T07:00:00Z"  # the user's day in Berlin: 2026-06-15
 ANNA = "anna@studio.example"
@@ -52,15 +52,17 @@ def mailbox(dovecot_account: ImapAccount) -> ImapAccount:
 
 
 @pytest.fixture
-def ledger(mailbox: ImapAccount, tmp_path: Path, capsys: Capsys) -> ImapAccount:
+def ledger(mailbox: ImapAccount, tmp_path: Path, capsys: Capsys,
+           monkeypatch: pytest.MonkeyPatch) -> ImapAccount:
     """The mailbox, scanned with the default policy."""
-    write_config(mailbox, tmp_path)
+    write_config(monkeypatch, mailbox, tmp_path)
     ok(capsys, "scan")
     return mailbox
 
 
-def scanned_with(account: ImapAccount, tmp_path: Path, capsys: Capsys, extra: str) -> None:
-    write_config(account, tmp_path, extra=extra)
+def scanned_with(monkeypatch: pytest.MonkeyPatch, account: ImapAccount, tmp_path: Path,
+                 capsys: Capsys, extra: str) -> None:
+    write_config(monkeypatch, account, tmp_path, extra=extra)
     ok(capsys, "scan")
 
 
@@ -224,8 +226,9 @@ def test_ignore_and_unignore(ledger: ImapAccount, capsys: Capsys) -> None:
 
 
 def test_unignore_says_when_a_rule_still_ignores(mailbox: ImapAccount, tmp_path: Path,
-                                                 capsys: Capsys) -> None:
-    scanned_with(mailbox, tmp_path, capsys,
+                                                 capsys: Capsys,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    scanned_with(monkeypatch, mailbox, tmp_path, capsys,
                  '[[policy.rule]]\nmatch = "*@bigcorp.example"\nignore = true\n')
     bob = contact_id(capsys, BOB)
     ok(capsys, "ignore", BOB)
@@ -243,8 +246,8 @@ def test_unignore_says_when_a_rule_still_ignores(mailbox: ImapAccount, tmp_path:
 
 
 def test_cadence_and_back_to_default(mailbox: ImapAccount, tmp_path: Path,
-                                     capsys: Capsys) -> None:
-    scanned_with(mailbox, tmp_path, capsys,
+                                     capsys: Capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    scanned_with(monkeypatch, mailbox, tmp_path, capsys,
                  '[[policy.rule]]\nmatch = "*@studio.example"\ncadence_days = 200\n')
     assert records(capsys)[ANNA]["status"] == "ok"  # 2026-01-10 + 200 days
     out = ok(capsys, "cadence", ANNA, "30")
@@ -279,8 +282,10 @@ def test_a_negative_cadence_is_refused(ledger: ImapAccount, capsys: Capsys) -> N
 # --------------------------------------------------------------------------- tags
 
 
-def test_tags_and_a_tag_rule(mailbox: ImapAccount, tmp_path: Path, capsys: Capsys) -> None:
-    scanned_with(mailbox, tmp_path, capsys, '[[policy.rule]]\ntag = "client"\ncadence_days = 30\n')
+def test_tags_and_a_tag_rule(mailbox: ImapAccount, tmp_path: Path, capsys: Capsys,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    scanned_with(monkeypatch, mailbox, tmp_path, capsys,
+                 '[[policy.rule]]\ntag = "client"\ncadence_days = 30\n')
     out = ok(capsys, "tag", BOB, "Client", "family,friends")
     assert out == (f"tags of Bob Baker <{BOB}>: client, family, friends; cadence every 30 days "
                    "(rule tag:client)\n")

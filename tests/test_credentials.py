@@ -12,7 +12,7 @@ import pytest
 
 from agent import credentials
 from agent.errors import CredentialError
-from servers import MemoryKeyring
+from tests.servers.keyring import MemoryKeyring
 
 
 def _script(tmp_path: Path, body: str) -> str:

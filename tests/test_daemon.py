@@ -26,8 +26,10 @@ from agent.daemon import Backoff, Daemon, digest_moment
 from agent.errors import CredentialError
 from agent.store import Store
 from agent.store.database import exclusive_lock
-from servers import ImapAccount, PymapServer, free_port
-from support import ME, message, run_cli, write_config
+from tests.kit import ME, message, run_cli, write_config
+from tests.servers.account import ImapAccount
+from tests.servers.base import free_port
+from tests.servers.pymap import PymapServer
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -87,8 +89,9 @@ def digests(config: Config) -> dict[str, datetime]:
 
 
 @pytest.fixture
-def pymap_config(pymap_account: ImapAccount, tmp_path: Path) -> Config:
-    path = write_config(pymap_account, tmp_path, extra="send_empty = true\n\n"
+def pymap_config(pymap_account: ImapAccount, tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> Config:
+    path = write_config(monkeypatch, pymap_account, tmp_path, extra="send_empty = true\n\n"
                         "[daemon]\nscan_interval = \"6h\"\n")
     return load_config(path)
 
@@ -214,25 +217,9 @@ def test_survives_the_server_going_away_and_coming_back(
     """Nothing listens at first, then the server refuses the login, then all is well."""
     port = free_port()
     password = "demo-Pa55-" + os.urandom(4).hex()
-    config_path = tmp_path / "config.toml"
-    config_path.write_text(f"""
-[account]
-email = "{ME}"
-[imap]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-username = "later"
-timeout = 5
-[storage]
-path = "{tmp_path / 'followup.db'}"
-[digest]
-timezone = "Europe/Berlin"
-time = "07:30"
-""")
-    config_path.chmod(0o600)
+    config = load_config(write_config(monkeypatch, None, tmp_path, host="127.0.0.1", port=port,
+                                      username="later", timeout=5, extra='time = "07:30"\n'))
     monkeypatch.setenv("FOLLOWUP_IMAP_PASSWORD", password)
-    config = load_config(config_path)
 
     start = berlin(2026, 2, 2, 5, 0)
     clock = FakeClock(start)
@@ -280,22 +267,12 @@ def server_client(server: PymapServer, password: str) -> Any:
     return client
 
 
-def test_config_and_credential_errors_stop_the_daemon(tmp_path: Path) -> None:
+def test_config_and_credential_errors_stop_the_daemon(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()
-    config_path = tmp_path / "config.toml"
-    config_path.write_text(f"""
-[account]
-email = "{ME}"
-[imap]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-[storage]
-path = "{tmp_path / 'followup.db'}"
-""")
-    config_path.chmod(0o600)
+    config = load_config(write_config(monkeypatch, None, tmp_path, host="127.0.0.1", port=port))
     clock = FakeClock(berlin(2026, 2, 2, 5, 0))
-    daemon = Daemon(load_config(config_path), now=clock, sleep=clock.sleep)
+    daemon = Daemon(config, now=clock, sleep=clock.sleep)
     with pytest.raises(CredentialError, match="no IMAP password"):
         daemon.run()
 
@@ -304,10 +281,11 @@ path = "{tmp_path / 'followup.db'}"
 
 
 def test_run_once_runs_one_cycle_and_records_it(
-        pymap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        pymap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     now = berlin(2026, 4, 14, 9, 0)
     seed(pymap_account, now)
-    path = write_config(pymap_account, tmp_path)
+    path = write_config(monkeypatch, pymap_account, tmp_path)
     code, out, err = run_cli(["--now", now.isoformat(), "run", "--once"], capsys)
     assert code == 0, out + err
     assert "scanned" in out
@@ -319,8 +297,9 @@ def test_run_once_runs_one_cycle_and_records_it(
 
 
 def test_second_daemon_on_one_database_stops_with_a_message(
-        pymap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write_config(pymap_account, tmp_path)
+        pymap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_config(monkeypatch, pymap_account, tmp_path)
     database = load_config(path).storage.path
     with exclusive_lock(database.with_name(database.name + ".run"), wait=0):
         started = time.monotonic()
@@ -333,7 +312,7 @@ def test_second_daemon_on_one_database_stops_with_a_message(
 def test_run_once_waits_briefly_for_a_busy_database_then_says_so(
         pymap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write_config(pymap_account, tmp_path)
+    path = write_config(monkeypatch, pymap_account, tmp_path)
     monkeypatch.setattr(service, "working", functools.partial(service.working, wait=0.5))
     with exclusive_lock(load_config(path).storage.path, wait=0):
         code, _, err = run_cli(["run", "--once"], capsys)
@@ -357,10 +336,10 @@ def big_mailbox(dovecot_account: ImapAccount) -> Iterator[tuple[ImapAccount, int
 
 @pytest.mark.slow
 def test_sigterm_finishes_the_batch_and_exits_0(big_mailbox: tuple[ImapAccount, int],
-                                                tmp_path: Path) -> None:
+                                                tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     account, count = big_mailbox
-    path = write_config(account, tmp_path)
-    path.write_text(path.read_text().replace("timeout = 10", "timeout = 10\nbatch_size = 10"))
+    path = write_config(monkeypatch, account, tmp_path, batch_size=10)
     database = load_config(path).storage.path
     env = {**os.environ, "FOLLOWUP_NOW": "2026-01-10T05:00:00+01:00"}
     process = subprocess.Popen([sys.executable, "-m", "agent", "run"], env=env,

@@ -22,10 +22,13 @@ from agent.demo import DemoSession
 from agent.demo_mail import ME, STORIES, generate
 from agent.digest import DIGEST_HEADER
 from agent.drafts.compose import CHECKIN_HEADER
-from servers import MemoryKeyring
-from support import run_cli
+from tests.kit import run_cli
+from tests.servers.keyring import MemoryKeyring
 
 NOW = datetime(2026, 3, 10, 8, 15, tzinfo=UTC)
+NOW_TEXT = "2026-03-10T08:15:00Z"
+# The demo's digest uses the machine's zone (TZ first): pin it, as the clock is pinned.
+ZONE = "Europe/Berlin"
 
 
 def parse(raw: bytes) -> email.message.EmailMessage:
@@ -66,6 +69,7 @@ def test_generated_mailbox_is_realistic_and_deterministic() -> None:
 def test_demo_session_runs_the_loop_against_its_server(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("FOLLOWUP_IMAP_PASSWORD", "the user's own, untouched")
+    monkeypatch.setenv("TZ", ZONE)
     before = keyring.get_keyring()
     with DemoSession(NOW, language="de", directory=tmp_path) as session:
         result = session.run()
@@ -131,10 +135,13 @@ def test_demo_without_pymap_says_what_to_install(monkeypatch: pytest.MonkeyPatch
 def test_followup_demo_end_to_end(tmp_path: Path) -> None:
     """What `make demo` runs: the real command in a fresh process, then a mail client's look."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "150", "LANG": "C.UTF-8",
-           "FOLLOWUP_CONFIG": str(tmp_path / "nothing-here.toml"), "TMPDIR": str(tmp_path)}
+           "FOLLOWUP_CONFIG": str(tmp_path / "nothing-here.toml"), "TMPDIR": str(tmp_path),
+           "TZ": ZONE}
     env.pop("FOLLOWUP_IMAP_PASSWORD", None)
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "-m", "agent", "demo", "--keep-running"],
+    # A fixed day: which contacts are picked depends on the date and the time of day.
+    process = subprocess.Popen([sys.executable, "-m", "agent", "--now", NOW_TEXT, "demo",
+                                "--keep-running"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=env, cwd=tmp_path)
     lines: list[str] = []

@@ -25,20 +25,32 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 
 from agent import digest, doctor, policy, sendmail, service
-from agent.config import Config, load_config, parse_config_text
+from agent.config import Config, load_config
 from agent.errors import DeliveryError
-from agent.model import Contact, Direction
+from agent.model import Contact
 from agent.plan import Plan
 from agent.render import Renderer
 from agent.store import Store
-from servers import ImapAccount, SmtpSink, TlsFiles, free_port
-from support import ME, message, run_cli, write_config
+from tests.kit import (
+    ME,
+    flag,
+    make_config,
+    make_contact,
+    message,
+    run_cli,
+    servers_unavailable,
+    write_config,
+)
+from tests.servers.account import ImapAccount
+from tests.servers.base import free_port
+from tests.servers.smtp import SmtpSink
+from tests.servers.tls import TlsFiles
 
 NOW = datetime(2026, 11, 26, 6, 30, tzinfo=UTC)  # 07:30 in Berlin, a Thursday
 NOW_TEXT = "2026-11-26T06:30:00Z"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 # FOLLOWUP_UPDATE_GOLDEN=1 pytest tests/test_digest.py rewrites the golden files.
-UPDATE_GOLDEN = os.environ.get("FOLLOWUP_UPDATE_GOLDEN", "") not in ("", "0")
+UPDATE_GOLDEN = flag("FOLLOWUP_UPDATE_GOLDEN")
 EVIL_NAME = "<script>alert(1)</script>"
 EVIL_SUBJECT = '"><img src=x onerror=alert(2)> & more'
 
@@ -46,46 +58,26 @@ EVIL_SUBJECT = '"><img src=x onerror=alert(2)> & more'
 # --------------------------------------------------------------------------- a fixed day
 
 
-def make_config(language: str = "en", extra: str = "") -> Config:
-    return parse_config_text(f"""
-[account]
-email = "{ME}"
-name = "Mia Exämple"
-
-[imap]
-host = "imap.example.org"
-
-[digest]
-timezone = "Europe/Berlin"
-language = "{language}"
-{extra}
-""")
-
-
-def person(contact_id: int, name: str, address: str, direction: Direction, days: int,
-           subject: str, **decisions: object) -> Contact:
-    last = NOW - timedelta(days=days, hours=3)
-    return Contact(
-        id=contact_id, name=name, email=address, addresses=(address,), last_exchange=last,
-        last_direction=direction, last_subject=subject,
-        last_folder="INBOX" if direction == "in" else "Sent",
-        last_message_id=f"<m{contact_id}@example.net>",
-        last_in=last if direction == "in" else None, last_out=last if direction == "out" else None,
-        messages_in=4, messages_out=3, **decisions,
-    )
+def ago(days: int) -> datetime:
+    """A last exchange `days` (and three hours) before NOW."""
+    return NOW - timedelta(days=days, hours=3)
 
 
 PEOPLE = [
-    person(1, "Jürgen Weiß", "juergen@example.net", "in", 12, "Angebot für März?"),
-    person(2, "Ann Example", "ann@studio.example", "out", 120, "Photos from the launch"),
-    person(3, "", "booking@bigcorp.example", "out", 80, ""),
-    person(4, EVIL_NAME, "evil@example.com", "out", 100, EVIL_SUBJECT),
-    person(5, "Zoë O'Brien", "zoe+work@example.org", "out", 95, "Re: Fotos & Rechnung"),
-    person(6, "Carl Diaz", "carl@example.com", "out", 89, "Lunch?"),
-    person(7, "Dora Fine", "dora@example.com", "in", 3, "Thanks!"),
-    person(8, "Sam Snooze", "sam@example.com", "out", 200, "Later",
-           snooze_until=date(2026, 12, 31)),
-    person(9, "Ivy Ignored", "ivy@example.com", "out", 300, "Old", ignored=True),
+    make_contact(1, ago(12), "in", ["juergen@example.net"], name="Jürgen Weiß",
+                 subject="Angebot für März?"),
+    make_contact(2, ago(120), "out", ["ann@studio.example"], name="Ann Example",
+                 subject="Photos from the launch"),
+    make_contact(3, ago(80), "out", ["booking@bigcorp.example"], name="", subject=""),
+    make_contact(4, ago(100), "out", ["evil@example.com"], name=EVIL_NAME, subject=EVIL_SUBJECT),
+    make_contact(5, ago(95), "out", ["zoe+work@example.org"], name="Zoë O'Brien",
+                 subject="Re: Fotos & Rechnung"),
+    make_contact(6, ago(89), "out", ["carl@example.com"], name="Carl Diaz", subject="Lunch?"),
+    make_contact(7, ago(3), "in", ["dora@example.com"], name="Dora Fine", subject="Thanks!"),
+    make_contact(8, ago(200), "out", ["sam@example.com"], name="Sam Snooze", subject="Later",
+                 snooze_until=date(2026, 12, 31)),
+    make_contact(9, ago(300), "out", ["ivy@example.com"], name="Ivy Ignored", subject="Old",
+                 ignored=True),
 ]
 
 
@@ -161,7 +153,7 @@ def page_text(markup: str) -> TextOf:
 
 @pytest.mark.parametrize("language", ["en", "de"])
 def test_golden_digest(language: str) -> None:
-    config = make_config(language)
+    config = make_config(language=language)
     rendered = digest.render(config, make_plan(config), NOW, Renderer(config))
     assert rendered.problems == ()
     for suffix, content in (("txt", rendered.text), ("html", rendered.html)):
@@ -176,7 +168,7 @@ def test_golden_digest(language: str) -> None:
 
 
 def test_subject_says_the_count_in_both_languages() -> None:
-    en, de = make_config("en"), make_config("de")
+    en, de = make_config(language="en"), make_config(language="de")
     assert digest.render(en, make_plan(en), NOW, Renderer(en)).subject == (
         "3 people to contact today – Thursday 2026-11-26")
     assert digest.render(de, make_plan(de), NOW, Renderer(de)).subject == (
@@ -189,7 +181,7 @@ def test_subject_says_the_count_in_both_languages() -> None:
 
 
 def test_content_picks_first_then_the_rest_with_evidence() -> None:
-    config = make_config("en")
+    config = make_config(language="en")
     plan = make_plan(config)
     rendered = digest.render(config, plan, NOW, Renderer(config))
     text = rendered.text
@@ -218,7 +210,7 @@ def test_content_picks_first_then_the_rest_with_evidence() -> None:
 
 
 def test_german_wording() -> None:
-    config = make_config("de")
+    config = make_config(language="de")
     rendered = digest.render(config, make_plan(config), NOW, Renderer(config))
     assert "Wartet seit 12 Tagen auf deine Antwort" in rendered.text
     assert "letzte Mail vor 12 Tagen (14.11.2026), an dich" in rendered.text
@@ -230,10 +222,11 @@ def test_german_wording() -> None:
 
 
 def test_hostile_names_and_subjects_are_escaped_and_links_stay_links() -> None:
-    config = make_config("en", "send_empty = true")
-    evil = [person(1, EVIL_NAME, 'x"><script>@evil.example', "in", 20, EVIL_SUBJECT),
-            person(2, "Line\r\nBcc: victim@example.com", "two@example.com", "out", 120,
-                   "Hi\r\nX-Injected: yes")]
+    config = make_config(extra="send_empty = true")
+    evil = [make_contact(1, ago(20), "in", ['x"><script>@evil.example'], name=EVIL_NAME,
+                         subject=EVIL_SUBJECT),
+            make_contact(2, ago(120), "out", ["two@example.com"],
+                         name="Line\r\nBcc: victim@example.com", subject="Hi\r\nX-Injected: yes")]
     plan = make_plan(config, evil)
     rendered = digest.render(config, plan, NOW, Renderer(config))
     page = page_text(rendered.html)
@@ -269,7 +262,7 @@ def test_mailto_encoding() -> None:
 
 
 def test_message_headers_and_parts() -> None:
-    config = make_config("de")
+    config = make_config(language="de", name="Mia Exämple")
     msg = digest.build(config, make_plan(config), NOW, Renderer(config))
     raw = msg.as_bytes(policy=SMTP)
     assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only
@@ -299,7 +292,7 @@ def test_message_headers_and_parts() -> None:
 def test_the_scanner_does_not_count_the_digest() -> None:
     from agent.headers.meta import parse_message
 
-    config = make_config("en")
+    config = make_config(language="en")
     raw = digest.build(config, make_plan(config), NOW, Renderer(config)).as_bytes(policy=SMTP)
     meta = parse_message(raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n", NOW, NOW)
     assert meta.automated == "followup-digest"
@@ -310,7 +303,7 @@ def test_a_broken_user_template_falls_back_and_names_file_and_line(tmp_path: Pat
     user.mkdir()
     (user / "digest.txt.j2").write_text("Hello\n{{ picks[0].nmae }}\n")
     (user / "digest.subject.j2").write_text("Heute: {{ picks|length }}\n")
-    config = make_config("en", f'[templates]\ndir = "{user}"')
+    config = make_config(templates=user)
     rendered = digest.render(config, make_plan(config), NOW, Renderer(config))
     assert rendered.subject == "Heute: 3"  # a working user template is used
     assert rendered.text.startswith("Heute: 3\n")  # the default text, with that subject
@@ -354,8 +347,9 @@ def digests_in(account: ImapAccount) -> list[tuple[bytes, set[str]]]:
 
 
 def test_imap_delivery_appends_unseen_once_a_day(imap_account: ImapAccount,
-                                                  tmp_path: Path) -> None:
-    config = load_config(write_config(imap_account, tmp_path))
+                                                  tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_config(write_config(monkeypatch, imap_account, tmp_path))
     config = replace(config, digest=replace(config.digest, language="de"))
     plan = make_plan(config)
     with Store(config.storage.path) as store, service.connect(config) as mailbox:
@@ -393,9 +387,10 @@ def smtp_extra(sink: SmtpSink | Controller, *, security: str, username: str | No
     return "\n".join(lines)
 
 
-def smtp_config(account: ImapAccount, tmp_path: Path, sink: SmtpSink | Controller,
-                **kwargs: str) -> Config:
-    return load_config(write_config(account, tmp_path, extra=smtp_extra(sink, **kwargs)))
+def smtp_config(monkeypatch: pytest.MonkeyPatch, account: ImapAccount, tmp_path: Path,
+                sink: SmtpSink | Controller, **kwargs: str) -> Config:
+    return load_config(write_config(monkeypatch, account, tmp_path,
+                                    extra=smtp_extra(sink, **kwargs)))
 
 
 @pytest.fixture
@@ -408,8 +403,9 @@ def offline_account() -> ImapAccount:
 
 
 def test_smtp_delivery_plain_relay_without_auth(smtp_sink: SmtpSink, tmp_path: Path,
-                                                 offline_account: ImapAccount) -> None:
-    config = smtp_config(offline_account, tmp_path, smtp_sink, security="none")
+                                                 offline_account: ImapAccount,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    config = smtp_config(monkeypatch, offline_account, tmp_path, smtp_sink, security="none")
     with Store(config.storage.path) as store:
         result = digest.deliver(config, store, None, make_plan(config), NOW)
         assert store.journal.digest_sent(result.day)
@@ -429,7 +425,7 @@ def test_smtp_delivery_starttls_and_auth(smtp_sink_tls: SmtpSink, tmp_path: Path
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     assert smtp_sink_tls.password and smtp_sink_tls.username
     monkeypatch.setenv("FOLLOWUP_SMTP_PASSWORD", smtp_sink_tls.password)
-    config = smtp_config(offline_account, tmp_path, smtp_sink_tls, security="starttls",
+    config = smtp_config(monkeypatch, offline_account, tmp_path, smtp_sink_tls, security="starttls",
                          username=smtp_sink_tls.username, ca_file=smtp_sink_tls.ca_file or "")
     config = replace(config, digest=replace(config.digest, language="de"))
     with Store(config.storage.path) as store:
@@ -469,13 +465,14 @@ def smtps_server(tls_files: TlsFiles) -> Iterator[tuple[Controller, Collector]]:
 @pytest.mark.integration
 def test_smtp_delivery_over_implicit_tls(smtps_server: tuple[Controller, Collector],
                                          tls_files: TlsFiles, tmp_path: Path,
-                                         offline_account: ImapAccount) -> None:
+                                         offline_account: ImapAccount,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     controller, handler = smtps_server
-    untrusting = smtp_config(offline_account, tmp_path, controller, security="ssl")
+    untrusting = smtp_config(monkeypatch, offline_account, tmp_path, controller, security="ssl")
     with Store(untrusting.storage.path) as store, pytest.raises(DeliveryError,
                                                                 match="could not be verified"):
         digest.deliver(untrusting, store, None, make_plan(untrusting), NOW)
-    config = smtp_config(offline_account, tmp_path, controller, security="ssl",
+    config = smtp_config(monkeypatch, offline_account, tmp_path, controller, security="ssl",
                          ca_file=str(tls_files.cert_file))
     with Store(config.storage.path) as store:
         assert digest.deliver(config, store, None, make_plan(config), NOW).delivered
@@ -486,8 +483,9 @@ def test_smtp_delivery_over_implicit_tls(smtps_server: tuple[Controller, Collect
 
 
 def test_smtp_refuses_a_server_without_starttls(smtp_sink: SmtpSink, tmp_path: Path,
-                                                offline_account: ImapAccount) -> None:
-    config = smtp_config(offline_account, tmp_path, smtp_sink, security="starttls")
+                                                offline_account: ImapAccount,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    config = smtp_config(monkeypatch, offline_account, tmp_path, smtp_sink, security="starttls")
     with Store(config.storage.path) as store:
         with pytest.raises(DeliveryError, match="does not offer STARTTLS"):
             digest.deliver(config, store, None, make_plan(config), NOW)
@@ -499,7 +497,7 @@ def test_smtp_wrong_password_is_one_clear_line(smtp_sink_tls: SmtpSink, tmp_path
                                                offline_account: ImapAccount,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FOLLOWUP_SMTP_PASSWORD", "Wr0ng-Pa55word-xyz")
-    config = smtp_config(offline_account, tmp_path, smtp_sink_tls, security="starttls",
+    config = smtp_config(monkeypatch, offline_account, tmp_path, smtp_sink_tls, security="starttls",
                          username=smtp_sink_tls.username or "",
                          ca_file=smtp_sink_tls.ca_file or "")
     with Store(config.storage.path) as store, pytest.raises(DeliveryError) as caught:
@@ -513,7 +511,7 @@ def test_smtp_unverified_certificate(smtp_sink_tls: SmtpSink, tmp_path: Path,
                                      offline_account: ImapAccount,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FOLLOWUP_SMTP_PASSWORD", smtp_sink_tls.password or "")
-    config = smtp_config(offline_account, tmp_path, smtp_sink_tls, security="starttls",
+    config = smtp_config(monkeypatch, offline_account, tmp_path, smtp_sink_tls, security="starttls",
                          username=smtp_sink_tls.username or "")
     with Store(config.storage.path) as store, pytest.raises(DeliveryError,
                                                             match="could not be verified"):
@@ -521,17 +519,19 @@ def test_smtp_unverified_certificate(smtp_sink_tls: SmtpSink, tmp_path: Path,
 
 
 def test_smtp_server_wanting_auth_from_a_config_without_username(
-        smtp_sink_tls: SmtpSink, tmp_path: Path, offline_account: ImapAccount) -> None:
-    config = smtp_config(offline_account, tmp_path, smtp_sink_tls, security="starttls",
+        smtp_sink_tls: SmtpSink, tmp_path: Path, offline_account: ImapAccount,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    config = smtp_config(monkeypatch, offline_account, tmp_path, smtp_sink_tls, security="starttls",
                          ca_file=smtp_sink_tls.ca_file or "")
     with Store(config.storage.path) as store, pytest.raises(DeliveryError) as caught:
         digest.deliver(config, store, None, make_plan(config), NOW)
     assert "refused" in str(caught.value) and "[smtp] username" in str(caught.value)
 
 
-def test_smtp_closed_port(tmp_path: Path, offline_account: ImapAccount) -> None:
+def test_smtp_closed_port(tmp_path: Path, offline_account: ImapAccount,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
     sink = SmtpSink(port=free_port())  # never started
-    config = smtp_config(offline_account, tmp_path, sink, security="none")
+    config = smtp_config(monkeypatch, offline_account, tmp_path, sink, security="none")
     with Store(config.storage.path) as store, pytest.raises(DeliveryError,
                                                             match="refused the connection"):
         digest.deliver(config, store, None, make_plan(config), NOW)
@@ -539,8 +539,9 @@ def test_smtp_closed_port(tmp_path: Path, offline_account: ImapAccount) -> None:
 
 def test_sendmail_refuses_other_recipients_on_the_wire(smtp_sink: SmtpSink,
                                                        tmp_path: Path,
-                                                       offline_account: ImapAccount) -> None:
-    config = smtp_config(offline_account, tmp_path, smtp_sink, security="none")
+                                                       offline_account: ImapAccount,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    config = smtp_config(monkeypatch, offline_account, tmp_path, smtp_sink, security="none")
     assert config.smtp is not None
     msg = digest.build(config, make_plan(config), NOW, Renderer(config))
     msg.replace_header("To", "someone@example.com")
@@ -553,8 +554,9 @@ def test_sendmail_refuses_other_recipients_on_the_wire(smtp_sink: SmtpSink,
 
 
 def test_an_empty_day_sends_nothing_unless_asked(smtp_sink: SmtpSink, tmp_path: Path,
-                                                 offline_account: ImapAccount) -> None:
-    config = smtp_config(offline_account, tmp_path, smtp_sink, security="none")
+                                                 offline_account: ImapAccount,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    config = smtp_config(monkeypatch, offline_account, tmp_path, smtp_sink, security="none")
     with Store(config.storage.path) as store:
         result = digest.deliver(config, store, None, empty_plan(config), NOW)
         assert result.outcome == "nothing_due" and not store.journal.digest_sent(result.day)
@@ -591,9 +593,10 @@ def seed(account: ImapAccount) -> None:
 
 
 def test_cli_digest_end_to_end_once_a_day(dovecot_account: ImapAccount, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+                                          capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     seed(dovecot_account)
-    write_config(dovecot_account, tmp_path)
+    write_config(monkeypatch, dovecot_account, tmp_path)
     code, out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
     assert code == 0, out + err
 
@@ -633,8 +636,9 @@ def test_cli_digest_end_to_end_once_a_day(dovecot_account: ImapAccount, tmp_path
 
 def test_cli_digest_over_smtp_needs_no_imap(smtp_sink: SmtpSink, tmp_path: Path,
                                             offline_account: ImapAccount,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
-    write_config(offline_account, tmp_path,
+                                            capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(monkeypatch, offline_account, tmp_path,
                  extra=smtp_extra(smtp_sink, security="none", digest_keys="send_empty = true"))
     code, out, err = run_cli(["--now", NOW_TEXT, "digest"], capsys)
     assert code == 0, err
@@ -646,8 +650,8 @@ def test_cli_digest_over_smtp_needs_no_imap(smtp_sink: SmtpSink, tmp_path: Path,
 
 def test_cli_digest_smtp_failure_exits_1_without_recording(
         smtp_sink: SmtpSink, tmp_path: Path, offline_account: ImapAccount,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    write_config(offline_account, tmp_path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(monkeypatch, offline_account, tmp_path,
                  extra=smtp_extra(smtp_sink, security="starttls",
                                   digest_keys="send_empty = true"))
     code, _, err = run_cli(["--now", NOW_TEXT, "digest"], capsys)
@@ -674,8 +678,8 @@ def test_cli_templates_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 def test_exported_templates_next_to_the_config_are_used(
         dovecot_account: ImapAccount, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    write_config(dovecot_account, tmp_path, extra="send_empty = true")
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(monkeypatch, dovecot_account, tmp_path, extra="send_empty = true")
     code, _, err = run_cli(["templates", "export", str(tmp_path / "templates")], capsys)
     assert code == 0, err
     subject = tmp_path / "templates" / "digest.subject.j2"
@@ -697,7 +701,7 @@ def test_doctor_checks_smtp_and_templates(dovecot_account: ImapAccount, smtp_sin
                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("FOLLOWUP_SMTP_PASSWORD", smtp_sink_tls.password or "")
-    write_config(dovecot_account, tmp_path, extra=smtp_extra(
+    write_config(monkeypatch, dovecot_account, tmp_path, extra=smtp_extra(
         smtp_sink_tls, security="starttls", username=smtp_sink_tls.username,
         ca_file=smtp_sink_tls.ca_file))
     code, out, err = run_cli(["doctor"], capsys)
@@ -734,10 +738,7 @@ def find_browser() -> str | None:
 def browser_session(tmp_path: Path) -> Iterator[str]:
     binary = find_browser()
     if binary is None:
-        if os.environ.get("FOLLOWUP_REQUIRE_SERVERS", "") not in ("", "0", "false", "no"):
-            pytest.fail("no Chromium found (Debian: apt-get install chromium) and "
-                        "FOLLOWUP_REQUIRE_SERVERS is set", pytrace=False)
-        pytest.skip("no Chromium installed (Debian: apt-get install chromium)")
+        servers_unavailable("no Chromium installed (Debian: apt-get install chromium)")
     yield binary
 
 
@@ -764,7 +765,7 @@ def dump_dom(binary: str, page: Path, profile: Path, timeout: float = 30.0) -> s
 
 @pytest.mark.integration
 def test_html_digest_in_headless_chromium(tmp_path: Path) -> None:
-    config = make_config("en")
+    config = make_config(language="en")
     plan = make_plan(config)
     page = tmp_path / "digest.html"
     page.write_text(digest.render(config, plan, NOW, Renderer(config)).html, encoding="utf-8")

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from servers import ImapAccount, free_port
-from support import run_cli, write_config
+from tests.kit import run_cli, write_config
+from tests.servers.account import ImapAccount
+from tests.servers.base import free_port
 
 
 def test_doctor_reports_sent_and_drafts(dovecot_account: ImapAccount, tmp_path: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
-    write_config(dovecot_account, tmp_path, keyring_password=True)
+                                        capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(monkeypatch, dovecot_account, tmp_path, password="keyring")
     code, out, err = run_cli(["doctor"], capsys)
     assert code == 0, out + err
     assert "Sent folder: 'Sent' (found by flag)" in out
@@ -25,8 +28,9 @@ def test_doctor_reports_sent_and_drafts(dovecot_account: ImapAccount, tmp_path: 
 
 
 def test_doctor_over_verified_tls(dovecot_account: ImapAccount, tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
-    write_config(dovecot_account, tmp_path, security="ssl")
+                                  capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(monkeypatch, dovecot_account, tmp_path, security="ssl")
     code, out, err = run_cli(["doctor"], capsys)
     assert code == 0, out + err
     assert "over TLS" in out
@@ -39,7 +43,7 @@ def _failure(out: str) -> list[str]:
 def test_doctor_wrong_password(dovecot_account: ImapAccount, tmp_path: Path,
                                capsys: pytest.CaptureFixture[str],
                                monkeypatch: pytest.MonkeyPatch) -> None:
-    write_config(dovecot_account, tmp_path)
+    write_config(monkeypatch, dovecot_account, tmp_path)
     monkeypatch.setenv("FOLLOWUP_IMAP_PASSWORD", "Wr0ng-Pa55word-xyz")
     code, out, err = run_cli(["doctor"], capsys)
     assert code == 1
@@ -50,10 +54,9 @@ def test_doctor_wrong_password(dovecot_account: ImapAccount, tmp_path: Path,
 
 
 def test_doctor_closed_port(dovecot_account: ImapAccount, tmp_path: Path,
-                            capsys: pytest.CaptureFixture[str]) -> None:
-    path = write_config(dovecot_account, tmp_path)
-    path.write_text(path.read_text().replace(f"port = {dovecot_account.port}",
-                                             f"port = {free_port()}"))
+                            capsys: pytest.CaptureFixture[str],
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(monkeypatch, dovecot_account, tmp_path, port=free_port())
     code, out, _ = run_cli(["doctor"], capsys)
     assert code == 1
     failures = _failure(out)
@@ -62,10 +65,10 @@ def test_doctor_closed_port(dovecot_account: ImapAccount, tmp_path: Path,
 
 
 def test_doctor_untrusted_certificate(dovecot_account: ImapAccount, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
-    path = write_config(dovecot_account, tmp_path, security="ssl")
-    path.write_text("\n".join(line for line in path.read_text().splitlines()
-                              if not line.startswith("ca_file")))
+                                      capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    without_ca = dataclasses.replace(dovecot_account, ca_file=None)
+    write_config(monkeypatch, without_ca, tmp_path, security="ssl")
     code, out, _ = run_cli(["doctor"], capsys)
     assert code == 1
     failures = _failure(out)
@@ -74,10 +77,9 @@ def test_doctor_untrusted_certificate(dovecot_account: ImapAccount, tmp_path: Pa
 
 
 def test_doctor_unknown_host(dovecot_account: ImapAccount, tmp_path: Path,
-                             capsys: pytest.CaptureFixture[str]) -> None:
-    path = write_config(dovecot_account, tmp_path, security="ssl")
-    path.write_text(path.read_text().replace('host = "127.0.0.1"',
-                                             'host = "imap.invalid"'))
+                             capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(monkeypatch, dovecot_account, tmp_path, security="ssl", host="imap.invalid")
     code, out, _ = run_cli(["doctor"], capsys)
     assert code == 1
     assert "cannot find the server 'imap.invalid'" in _failure(out)[0]
@@ -86,8 +88,7 @@ def test_doctor_unknown_host(dovecot_account: ImapAccount, tmp_path: Path,
 def test_doctor_without_password(dovecot_account: ImapAccount, tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str],
                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    write_config(dovecot_account, tmp_path)
-    monkeypatch.delenv("FOLLOWUP_IMAP_PASSWORD")
+    write_config(monkeypatch, dovecot_account, tmp_path, password="none")
     code, out, _ = run_cli(["doctor"], capsys)
     assert code == 1
     assert "followup password set" in _failure(out)[0]
@@ -105,9 +106,10 @@ def test_doctor_bad_config_lists_every_problem(tmp_path: Path,
 
 
 def test_password_never_in_any_output_of_a_real_process(dovecot_account: ImapAccount,
-                                                        tmp_path: Path) -> None:
+                                                        tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A subprocess with -vvv (imapclient's protocol log on) must still never show it."""
-    write_config(dovecot_account, tmp_path)
+    write_config(monkeypatch, dovecot_account, tmp_path)
     for args in (["-vvv", "doctor"], ["-vvv", "scan"], ["-v", "contacts", "--json"]):
         result = subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True,
                                 text=True, timeout=60, check=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import email
+import functools
 import imaplib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from agent import plan, service
-from agent.config import Config, load_config, parse_config_text
+from agent.config import Config, load_config
 from agent.decisions import resolve
 from agent.drafts import compose as drafts
 from agent.drafts.names import first_name
@@ -30,8 +31,9 @@ from agent.model import Contact, ContactState, Exchange
 from agent.render import Renderer
 from agent.store import Store
 from agent.store.journal import Journal
-from servers import ImapAccount, SmtpSink
-from support import ME, message, run_cli, write_config
+from tests.kit import ME, make_config, make_contact, message, run_cli, write_config
+from tests.servers.account import ImapAccount
+from tests.servers.smtp import SmtpSink
 
 NOW = datetime(2026, 11, 20, 6, 30, tzinfo=UTC)  # 07:30 in Berlin
 NOW_TEXT = "2026-11-20T06:30:00Z"
@@ -77,9 +79,10 @@ def seed(account: ImapAccount) -> None:
     account.append_many(items)
 
 
-def setup(account: ImapAccount, tmp_path: Path, extra: str = "") -> Config:
+def setup(monkeypatch: pytest.MonkeyPatch, account: ImapAccount, tmp_path: Path,
+          extra: str = "") -> Config:
     seed(account)
-    return load_config(write_config(account, tmp_path, extra=extra))
+    return load_config(write_config(monkeypatch, account, tmp_path, extra=extra))
 
 
 def in_drafts(account: ImapAccount) -> dict[int, tuple[frozenset[str], EmailMessage, bytes]]:
@@ -136,31 +139,10 @@ def state_of(config: Config, address: str, now: datetime) -> ContactState:
 # --------------------------------------------------------------------------- composing (no server)
 
 
-def make_config(extra: str = "", language: str = "en") -> Config:
-    return parse_config_text(f"""
-[account]
-email = "{ME}"
-name = "Mia Example"
-
-[imap]
-host = "imap.example.org"
-
-[digest]
-timezone = "Europe/Berlin"
-language = "{language}"
-{extra}
-""")
-
-
-def person(name: str = "Jürgen Müller", address: str = JUERGEN, *, subject: str = "Angebot",
-           message_id: str | None = "m1@example.de", direction: str = "out",
-           days: int = 100, **more: Any) -> Contact:
-    last = NOW - timedelta(days=days)
-    return Contact(
-        id=7, name=name, email=address, addresses=(address,), last_exchange=last,
-        last_direction=direction,  # type: ignore[arg-type]
-        last_subject=subject, last_folder="Sent", last_message_id=message_id, last_in=None,
-        last_out=last, messages_in=2, messages_out=2, **more)
+# Jürgen, overdue, last written to 100 days ago in a thread: where composing tests start.
+person = functools.partial(make_contact, 7, NOW - timedelta(days=100), addresses=[JUERGEN],
+                           name="Jürgen Müller", subject="Angebot",
+                           message_id="m1@example.de", messages=(2, 2))
 
 
 def compose(contact: Contact, *, status: str = "overdue", language: str = "de",
@@ -256,7 +238,7 @@ def test_german_check_in_greets_by_first_name_and_replies_in_the_thread() -> Non
 
 
 def test_english_reply_draft_for_a_waiting_contact() -> None:
-    contact = person("Anna Smith", ANNA, subject="Lunch?", direction="in")
+    contact = person(name="Anna Smith", addresses=[ANNA], subject="Lunch?", direction="in")
     draft = compose(contact, status="waiting", language="en")
     msg = parse(draft.raw)
     assert draft.kind == "reply"
@@ -267,7 +249,8 @@ def test_english_reply_draft_for_a_waiting_contact() -> None:
 
 
 def test_without_a_thread_the_template_subject_and_a_neutral_greeting() -> None:
-    contact = person("info", "info@firma.example", subject="Anfrage", message_id=None)
+    contact = person(name="info", addresses=["info@firma.example"], subject="Anfrage",
+                     message_id=None)
     for language, subject, greeting in (("de", "Lange nichts voneinander gehört", "Guten Tag,"),
                                         ("en", "Catching up", "Hello,")):
         msg = parse(compose(contact, language=language).raw)
@@ -286,7 +269,7 @@ def test_names_and_subjects_cannot_inject_headers() -> None:
         "Angebot\nX-Evil: 1",
     ]
     for subject in evil_subjects:
-        draft = compose(person(evil_name, subject=subject), language="en")
+        draft = compose(person(name=evil_name, subject=subject), language="en")
         names = header_names(draft.raw)
         assert "Bcc" not in names and "X-Evil" not in names, draft.raw
         assert sorted(names) == sorted([
@@ -306,14 +289,14 @@ def test_names_and_subjects_cannot_inject_headers() -> None:
 def test_long_umlaut_subjects_and_names_survive_folding() -> None:
     subject = "Fotos für die Präsentation " + "Jürgen Weiß Öl Straße " * 12
     name = "Jürgen-Ölaf Weiß-Größenwahn " * 5
-    raw = compose(person(name.strip(), subject=subject.strip()), language="de").raw
+    raw = compose(person(name=name.strip(), subject=subject.strip()), language="de").raw
     msg = parse(raw)
     assert msg["Subject"] == "Re: " + " ".join(subject.split())
     # Decoded by the RFC 2047 rules (Python's address parser keeps the folding whitespace
     # between encoded words of a display name, which the RFC says to drop).
     folded = raw.split(b"\r\nTo: ", 1)[1].split(b"\r\nSubject:", 1)[0].decode("ascii")
     assert str(make_header(decode_header(folded))) == f"{' '.join(name.split())} <{JUERGEN}>"
-    for line in compose(person(name.strip(), subject=subject.strip())).raw.split(b"\r\n"):
+    for line in compose(person(name=name.strip(), subject=subject.strip())).raw.split(b"\r\n"):
         assert len(line) <= 998
 
 
@@ -326,7 +309,7 @@ def test_language_precedence(tmp_path: Path) -> None:
         assert drafts.choose_language(ruled, store, person(language="de"))[0] == "de"
         assert drafts.choose_language(ruled, store, person()) == ("en", "a [[policy.rule]]")
         assert drafts.choose_language(plain, store, person())[0] == "de"  # .de address
-        other = person("Ann", "ann@example.com")
+        other = person(name="Ann", addresses=["ann@example.com"])
         assert drafts.choose_language(plain, store, other) == ("en", "[digest] language")
         assert drafts.choose_language(make_config(language="de"), store, other)[0] == "de"
 
@@ -335,15 +318,15 @@ def test_language_precedence(tmp_path: Path) -> None:
         found = guess_language(contact, recent)
         return found[0] if found else None
 
-    com = person("Ann", "ann@example.com")
+    com = person(name="Ann", addresses=["ann@example.com"])
     assert guess(com) is None
     assert guess(replace(com, language_hint="de")) == "de"
     assert guess(replace(com, language_hint="fr")) == "en"
     assert guess(com, ["AW: Termin"]) == "de"
     assert guess(com, ["Grüße aus Köln"]) == "de"
     assert guess(com, ["Re: lunch"]) is None
-    assert guess(person("Ann", "ann@example.co.uk")) == "en"
-    assert guess(person("Ann", "ann@example.at")) == "de"
+    assert guess(person(name="Ann", addresses=["ann@example.co.uk"])) == "en"
+    assert guess(person(name="Ann", addresses=["ann@example.at"])) == "de"
 
 
 def test_drafts_module_cannot_send_mail() -> None:
@@ -365,8 +348,8 @@ def test_drafts_module_cannot_send_mail() -> None:
 
 
 def test_drafts_land_in_drafts_with_headers_threading_and_umlauts(
-        imap_account: ImapAccount, tmp_path: Path) -> None:
-    config = setup(imap_account, tmp_path)
+        imap_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(monkeypatch, imap_account, tmp_path)
     result = service.run_drafts(config, NOW)
 
     assert {d.address for d in result.created} == {JUERGEN, ANNA, CARLA}
@@ -413,8 +396,9 @@ def test_drafts_land_in_drafts_with_headers_threading_and_umlauts(
 
 
 def test_no_duplicates_the_same_day_or_the_next(imap_account: ImapAccount,
-                                                tmp_path: Path) -> None:
-    config = setup(imap_account, tmp_path)
+                                                tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(monkeypatch, imap_account, tmp_path)
     service.run_drafts(config, NOW)
     first = set(in_drafts(imap_account))
 
@@ -430,8 +414,9 @@ def test_no_duplicates_the_same_day_or_the_next(imap_account: ImapAccount,
     assert len(records(config)) == 3
 
 
-def test_at_most_max_per_day(dovecot_account: ImapAccount, tmp_path: Path) -> None:
-    config = setup(dovecot_account, tmp_path, extra="\n[drafts]\nmax_per_day = 1\n")
+def test_at_most_max_per_day(dovecot_account: ImapAccount, tmp_path: Path,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(monkeypatch, dovecot_account, tmp_path, extra="\n[drafts]\nmax_per_day = 1\n")
     day1 = service.run_drafts(config, NOW)
     assert [d.address for d in day1.created] == [ANNA]  # a reply owed comes first
     assert {s.reason for s in day1.skipped} == {"[drafts] max_per_day = 1 reached"}
@@ -442,8 +427,9 @@ def test_at_most_max_per_day(dovecot_account: ImapAccount, tmp_path: Path) -> No
     assert len(in_drafts(dovecot_account)) == 2
 
 
-def test_sent_draft_refreshes_the_contact(imap_account: ImapAccount, tmp_path: Path) -> None:
-    config = setup(imap_account, tmp_path)
+def test_sent_draft_refreshes_the_contact(imap_account: ImapAccount, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(monkeypatch, imap_account, tmp_path)
     service.run_drafts(config, NOW)
     draft = records(config)[JUERGEN]
 
@@ -470,8 +456,9 @@ def test_sent_draft_refreshes_the_contact(imap_account: ImapAccount, tmp_path: P
     assert set(by_recipient(imap_account)) == {ANNA, CARLA}
 
 
-def test_deleted_draft_snoozes_the_contact(imap_account: ImapAccount, tmp_path: Path) -> None:
-    config = setup(imap_account, tmp_path)
+def test_deleted_draft_snoozes_the_contact(imap_account: ImapAccount, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(monkeypatch, imap_account, tmp_path)
     service.run_drafts(config, NOW)
     known = records(config)
     delete_from_drafts(imap_account, known[CARLA].uid)
@@ -499,8 +486,8 @@ def test_deleted_draft_snoozes_the_contact(imap_account: ImapAccount, tmp_path: 
 
 @pytest.mark.parametrize("keeps_header", [True, False], ids=["with-header", "header-dropped"])
 def test_edited_draft_is_still_pending(imap_account: ImapAccount, tmp_path: Path,
-                                       keeps_header: bool) -> None:
-    config = setup(imap_account, tmp_path)
+                                       keeps_header: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(monkeypatch, imap_account, tmp_path)
     service.run_drafts(config, NOW)
     original = records(config)[JUERGEN]
 
@@ -528,7 +515,7 @@ def test_edited_draft_is_still_pending(imap_account: ImapAccount, tmp_path: Path
 
 def test_append_then_crash_before_recording_makes_no_duplicate(
         dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = setup(dovecot_account, tmp_path)
+    config = setup(monkeypatch, dovecot_account, tmp_path)
 
     def crash(*args: object, **kwargs: object) -> int:
         raise RuntimeError("killed between APPEND and recording")
@@ -548,8 +535,9 @@ def test_append_then_crash_before_recording_makes_no_duplicate(
 
 
 def test_cli_dry_run_prints_and_changes_nothing(dovecot_account: ImapAccount, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
-    config = setup(dovecot_account, tmp_path)
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(monkeypatch, dovecot_account, tmp_path)
     assert run_cli(["--now", NOW_TEXT, "scan"], capsys)[0] == 0
 
     code, out, err = run_cli(["--now", NOW_TEXT, "drafts", "--dry-run"], capsys)
@@ -576,9 +564,10 @@ def test_cli_dry_run_prints_and_changes_nothing(dovecot_account: ImapAccount, tm
 
 
 def test_a_real_mail_client_can_open_every_draft(imap_account: ImapAccount,
-                                                 tmp_path: Path) -> None:
+                                                 tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """A second IMAP client (imaplib + email, not imapclient) lists Drafts and opens each."""
-    config = setup(imap_account, tmp_path)
+    config = setup(monkeypatch, imap_account, tmp_path)
     service.run_drafts(config, NOW)
 
     client = imaplib.IMAP4(imap_account.host, imap_account.port, timeout=10)
@@ -623,10 +612,10 @@ def test_a_real_mail_client_can_open_every_draft(imap_account: ImapAccount,
         client.logout()
 
 
-def test_german_host_layout(make_dovecot_account: Callable[[str], ImapAccount],
-                            tmp_path: Path) -> None:
-    account = make_dovecot_account("german")
-    config = setup(account, tmp_path)
+def test_german_host_layout(make_account: Callable[[str], ImapAccount],
+                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    account = make_account("german")
+    config = setup(monkeypatch, account, tmp_path)
     result = service.run_drafts(config, NOW)
     assert result.folder == "INBOX.Entwürfe"
     assert len(in_drafts(account)) == 3
@@ -634,8 +623,9 @@ def test_german_host_layout(make_dovecot_account: Callable[[str], ImapAccount],
 
 
 def test_no_drafts_folder_is_one_clear_error(pymap_account: ImapAccount, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    config = setup(pymap_account, tmp_path)
+                                             capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(monkeypatch, pymap_account, tmp_path)
     with pymap_account.client() as client:
         client.delete_folder(pymap_account.drafts_folder)
     with pytest.raises(MailboxError, match="no Drafts folder"):
@@ -647,11 +637,12 @@ def test_no_drafts_folder_is_one_clear_error(pymap_account: ImapAccount, tmp_pat
 
 
 def test_the_daily_cycle_never_sends_to_a_contact(dovecot_account: ImapAccount, tmp_path: Path,
-                                                  smtp_sink: SmtpSink) -> None:
+                                                  smtp_sink: SmtpSink,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 6 must-show: the whole cycle with SMTP delivery sends the digest to the user only."""
     extra = (f'delivery = "smtp"\n\n[smtp]\nhost = "127.0.0.1"\nport = {smtp_sink.port}\n'
              'security = "none"\n')
-    config = setup(dovecot_account, tmp_path, extra=extra)
+    config = setup(monkeypatch, dovecot_account, tmp_path, extra=extra)
 
     result = service.run_cycle(config, NOW)
     assert result.drafts is not None and len(result.drafts.created) == 3

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from servers import ImapAccount
-from support import ME, message, run_cli, write_config
+from tests.kit import ME, generated_folders, message, plant, run_cli, write_config
+from tests.mailgen import generate
+from tests.servers.account import ImapAccount
 
 NOW = "2026-06-15T07:00:00Z"  # 09:00 in Berlin; the user's day is 2026-06-15
 RULES = """
@@ -87,7 +88,7 @@ def at(day: date, hour: int = 10) -> datetime:
     return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
 
 
-def plant(account: ImapAccount) -> None:
+def plant_people(account: ImapAccount) -> None:
     items: list[tuple[str, bytes, list[str], datetime | None]] = []
 
     def add(folder: str, raw: bytes, when: datetime, flags: tuple[str, ...] = ()) -> None:
@@ -131,8 +132,8 @@ def plant(account: ImapAccount) -> None:
 def planted(dovecot_account: ImapAccount, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> ImapAccount:
     monkeypatch.setenv("COLUMNS", "160")  # rich tables: no truncated addresses
-    plant(dovecot_account)
-    write_config(dovecot_account, tmp_path, extra=RULES)
+    plant_people(dovecot_account)
+    write_config(monkeypatch, dovecot_account, tmp_path, extra=RULES)
     return dovecot_account
 
 
@@ -206,8 +207,9 @@ def test_due_is_the_same_after_a_full_rescan(planted: ImapAccount,
 
 
 def test_due_with_nobody_due(dovecot_account: ImapAccount, tmp_path: Path,
-                             capsys: pytest.CaptureFixture[str]) -> None:
-    write_config(dovecot_account, tmp_path)
+                             capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(monkeypatch, dovecot_account, tmp_path)
     cli(capsys, "scan")
     assert json.loads(cli(capsys, "due", "--json")) == []
     assert "Nobody is waiting, overdue or due today." in cli(capsys, "due")
@@ -236,19 +238,13 @@ def _oracle(last: datetime, direction: str, now: datetime, tz: str = "Europe/Ber
 @pytest.mark.parametrize("days_later", [0, 40, 120])
 def test_due_on_the_generated_mailbox(dovecot_account: ImapAccount, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str],
-                                      days_later: int) -> None:
+                                      days_later: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """`followup due --json` lists exactly the contacts the generator's ledger makes due."""
-    from mailgen import generate
-
     generated_at = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
-    mailbox = generate(21, people=30, now=generated_at, folders={
-        "sent": dovecot_account.sent_folder, "drafts": dovecot_account.drafts_folder,
-        "junk": dovecot_account.junk_folder, "trash": dovecot_account.trash_folder,
-        "archive": "Archiv/2025", "project": "Projekte/Kunde"})
-    for folder in mailbox.create:
-        dovecot_account.create_folder(folder)
-    dovecot_account.append_many(mailbox.items())
-    write_config(dovecot_account, tmp_path, aliases=mailbox.aliases)
+    mailbox = generate(21, people=30, now=generated_at,
+                       folders=generated_folders(dovecot_account))
+    plant(dovecot_account, mailbox)
+    write_config(monkeypatch, dovecot_account, tmp_path, aliases=mailbox.aliases)
     now = generated_at + timedelta(days=days_later)
     code, _, err = run_cli(["--now", now.isoformat(), "scan"], capsys)
     assert code == 0, err

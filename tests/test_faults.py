@@ -16,7 +16,6 @@ isolation (tests/test_mailbox.py ``test_garbage_fetch_response_…``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
@@ -41,12 +40,14 @@ from agent.decisions import resolve
 from agent.errors import StoreError, TransientMailboxError
 from agent.mailbox.client import Mailbox
 from agent.mailbox.fetch import FetchedHeader
+from agent.scan import ScanSummary
 from agent.service import RETRY_DELAYS, Retry, run_scan
 from agent.store import Store
-from faultproxy import Fault, FaultProxy
-from mailgen import GeneratedMailbox, generate, realistic
-from servers import Dovecot, ImapAccount
-from support import config_text, run_cli
+from tests.faultproxy import Connection, Fault, FaultProxy
+from tests.kit import generated_folders, run_cli, write_config
+from tests.mailgen import GeneratedMailbox, generate, realistic
+from tests.servers.account import ImapAccount
+from tests.servers.dovecot import Dovecot
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
 NOW_TEXT = "2026-03-01T07:30:00Z"
@@ -68,32 +69,10 @@ class BigMailbox:
     reference_seconds: float
 
 
-def _folders(account: ImapAccount) -> dict[str, str]:
-    return {"sent": account.sent_folder, "drafts": account.drafts_folder,
-            "junk": account.junk_folder, "trash": account.trash_folder,
-            "archive": "Archiv/2024", "project": "Projekte/Kunde A"}
-
-
-def write_config(account: ImapAccount, directory: Path, *, port: int | None = None,
-                 timeout: float = 10, batch_size: int = BATCH,
-                 aliases: Sequence[str] = ()) -> Path:
-    """A config (mode 0600) for ``account``, reached at ``port`` (a proxy) when given."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = dataclasses.replace(account, port=port) if port else account
-    text = config_text(target, directory / "followup.db", aliases=aliases).replace(
-        "timeout = 10\n", f"timeout = {timeout:g}\nbatch_size = {batch_size}\n")
-    path = directory / "config.toml"
-    path.write_text(text)
-    path.chmod(0o600)
-    os.environ["FOLLOWUP_CONFIG"] = str(path)
-    os.environ["FOLLOWUP_IMAP_PASSWORD"] = account.password
-    return path
-
-
 @pytest.fixture(scope="module")
 def big(dovecot_server: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> BigMailbox:
     account = dovecot_server.new_account()
-    generated = generate(21, people=25, now=NOW, folders=_folders(account))
+    generated = generate(21, people=25, now=NOW, folders=generated_folders(account))
     for folder in generated.create:
         account.create_folder(folder)
     account.append_many(generated.items())
@@ -101,19 +80,12 @@ def big(dovecot_server: Dovecot, tmp_path_factory: pytest.TempPathFactory) -> Bi
     counted = generated.counted_folders()
     total = sum(m.folder in counted for m in generated.messages) + VOLUME
 
-    saved = {k: os.environ.get(k) for k in ("FOLLOWUP_CONFIG", "FOLLOWUP_IMAP_PASSWORD")}
-    try:
-        path = write_config(account, tmp_path_factory.mktemp("reference"),
-                            aliases=generated.aliases)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        path = write_config(monkeypatch, account, tmp_path_factory.mktemp("reference"),
+                            aliases=generated.aliases, batch_size=BATCH)
         started = time.monotonic()
         summary = run_scan(load_config(path), now=NOW)
         seconds = time.monotonic() - started
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     assert summary.fetched == total
     reference = ledger_dump(path.parent / "followup.db")
     assert len(reference["messages"]) == total
@@ -199,24 +171,33 @@ def proxy(big: BigMailbox) -> Iterator[FaultProxy]:
         yield running
 
 
+@dataclass
+class ProxiedScan:
+    """One uninterrupted scan of the big mailbox through a fault proxy with no faults."""
+
+    summary: ScanSummary
+    database: Path
+    connections: list[Connection]
+    fired: list[Connection]
+
+
 @pytest.fixture(scope="module")
-def scan_bytes(big: BigMailbox, tmp_path_factory: pytest.TempPathFactory) -> int:
+def proxied_scan(big: BigMailbox, tmp_path_factory: pytest.TempPathFactory) -> ProxiedScan:
+    with pytest.MonkeyPatch.context() as monkeypatch, \
+            FaultProxy(big.account.host, big.account.port) as measuring:
+        path = write_config(monkeypatch, big.account, tmp_path_factory.mktemp("measure"),
+                            port=measuring.port, aliases=big.generated.aliases,
+                            batch_size=BATCH)
+        summary = run_scan(load_config(path), now=NOW)
+    return ProxiedScan(summary, path.parent / "followup.db", measuring.connections,
+                       measuring.fired())
+
+
+@pytest.fixture(scope="module")
+def scan_bytes(proxied_scan: ProxiedScan) -> int:
     """Bytes the server sends during one uninterrupted scan (for placing faults)."""
-    saved = {k: os.environ.get(k) for k in ("FOLLOWUP_CONFIG", "FOLLOWUP_IMAP_PASSWORD")}
-    try:
-        with FaultProxy(big.account.host, big.account.port) as measuring:
-            path = write_config(big.account, tmp_path_factory.mktemp("measure"),
-                                port=measuring.port, aliases=big.generated.aliases)
-            run_scan(load_config(path), now=NOW)
-            assert len(measuring.connections) == 1
-            total = measuring.connections[0].bytes_down
-        assert_same_ledger(path.parent / "followup.db", big.reference)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    assert len(proxied_scan.connections) == 1
+    total = proxied_scan.connections[0].bytes_down
     assert total > 500_000, total  # a few thousand header blocks
     return total
 
@@ -224,9 +205,15 @@ def scan_bytes(big: BigMailbox, tmp_path_factory: pytest.TempPathFactory) -> int
 # --------------------------------------------------------------------------- network faults
 
 
-def test_proxy_without_faults_changes_nothing(big: BigMailbox, scan_bytes: int) -> None:
-    """The measuring scan went through the proxy and produced the reference ledger."""
-    assert scan_bytes > 0
+def test_proxy_without_faults_changes_nothing(big: BigMailbox,
+                                             proxied_scan: ProxiedScan) -> None:
+    """A scan through the proxy (no faults planned) gives exactly the ledger of a scan
+    straight from the server: the proxy itself changes nothing the other tests measure."""
+    assert proxied_scan.fired == []
+    assert len(proxied_scan.connections) == 1  # no retry was needed
+    assert proxied_scan.summary.fetched == big.total
+    assert_same_ledger(proxied_scan.database, big.reference)
+    assert_sync_state_consistent(proxied_scan.database)
 
 
 @pytest.mark.parametrize(("kind", "where"), [
@@ -249,7 +236,8 @@ def test_dropped_connection_retries_and_resumes(
              "garbage": Fault.garbage(after), "cut-up": Fault.cut(int(where * 20_000), "up")
              }[kind]
     proxy.plan(fault)
-    path = write_config(big.account, tmp_path, port=proxy.port, aliases=big.generated.aliases)
+    path = write_config(monkeypatch, big.account, tmp_path, port=proxy.port,
+                        aliases=big.generated.aliases, batch_size=BATCH)
     fetched = spy_fetches(monkeypatch)
     sleeps = Sleeps()
     run_scan(load_config(path), now=NOW, retry=Retry(sleep=sleeps))
@@ -270,7 +258,8 @@ def test_four_drops_in_one_scan_back_off_and_still_finish(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Each connection gets further than the last before it breaks.
     proxy.plan(*(Fault.cut(int(scan_bytes * share)) for share in (0.2, 0.15, 0.3, 0.1)))
-    path = write_config(big.account, tmp_path, port=proxy.port, aliases=big.generated.aliases)
+    path = write_config(monkeypatch, big.account, tmp_path, port=proxy.port,
+                        aliases=big.generated.aliases, batch_size=BATCH)
     fetched = spy_fetches(monkeypatch)
     sleeps = Sleeps()
     summary = run_scan(load_config(path), now=NOW, retry=Retry(sleep=sleeps))
@@ -285,7 +274,8 @@ def test_more_drops_than_retries_fail_cleanly_and_the_next_scan_completes(
         big: BigMailbox, scan_bytes: int, proxy: FaultProxy, tmp_path: Path,
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     proxy.plan(*(Fault.cut(int(scan_bytes * 0.1)) for _ in range(len(RETRY_DELAYS) + 1)))
-    write_config(big.account, tmp_path, port=proxy.port, aliases=big.generated.aliases)
+    write_config(monkeypatch, big.account, tmp_path, port=proxy.port,
+                 aliases=big.generated.aliases, batch_size=BATCH)
     # The real back-off would wait 52 s; the CLI path is what matters here.
     monkeypatch.setattr(service, "DEFAULT_RETRY", Retry(sleep=lambda _seconds: None))
     code, out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
@@ -308,10 +298,11 @@ def test_more_drops_than_retries_fail_cleanly_and_the_next_scan_completes(
 
 
 def test_stalled_server_times_out_and_the_retry_resumes(
-        big: BigMailbox, scan_bytes: int, proxy: FaultProxy, tmp_path: Path) -> None:
+        big: BigMailbox, scan_bytes: int, proxy: FaultProxy, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     proxy.plan(Fault.stall(int(scan_bytes * 0.5)))
-    path = write_config(big.account, tmp_path, port=proxy.port, timeout=1,
-                        aliases=big.generated.aliases)
+    path = write_config(monkeypatch, big.account, tmp_path, port=proxy.port, timeout=1,
+                        aliases=big.generated.aliases, batch_size=BATCH)
     sleeps = Sleeps()
     started = time.monotonic()
     run_scan(load_config(path), now=NOW, retry=Retry(sleep=sleeps))
@@ -329,8 +320,8 @@ def test_server_that_never_answers_gives_up_in_bounded_time(
     """Every connection stalls: two attempts of 1 s each, then one clear line, exit 1."""
     after = 0 if where == "greeting" else int(scan_bytes * 0.5)
     proxy.plan(*(Fault.stall(after) for _ in range(3)))
-    write_config(big.account, tmp_path, port=proxy.port, timeout=1,
-                 aliases=big.generated.aliases)
+    write_config(monkeypatch, big.account, tmp_path, port=proxy.port, timeout=1,
+                 aliases=big.generated.aliases, batch_size=BATCH)
     monkeypatch.setattr(service, "DEFAULT_RETRY", Retry(delays=(0.0,)))
     started = time.monotonic()
     code, out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
@@ -344,9 +335,10 @@ def test_server_that_never_answers_gives_up_in_bounded_time(
 
 
 def test_transient_error_without_retries_left_is_raised(
-        big: BigMailbox, proxy: FaultProxy, tmp_path: Path) -> None:
+        big: BigMailbox, proxy: FaultProxy, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     proxy.plan(Fault.cut(0), Fault.cut(0))
-    path = write_config(big.account, tmp_path, port=proxy.port)
+    path = write_config(monkeypatch, big.account, tmp_path, port=proxy.port, batch_size=BATCH)
     config = load_config(path)
     with pytest.raises(TransientMailboxError):
         Retry(delays=(0.0,), sleep=lambda _s: None).run(lambda mailbox, attempt: None, config)
@@ -390,7 +382,7 @@ def _copy_database(source: Path, target: Path) -> None:
 
 @pytest.mark.slow
 def test_kill_9_at_20_random_points_then_rescan_gives_the_same_ledger(
-        big: BigMailbox, tmp_path: Path) -> None:
+        big: BigMailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """20 rounds: a real `followup scan` process is killed with SIGKILL somewhere, then a
     rescan must produce exactly the uninterrupted ledger.
 
@@ -403,8 +395,8 @@ def test_kill_9_at_20_random_points_then_rescan_gives_the_same_ledger(
     seed = int(os.environ.get("FOLLOWUP_KILL_SEED", "20260301"))
     rng = random.Random(seed)
     # How long a whole `followup scan` process takes here, start-up included.
-    calibration = write_config(big.account, tmp_path / "calibration",
-                               aliases=big.generated.aliases)
+    calibration = write_config(monkeypatch, big.account, tmp_path / "calibration",
+                               aliases=big.generated.aliases, batch_size=BATCH)
     started = time.monotonic()
     subprocess.run(_followup("scan"), env=_env(), check=True, capture_output=True, timeout=120)
     whole = time.monotonic() - started
@@ -414,7 +406,8 @@ def test_kill_9_at_20_random_points_then_rescan_gives_the_same_ledger(
     where: list[str] = []
     for round_ in range(20):
         directory = tmp_path / f"round-{round_:02d}"
-        config = write_config(big.account, directory, aliases=big.generated.aliases)
+        config = write_config(monkeypatch, big.account, directory, aliases=big.generated.aliases,
+                              batch_size=BATCH)
         db = directory / "followup.db"
         full = round_ % 2 == 1
         if full:
@@ -465,10 +458,12 @@ def test_kill_9_at_20_random_points_then_rescan_gives_the_same_ledger(
 # --------------------------------------------------------------------------- two processes
 
 
-def test_two_scans_at_once_take_turns(big: BigMailbox, tmp_path: Path) -> None:
+def test_two_scans_at_once_take_turns(big: BigMailbox, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Started together on one database: one scans, the other waits for the lock, then
     finds nothing new. No corruption, the reference ledger."""
-    write_config(big.account, tmp_path, aliases=big.generated.aliases)
+    write_config(monkeypatch, big.account, tmp_path, aliases=big.generated.aliases,
+                 batch_size=BATCH)
     first = subprocess.Popen(_followup("scan"), env=_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     second = subprocess.Popen(_followup("scan"), env=_env(), stdout=subprocess.PIPE,
@@ -482,12 +477,13 @@ def test_two_scans_at_once_take_turns(big: BigMailbox, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_second_process_gives_up_with_one_line_while_the_first_holds_the_lock(
-        big: BigMailbox, scan_bytes: int, proxy: FaultProxy, tmp_path: Path) -> None:
+        big: BigMailbox, scan_bytes: int, proxy: FaultProxy, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The first scan stalls for 14 s (a slow server); a second scan waits 10 s for the
     lock and gives up with one clear line; reading the ledger meanwhile still works."""
     proxy.plan(Fault.stall(int(scan_bytes * 0.4), seconds=14))
-    write_config(big.account, tmp_path, port=proxy.port, timeout=30,
-                 aliases=big.generated.aliases)
+    write_config(monkeypatch, big.account, tmp_path, port=proxy.port, timeout=30,
+                 aliases=big.generated.aliases, batch_size=BATCH)
     db = tmp_path / "followup.db"
     first = subprocess.Popen(_followup("scan"), env=_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -543,7 +539,7 @@ APPENDED = b"Append completed"  # Dovecot's OK for an APPEND it has carried out
 
 
 def _planted_with_due_contacts(account: ImapAccount, seed: int) -> GeneratedMailbox:
-    generated = generate(seed, people=20, now=NOW, folders=_folders(account))
+    generated = generate(seed, people=20, now=NOW, folders=generated_folders(account))
     for folder in generated.create:
         account.create_folder(folder)
     account.append_many(generated.items())
@@ -589,13 +585,13 @@ def test_lost_append_reply_sends_no_second_digest(
     """The server stores the digest, the connection breaks before its OK arrives, the
     delivery is retried: the INBOX must still hold one digest."""
     _planted_with_due_contacts(dovecot_account, 31)
-    write_config(dovecot_account, tmp_path)
+    write_config(monkeypatch, dovecot_account, tmp_path, batch_size=BATCH)
     code, _out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
     assert code == 0, err
     monkeypatch.setattr(service, "DEFAULT_RETRY", Retry(sleep=lambda _seconds: None))
     with FaultProxy(dovecot_account.host, dovecot_account.port) as proxy:
         proxy.plan(Fault.cut_before(APPENDED))
-        write_config(dovecot_account, tmp_path, port=proxy.port)
+        write_config(monkeypatch, dovecot_account, tmp_path, port=proxy.port, batch_size=BATCH)
         code, out, err = run_cli(["--now", NOW_TEXT, "digest"], capsys)
         assert proxy.fired(), proxy.describe()
         assert code == 0, out + err  # retried: a dropped connection is no reason to give up
@@ -614,7 +610,7 @@ def test_lost_append_reply_makes_no_second_draft(
     monkeypatch.setattr(service, "DEFAULT_RETRY", Retry(sleep=lambda _seconds: None))
     with FaultProxy(dovecot_account.host, dovecot_account.port) as proxy:
         proxy.plan(Fault.cut_before(APPENDED))
-        write_config(dovecot_account, tmp_path, port=proxy.port)
+        write_config(monkeypatch, dovecot_account, tmp_path, port=proxy.port, batch_size=BATCH)
         code, out, err = run_cli(["--now", NOW_TEXT, "drafts"], capsys)
         assert proxy.fired(), proxy.describe()
     assert code == 0, out + err
@@ -624,7 +620,7 @@ def test_lost_append_reply_makes_no_second_draft(
 
 @pytest.mark.slow
 def test_kill_9_at_every_append_of_a_daily_cycle(
-        dovecot_account: ImapAccount, tmp_path: Path) -> None:
+        dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`followup run --once` is killed the moment the server has stored its digest, then
     each draft, but before the client heard so (the worst moment); run again each time
     until a run appends nothing. One digest, one draft per person, decisions kept."""
@@ -639,7 +635,7 @@ def test_kill_9_at_every_append_of_a_daily_cycle(
                 process.kill()
 
     with FaultProxy(account.host, account.port, on_fault=kill) as proxy:
-        write_config(account, tmp_path, port=proxy.port)
+        write_config(monkeypatch, account, tmp_path, port=proxy.port, batch_size=BATCH)
         subprocess.run(_followup("scan"), env=_env(), check=True, capture_output=True,
                        timeout=60)
         decisions = _decide_something(db)
@@ -686,7 +682,7 @@ def _check_decisions(db: Path, decisions: dict[str, Any]) -> None:
 
 @pytest.mark.slow
 def test_kill_9_at_random_points_of_ten_daily_cycles(
-        dovecot_account: ImapAccount, tmp_path: Path) -> None:
+        dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ten days; each day `followup run --once` is killed at a random moment of its work
     (scan, settling drafts, digest, drafts), then run again. Every day: at most one digest,
     never two drafts for one person, every pending draft in the Drafts folder, and the
@@ -697,7 +693,7 @@ def test_kill_9_at_random_points_of_ten_daily_cycles(
     account.append_many(realistic(35, 600, now=NOW, sent=account.sent_folder))
     db = tmp_path / "followup.db"
     with FaultProxy(account.host, account.port) as proxy:
-        write_config(account, tmp_path, port=proxy.port)
+        write_config(monkeypatch, account, tmp_path, port=proxy.port, batch_size=BATCH)
         subprocess.run(_followup("run", "--once"), env=_env(), check=True, capture_output=True,
                        timeout=120)
         decisions = _decide_something(db)

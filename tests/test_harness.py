@@ -19,18 +19,13 @@ import keyring.core
 import pytest
 from imapclient.exceptions import LoginError
 
-from servers import (
-    GERMAN,
-    STANDARD,
-    Dovecot,
-    ImapAccount,
-    MemoryKeyring,
-    Personality,
-    PymapServer,
-    SmtpSink,
-    TlsFiles,
-    dovecot_config,
-)
+from tests.servers.account import ImapAccount
+from tests.servers.dovecot import Dovecot, dovecot_config
+from tests.servers.keyring import MemoryKeyring
+from tests.servers.personalities import GERMAN, STANDARD, Personality
+from tests.servers.pymap import PymapServer
+from tests.servers.smtp import SmtpSink
+from tests.servers.tls import TlsFiles
 
 BERLIN_SUMMER = timezone(timedelta(hours=2))
 
@@ -136,8 +131,8 @@ def test_starttls_without_the_ca_file_fails(dovecot_account: ImapAccount) -> Non
         client.shutdown()
 
 
-def test_german_personality(make_dovecot_account: Callable[[str], ImapAccount]) -> None:
-    account = make_dovecot_account("german")
+def test_german_personality(make_account: Callable[[str], ImapAccount]) -> None:
+    account = make_account("german")
     assert (account.sent_folder, account.drafts_folder) == ("INBOX.Gesendet", "INBOX.Entwürfe")
     with account.client() as client:
         folders = {name: (set(flags), sep) for flags, sep, name in client.list_folders()}
@@ -334,7 +329,7 @@ def test_smtp_sink_tls_refuses_shortcuts(smtp_sink_tls: SmtpSink) -> None:
 
 
 def test_keyring_is_in_memory(memory_keyring: MemoryKeyring) -> None:
-    assert os.environ["PYTHON_KEYRING_BACKEND"] == "servers.MemoryKeyring"
+    assert os.environ["PYTHON_KEYRING_BACKEND"] == "tests.servers.keyring.MemoryKeyring"
     assert isinstance(keyring.core.load_env(), MemoryKeyring)
     keyring.set_password("followup", "alice@example.org", "s3cret")
     assert memory_keyring.get_password("followup", "alice@example.org") == "s3cret"

@@ -10,8 +10,8 @@ import pytest
 from agent.errors import ConfigError, MailboxError
 from agent.mailbox.client import Mailbox
 from agent.mailbox.folders import Folder, choose_scan_folders, discover_roles
-from servers import ImapAccount
-from support import message
+from tests.kit import message
+from tests.servers.account import ImapAccount
 
 
 def _open(account: ImapAccount, security: str = "none", **kwargs: object) -> Mailbox:
@@ -82,8 +82,8 @@ def test_append_draft_returns_uid(imap_account: ImapAccount) -> None:
     assert "Jürgen".encode() in imap_account.fetch_raw(imap_account.drafts_folder)[0]
 
 
-def test_german_host_folders_by_name(make_dovecot_account: object) -> None:
-    account = make_dovecot_account("german")  # type: ignore[operator]
+def test_german_host_folders_by_name(make_account: object) -> None:
+    account = make_account("german")  # type: ignore[operator]
     with _open(account) as mailbox:
         roles = mailbox.roles()
         assert roles.sent == "INBOX.Gesendet"
@@ -119,7 +119,7 @@ def test_wrong_password_and_closed_port(dovecot_account: ImapAccount) -> None:
         Mailbox.open("127.0.0.1", dovecot_account.port, "none", dovecot_account.username,
                      "wrong-password-123", timeout=10)
     assert "wrong-password-123" not in str(info.value)
-    from servers import free_port
+    from tests.servers.base import free_port
 
     with pytest.raises(MailboxError, match="refused the connection"):
         Mailbox.open("127.0.0.1", free_port(), "none", "u", "p", timeout=5)

@@ -1,6 +1,6 @@
 """Every server personality: the mailbox contract, the same ledger, doctor and the daily cycle.
 
-A personality is a real server configured like a kind of mail host (tests/servers.py):
+A personality is a real server configured like a kind of mail host (tests/servers/):
 standard Dovecot, a German host without SPECIAL-USE, Gmail with and without X-GM-EXT-1,
 Exchange, pymap and Cyrus. `EXPECT` below is the compatibility table of the README; every
 test here is parametrized over `personality_account`, so its ids name the personality
@@ -26,17 +26,24 @@ from agent import service
 from agent.config import load_config
 from agent.doctor import CAPABILITY_WORDS
 from agent.mailbox.client import Mailbox
-from mailgen import Expected, GeneratedMailbox, generate
-from servers import ALL_PERSONALITIES, PERSONALITIES, Cyrus, ImapAccount
-from support import ME, message, run_cli, write_config
+from tests.kit import (
+    ME,
+    expected_ledger,
+    generated_folders,
+    iso,
+    ledger_of,
+    message,
+    plant,
+    run_cli,
+    write_config,
+)
+from tests.mailgen import generate
+from tests.servers.account import ImapAccount
+from tests.servers.cyrus import Cyrus
+from tests.servers.personalities import ALL_PERSONALITIES, PERSONALITIES
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)  # 08:30 in Berlin
 NOW_TEXT = "2026-03-01T07:30:00Z"
-
-# The fields of `contacts --json` that come from the mailbox; `last_folder` is left out on
-# purpose: the same message lives in differently named folders on each personality.
-LEDGER_FIELDS = ("addresses", "name", "last_exchange", "last_direction", "last_subject",
-                 "messages_in", "messages_out")
 
 
 @dataclass(frozen=True)
@@ -85,37 +92,10 @@ def _expect(account: ImapAccount) -> Expect:
     return EXPECT[account.personality]
 
 
-def folders_of(account: ImapAccount) -> dict[str, str]:
-    """mailgen's folder roles mapped onto this account's layout (labels on Gmail)."""
-    if account.personality == "german":
-        extra = {"archive": "INBOX.Archiv.2024", "project": "INBOX.Projekte.Kunde A"}
-    else:
-        extra = {"archive": "Archiv/2024", "project": "Projekte/Kunde A"}
-    return {"sent": account.sent_folder, "drafts": account.drafts_folder,
-            "junk": account.junk_folder, "trash": account.trash_folder, **extra}
-
-
-def plant(account: ImapAccount, mailbox: GeneratedMailbox) -> None:
-    for folder in mailbox.create:
-        account.create_folder(folder)
-    account.append_many(mailbox.items())
-
-
 def cli_json(args: Sequence[str], capsys: pytest.CaptureFixture[str]) -> Any:
     code, out, err = run_cli(["--now", NOW_TEXT, *args], capsys)
     assert code == 0, f"followup {' '.join(args)} exited {code}: {out}{err}"
     return json.loads(out) if args[-1] == "--json" else out
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def expected_ledger(expected: dict[str, Expected]) -> dict[str, dict[str, Any]]:
-    return {key: {"addresses": [key], "name": e.name, "last_exchange": iso(e.last_exchange),
-                  "last_direction": e.last_direction, "last_subject": e.last_subject,
-                  "messages_in": e.messages_in, "messages_out": e.messages_out}
-            for key, e in expected.items()}
 
 
 # --------------------------------------------------------------------------- the table itself
@@ -215,11 +195,11 @@ def test_append_draft(personality_account: ImapAccount) -> None:
     assert "Jürgen".encode() in account.fetch_raw(account.drafts_folder)[0]
 
 
-def test_x_gm_msgid_refused_is_asked_once(make_dovecot_account: Callable[[str], ImapAccount],
+def test_x_gm_msgid_refused_is_asked_once(make_account: Callable[[str], ImapAccount],
                                           monkeypatch: pytest.MonkeyPatch,
                                           caplog: pytest.LogCaptureFixture) -> None:
     """A server with X-GM-EXT-1 that answers BAD to X-GM-MSGID: retried without it, once."""
-    account = make_dovecot_account("gmail")
+    account = make_account("gmail")
     account.append("INBOX", message(sender="a@example.net"))
     asked: list[list[str]] = []
     original = Mailbox._raw_fetch
@@ -246,10 +226,10 @@ def test_x_gm_msgid_refused_is_asked_once(make_dovecot_account: Callable[[str], 
 
 @pytest.mark.parametrize("personality", ["gmail", "gmail-noext"])
 def test_gmail_one_message_in_many_folders_counts_once(
-        personality: str, make_dovecot_account: Callable[[str], ImapAccount], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        personality: str, make_account: Callable[[str], ImapAccount], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """INBOX + a label + All Mail (+ Starred): one exchange; Drafts/Spam/Trash never count."""
-    account = make_dovecot_account(personality)
+    account = make_account(personality)
     account.create_folder("Kunden")
     then = NOW - timedelta(days=20)
     received = message(sender="Jana Novak <jana@example.cz>", subject="Vertrag", when=then,
@@ -272,7 +252,7 @@ def test_gmail_one_message_in_many_folders_counts_once(
     assert len(account.folder_uids(account.all_folder)) == 4
     assert len(account.folder_uids("[Gmail]/Starred")) == 1
 
-    write_config(account, tmp_path)
+    write_config(monkeypatch, account, tmp_path)
     cli_json(["scan"], capsys)
     (jana,) = cli_json(["contacts", "--json"], capsys)
     assert (jana["email"], jana["messages_in"], jana["messages_out"]) == (
@@ -285,15 +265,15 @@ def test_gmail_one_message_in_many_folders_counts_once(
 
 
 def test_same_ledger(personality_account: ImapAccount, tmp_path: Path,
-                     capsys: pytest.CaptureFixture[str]) -> None:
+                     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """mailgen's adversarial mailbox, on this layout: exactly the ledger it must produce."""
     account = personality_account
-    planted = generate(7, people=12, now=NOW, folders=folders_of(account))
+    planted = generate(7, people=12, now=NOW, folders=generated_folders(account))
     plant(account, planted)
-    write_config(account, tmp_path, aliases=planted.aliases)
+    write_config(monkeypatch, account, tmp_path, aliases=planted.aliases)
     cli_json(["scan"], capsys)
     contacts = cli_json(["contacts", "--json"], capsys)
-    got = {c["email"]: {f: c[f] for f in LEDGER_FIELDS} for c in contacts}
+    got = ledger_of(contacts)
     assert len(got) == len(contacts), "two contacts share a primary address"
     want = expected_ledger(planted.ledger(two_way=True))
     assert sorted(got) == sorted(want)
@@ -341,10 +321,10 @@ def test_stock_cyrus_turns_8bit_header_bytes_into_x(cyrus_server: Cyrus) -> None
 
 
 def test_doctor(personality_account: ImapAccount, tmp_path: Path,
-                capsys: pytest.CaptureFixture[str]) -> None:
+                capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Capabilities that matter, in words, and the folders doctor picked."""
     account, want = personality_account, _expect(personality_account)
-    write_config(account, tmp_path)
+    write_config(monkeypatch, account, tmp_path)
     code, out, err = run_cli(["doctor"], capsys)
     assert code == 0, out + err
     has = {"SPECIAL-USE": want.special_use, "CONDSTORE": want.condstore, "UIDPLUS": True,
@@ -411,12 +391,12 @@ def _messages(account: ImapAccount, folder: str) -> list[EmailMessage]:
 
 
 def test_daily_cycle(personality_account: ImapAccount, tmp_path: Path,
-                     capsys: pytest.CaptureFixture[str]) -> None:
+                     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """scan → digest into INBOX → three drafts in Drafts; a second cycle adds nothing, and
     neither the digest nor the drafts change the ledger (on Gmail they are in All Mail too)."""
     account = personality_account
     _seed_cycle(account)
-    config = load_config(write_config(account, tmp_path, extra='delivery = "imap"\n'))
+    config = load_config(write_config(monkeypatch, account, tmp_path, extra='delivery = "imap"\n'))
     cli_json(["scan"], capsys)
     before = cli_json(["contacts", "--json"], capsys)
 
@@ -439,5 +419,4 @@ def test_daily_cycle(personality_account: ImapAccount, tmp_path: Path,
 
     cli_json(["scan"], capsys)
     after = cli_json(["contacts", "--json"], capsys)
-    ledger = {c["email"]: {f: c[f] for f in LEDGER_FIELDS} for c in after}
-    assert ledger == {c["email"]: {f: c[f] for f in LEDGER_FIELDS} for c in before}
+    assert ledger_of(after) == ledger_of(before)

@@ -16,6 +16,7 @@ from agent.config import PolicyConfig
 from agent.configspec import Rule
 from agent.model import STATUSES, Contact, ContactState, Direction
 from agent.policy import Effective, effective_settings, evaluate, pick_today, ranked, today
+from tests.kit import make_contact
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -37,22 +38,6 @@ def make_policy(cadence: int = 90, lead: int = 14, reply_after: int = 7, picks: 
 def make_rule(match: str | None = None, tag: str | None = None, cadence_days: int | None = None,
               ignore: bool = False, language: str | None = None) -> Rule:
     return Rule(match=match, tag=tag, cadence_days=cadence_days, ignore=ignore, language=language)
-
-
-def make_contact(contact_id: int = 1, last: datetime = datetime(2026, 1, 1, 12, tzinfo=UTC),
-                 direction: Direction = "out", addresses: Sequence[str] = ("ann@studio.example",),
-                 *, snooze_until: date | None = None, ignored: bool = False,
-                 cadence_days: int | None = None, language: str | None = None,
-                 tags: Sequence[str] = ()) -> Contact:
-    return Contact(
-        id=contact_id, name=f"Contact {contact_id}", email=addresses[0],
-        addresses=tuple(addresses), last_exchange=last, last_direction=direction,
-        last_subject="Hello", last_folder="INBOX" if direction == "in" else "Sent",
-        last_message_id=f"<{contact_id}@example>",
-        last_in=last if direction == "in" else None, last_out=last if direction == "out" else None,
-        messages_in=1, messages_out=1, snooze_until=snooze_until, ignored=ignored,
-        cadence_days=cadence_days, language=language, tags=frozenset(tags),
-    )
 
 
 def noon(day: date, tz: ZoneInfo) -> datetime:

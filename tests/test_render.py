@@ -14,26 +14,13 @@ from pathlib import Path
 import pytest
 
 from agent import render
-from agent.config import Config, parse_config_text
 from agent.errors import TemplateError
 from agent.render import Renderer, check_user_templates, default_templates_dir, export_templates
+from tests.kit import make_config
 
 REPO = Path(__file__).resolve().parent.parent
 DIGEST_TEMPLATES = ("digest.html.j2", "digest.txt.j2", "digest.subject.j2",
                     "_digest_row.html.j2", "_digest_row.txt.j2")
-
-
-def make_config(user_dir: Path | None = None, language: str = "en") -> Config:
-    templates = f'[templates]\ndir = "{user_dir}"\n' if user_dir else ""
-    return parse_config_text(f"""
-[account]
-email = "me@example.org"
-[imap]
-host = "imap.example.org"
-[digest]
-timezone = "Europe/Berlin"
-language = "{language}"
-{templates}""")
 
 
 @pytest.fixture
@@ -57,12 +44,12 @@ def test_dates_are_shown_in_the_users_time_zone(user_dir: Path) -> None:
         "{{ moment|short_date }} {{ moment|long_date }} {{ moment|weekday }} "
         "{{ (moment|local).hour }}")
     late = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)  # already Sunday the 29th in Berlin
-    de = Renderer(make_config(user_dir, "de")).render("when.txt.j2", moment=late)
-    en = Renderer(make_config(user_dir, "en")).render("when.txt.j2", moment=late)
+    de = Renderer(make_config(templates=user_dir, language="de")).render("when.txt.j2", moment=late)
+    en = Renderer(make_config(templates=user_dir, language="en")).render("when.txt.j2", moment=late)
     assert de == "29.03.2026 29. März 2026 Sonntag 0"
     assert en == "2026-03-29 29 March 2026 Sunday 0"
     (user_dir / "day.txt.j2").write_text("{{ day|short_date }} {{ day|weekday }}")
-    assert Renderer(make_config(user_dir, "de")).render(
+    assert Renderer(make_config(templates=user_dir, language="de")).render(
         "day.txt.j2", day=date(2026, 3, 28)) == "28.03.2026 Samstag"  # a date stays as it is
 
 
@@ -71,7 +58,7 @@ def test_dates_are_shown_in_the_users_time_zone(user_dir: Path) -> None:
 
 def test_user_templates_win_and_missing_ones_come_from_the_defaults(user_dir: Path) -> None:
     (user_dir / "digest.subject.j2").write_text("mine: {{ picks|length }}")
-    renderer = Renderer(make_config(user_dir))
+    renderer = Renderer(make_config(templates=user_dir))
     assert renderer.render("digest.subject.j2", picks=[1, 2]) == "mine: 2"
     assert renderer.source_of("digest.subject.j2").is_user
     assert not renderer.source_of("digest.html.j2").is_user
@@ -81,7 +68,7 @@ def test_user_templates_win_and_missing_ones_come_from_the_defaults(user_dir: Pa
 def test_html_is_escaped_and_text_is_not(user_dir: Path) -> None:
     (user_dir / "x.html.j2").write_text("<b>{{ name }}</b>")
     (user_dir / "x.txt.j2").write_text("{{ name }}")
-    renderer = Renderer(make_config(user_dir))
+    renderer = Renderer(make_config(templates=user_dir))
     evil = "<script>alert(1)</script>"
     # `name` is a template variable like any other (the template's name is positional-only).
     assert renderer.render("x.html.j2", name=evil) == (
@@ -92,7 +79,7 @@ def test_html_is_escaped_and_text_is_not(user_dir: Path) -> None:
 def test_undefined_variables_are_errors_not_blanks(user_dir: Path) -> None:
     (user_dir / "only-mine.txt.j2").write_text("Hi {{ nobody }}")
     with pytest.raises(TemplateError, match=r"only-mine\.txt\.j2, line 1: 'nobody' is undefined"):
-        Renderer(make_config(user_dir)).render("only-mine.txt.j2")
+        Renderer(make_config(templates=user_dir)).render("only-mine.txt.j2")
 
 
 def test_unknown_template_is_a_clear_error() -> None:
@@ -107,7 +94,7 @@ def test_syntax_error_falls_back_with_file_and_line(user_dir: Path,
                                                     caplog: pytest.LogCaptureFixture) -> None:
     broken = user_dir / "digest.subject.j2"
     broken.write_text("ok\n\n{% if picks %}never closed\n")
-    renderer = Renderer(make_config(user_dir))
+    renderer = Renderer(make_config(templates=user_dir))
     subject = renderer.render("digest.subject.j2", picks=[], day=date(2026, 11, 26))
     assert subject.startswith("Nobody to contact today")  # the packaged default
     assert len(renderer.problems) == 1
@@ -120,10 +107,9 @@ def test_runtime_error_in_a_user_partial_falls_back(user_dir: Path) -> None:
     partial = user_dir / "_digest_row.txt.j2"
     partial.write_text("{% macro pick(row, number) %}{{ row.nope }}{% endmacro %}\n"
                        "{% macro line(row) %}{{ 1 // 0 }}{% endmacro %}\n")
-    config = make_config(user_dir)
-    from test_digest import NOW, make_plan
-
+    config = make_config(templates=user_dir)
     from agent import digest
+    from tests.test_digest import NOW, make_plan
 
     renderer = Renderer(config)
     rendered = digest.render(config, make_plan(config), NOW, renderer)
@@ -135,7 +121,7 @@ def test_runtime_error_in_a_user_partial_falls_back(user_dir: Path) -> None:
 
 def test_a_user_template_including_a_missing_file(user_dir: Path) -> None:
     (user_dir / "digest.subject.j2").write_text('{% include "gone.j2" %}')
-    renderer = Renderer(make_config(user_dir))
+    renderer = Renderer(make_config(templates=user_dir))
     assert renderer.render("digest.subject.j2", picks=[],
                            day=date(2026, 11, 26)).startswith("Nobody")
     assert "includes gone.j2, which does not exist" in renderer.problems[0]
@@ -143,7 +129,7 @@ def test_a_user_template_including_a_missing_file(user_dir: Path) -> None:
 
 def test_any_exception_in_a_user_template_falls_back(user_dir: Path) -> None:
     (user_dir / "digest.subject.j2").write_text("{{ 1 / 0 }}")
-    renderer = Renderer(make_config(user_dir))
+    renderer = Renderer(make_config(templates=user_dir))
     assert renderer.render("digest.subject.j2", picks=[],
                            day=date(2026, 11, 26)).startswith("Nobody")
     assert "ZeroDivisionError" in renderer.problems[0]
@@ -153,7 +139,7 @@ def test_any_exception_in_a_user_template_falls_back(user_dir: Path) -> None:
 def test_check_user_templates_reports_syntax_errors(user_dir: Path) -> None:
     (user_dir / "a.txt.j2").write_text("fine {{ x }}")
     (user_dir / "b.html.j2").write_text("line\n{% for %}")
-    problems = list(check_user_templates(make_config(user_dir)))
+    problems = list(check_user_templates(make_config(templates=user_dir)))
     assert len(problems) == 1
     assert problems[0].startswith(f"template {user_dir / 'b.html.j2'}, line 2:")
     assert list(check_user_templates(make_config())) == []
@@ -178,12 +164,11 @@ def test_export_copies_every_default_and_keeps_the_users_files(tmp_path: Path) -
 
 
 def test_exported_templates_render_like_the_defaults(tmp_path: Path) -> None:
-    from test_digest import NOW, make_plan
-
     from agent import digest
+    from tests.test_digest import NOW, make_plan
 
     export_templates(tmp_path / "copy")
-    mine, packaged = make_config(tmp_path / "copy"), make_config()
+    mine, packaged = make_config(templates=tmp_path / "copy"), make_config()
     assert digest.render(mine, make_plan(mine), NOW, Renderer(mine)) == digest.render(
         packaged, make_plan(packaged), NOW, Renderer(packaged))
 

@@ -21,14 +21,14 @@ import pytest
 from agent import credentials, digest
 from agent.config import Config, parse_config_text
 from agent.errors import StoreError
-from agent.model import Contact
 from agent.plan import Plan
 from agent.policy import evaluate, pick_today, ranked, today
 from agent.render import Renderer
 from agent.store import Store
 from agent.store.database import exclusive_lock
-from servers import ImapAccount, SmtpSink
-from support import ME, message, run_cli, write_config
+from tests.kit import ME, make_contact, message, run_cli, write_config
+from tests.servers.account import ImapAccount
+from tests.servers.smtp import SmtpSink
 
 NOW = datetime(2026, 11, 26, 6, 30, tzinfo=UTC)  # 07:30 in Berlin
 NOW_TEXT = "2026-11-26T06:30:00Z"
@@ -62,11 +62,11 @@ def inbox_digests(account: ImapAccount) -> list[tuple[str, str]]:
 
 def test_1_a_stranger_cannot_stop_the_digest(
         dovecot_account: ImapAccount, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """0.1.0 made the digest's Message-ID from the address and the day alone; a stranger who
     appended a mail with tomorrow's ID made followup record tomorrow as delivered."""
     plant_a_due_contact(dovecot_account)
-    write_config(dovecot_account, tmp_path)
+    write_config(monkeypatch, dovecot_account, tmp_path)
     day = "2026-11-27"
     old_style = hashlib.sha256(f"{ME} {day}".encode()).hexdigest()[:16]
     forged = [f"followup-digest.{day}.{old_style}@example.org",
@@ -131,12 +131,8 @@ path = "{tmp_path / 'followup.db'}"
 
 
 def _hostile_plan(config: Config) -> Plan:
-    last = NOW - timedelta(days=130)
-    contact = Contact(
-        id=1, name=HOSTILE, email="anna@example.com", addresses=("anna@example.com",),
-        last_exchange=last, last_direction="out", last_subject=HOSTILE, last_folder="Sent",
-        last_message_id="<m1@example.net>", last_in=last, last_out=last, messages_in=2,
-        messages_out=2)
+    contact = make_contact(1, NOW - timedelta(days=130), "out", ("anna@example.com",),
+                           name=HOSTILE, subject=HOSTILE, messages=(2, 2))
     states = evaluate([contact], config.policy, config.digest.tz, NOW)
     day = today(NOW, config.digest.tz)
     return Plan(day=day, states=states, due=ranked(states),
@@ -308,9 +304,9 @@ def test_8_the_lock_file_never_follows_a_symlink(tmp_path: Path) -> None:
 ])
 def test_9_huge_numbers_and_dates_are_a_usage_error(
         dovecot_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        args: list[str]) -> None:
+        args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     plant_a_due_contact(dovecot_account)
-    write_config(dovecot_account, tmp_path)
+    write_config(monkeypatch, dovecot_account, tmp_path)
     assert run_cli(["--now", NOW_TEXT, "scan"], capsys)[0] == 0
     code, out, err = run_cli(args if args[0] == "--now" else ["--now", NOW_TEXT, *args], capsys)
     assert code == 2, out + err

@@ -28,40 +28,26 @@ from agent.scan import ScanSummary, folder_plan, process_batch
 from agent.service import run_scan
 from agent.store import Store
 from agent.store.ledger import FolderState
-from mailgen import Expected, GeneratedMailbox, build_message, generate, realistic, rfc_date
-from servers import ImapAccount
-from support import config_text, run_cli, write_config
+from tests.kit import (
+    config_text,
+    expected_ledger,
+    generated_folders,
+    iso,
+    ledger_of,
+    plant,
+    run_cli,
+    write_config,
+)
+from tests.mailgen import Expected, GeneratedMailbox, build_message, generate, realistic, rfc_date
+from tests.servers.account import ImapAccount
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
 NOW_TEXT = "2026-03-01T07:30:00Z"
 REPO = Path(__file__).resolve().parent.parent
-
-# The fields of `contacts --json` that come from the mailbox (not from decisions or policy).
-LEDGER_FIELDS = ("addresses", "name", "last_exchange", "last_direction", "last_subject",
-                 "messages_in", "messages_out")
-
+# The generated project folder: an umlaut, so folder names travel as modified UTF-7.
+PROJECT = "Kunde Müller"
 
 # --------------------------------------------------------------------------- helpers
-
-
-def folders_of(account: ImapAccount) -> dict[str, str]:
-    """The generator's folder roles on this account's layout."""
-    if account.personality == "german":
-        extra = {"archive": "INBOX.Archiv.2024", "project": "INBOX.Projekte.Kunde Müller"}
-    else:  # an umlaut: folder names travel as modified UTF-7
-        extra = {"archive": "Archiv/2024", "project": "Projekte/Kunde Müller"}
-    return {"sent": account.sent_folder, "drafts": account.drafts_folder,
-            "junk": account.junk_folder, "trash": account.trash_folder, **extra}
-
-
-def plant(account: ImapAccount, mailbox: GeneratedMailbox) -> None:
-    for folder in mailbox.create:
-        account.create_folder(folder)
-    account.append_many(mailbox.items())
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def cli(args: Sequence[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -79,28 +65,6 @@ def contacts_json(capsys: pytest.CaptureFixture[str], config: Path | None = None
     return result
 
 
-def ledger_of(contacts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Mailbox-derived fields by primary address."""
-    ledger = {c["email"]: {f: c[f] for f in LEDGER_FIELDS} for c in contacts}
-    assert len(ledger) == len(contacts), "two contacts share a primary address"
-    return ledger
-
-
-def expected_ledger(expected: dict[str, Expected]) -> dict[str, dict[str, Any]]:
-    return {
-        key: {
-            "addresses": [key],
-            "name": e.name,
-            "last_exchange": iso(e.last_exchange),
-            "last_direction": e.last_direction,
-            "last_subject": e.last_subject,
-            "messages_in": e.messages_in,
-            "messages_out": e.messages_out,
-        }
-        for key, e in expected.items()
-    }
-
-
 def assert_ledger(contacts: list[dict[str, Any]], mailbox: GeneratedMailbox,
                   two_way: bool) -> None:
     got = ledger_of(contacts)
@@ -115,23 +79,6 @@ def assert_ledger(contacts: list[dict[str, Any]], mailbox: GeneratedMailbox,
     wrong = {f"{key} ({cases.get(key, 'ordinary')})": {"got": got[key], "want": want[key]}
              for key in want if got[key] != want[key]}
     assert not wrong, json.dumps(wrong, indent=1, ensure_ascii=False)
-
-
-def with_batch_size(config: str, batch_size: int) -> str:
-    """Config text with ``[imap] batch_size`` set (support.config_text has no such knob)."""
-    assert "timeout = 10\n" in config
-    return config.replace("timeout = 10\n", f"timeout = 10\nbatch_size = {batch_size}\n")
-
-
-def write_test_config(account: ImapAccount, directory: Path, mailbox: GeneratedMailbox | None,
-                      *, two_way: bool = True, batch_size: int | None = None) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    aliases = mailbox.aliases if mailbox else ("mia.private@gmx.de",)
-    extra = "" if two_way else "\n[policy]\ntwo_way = false\n"
-    path = write_config(account, directory, aliases=aliases, extra=extra)
-    if batch_size is not None:
-        path.write_text(with_batch_size(path.read_text(), batch_size))
-    return path
 
 
 def spy_fetches(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[int]]]:
@@ -163,21 +110,25 @@ def scan(path: Path, **kwargs: Any) -> ScanSummary:
 
 @pytest.mark.parametrize("two_way", [True, False], ids=["two_way", "one_way"])
 def test_ledger_of_generated_mailbox(imap_account: ImapAccount, tmp_path: Path,
-                                     capsys: pytest.CaptureFixture[str], two_way: bool) -> None:
-    mailbox = generate(1 if two_way else 2, now=NOW, folders=folders_of(imap_account))
+                                     capsys: pytest.CaptureFixture[str], two_way: bool,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    folders = generated_folders(imap_account, PROJECT)
+    mailbox = generate(1 if two_way else 2, now=NOW, folders=folders)
     plant(imap_account, mailbox)
-    write_test_config(imap_account, tmp_path, mailbox, two_way=two_way)
+    write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases,
+                 extra="" if two_way else "[policy]\ntwo_way = false\n")
     cli(["scan"], capsys)
     assert_ledger(contacts_json(capsys), mailbox, two_way)
 
 
-def test_ledger_on_german_layout(make_dovecot_account: Callable[[str], ImapAccount],
-                                 tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ledger_on_german_layout(make_account: Callable[[str], ImapAccount],
+                                 tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """INBOX.Gesendet, INBOX.Entwürfe, INBOX.Spam, INBOX.Papierkorb found by name only."""
-    account = make_dovecot_account("german")
-    mailbox = generate(5, people=15, now=NOW, folders=folders_of(account))
+    account = make_account("german")
+    mailbox = generate(5, people=15, now=NOW, folders=generated_folders(account, PROJECT))
     plant(account, mailbox)
-    write_test_config(account, tmp_path, mailbox)
+    write_config(monkeypatch, account, tmp_path, aliases=mailbox.aliases)
     cli(["scan"], capsys)
     assert_ledger(contacts_json(capsys), mailbox, True)
 
@@ -270,9 +221,9 @@ def _extra_messages(mailbox: GeneratedMailbox, sent_folder: str) -> tuple[
 def test_incremental_scan_fetches_only_new_messages(
         imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    mailbox = generate(3, people=15, now=NOW, folders=folders_of(imap_account))
+    mailbox = generate(3, people=15, now=NOW, folders=generated_folders(imap_account, PROJECT))
     plant(imap_account, mailbox)
-    path = write_test_config(imap_account, tmp_path, mailbox)
+    path = write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
     calls = spy_fetches(monkeypatch)
 
     first = scan(path)
@@ -309,10 +260,10 @@ def test_mail_moved_between_folders_counts_once(
         imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The user files mail into an archive folder after a scan: new UIDs, same messages."""
-    folders = folders_of(imap_account)
+    folders = generated_folders(imap_account, PROJECT)
     mailbox = generate(13, people=10, now=NOW, folders=folders)
     plant(imap_account, mailbox)
-    path = write_test_config(imap_account, tmp_path, mailbox)
+    path = write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
     scan(path)
     before = contacts_json(capsys)
     with imap_account.client() as client:
@@ -335,10 +286,10 @@ def test_mail_moved_between_folders_counts_once(
 def test_uidvalidity_change_rescans_the_folder_without_double_counting(
         imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    folders = folders_of(imap_account)
+    folders = generated_folders(imap_account, PROJECT)
     mailbox = generate(4, people=15, now=NOW, folders=folders)
     plant(imap_account, mailbox)
-    path = write_test_config(imap_account, tmp_path, mailbox)
+    path = write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
     scan(path)
     before = contacts_json(capsys)
     assert_ledger(before, mailbox, True)
@@ -370,9 +321,9 @@ def test_uidnext_backwards_on_a_real_server_resets_the_folder(
         imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """No real server moves UIDNEXT back on demand: the stored state claims a higher one."""
-    mailbox = generate(6, people=10, now=NOW, folders=folders_of(imap_account))
+    mailbox = generate(6, people=10, now=NOW, folders=generated_folders(imap_account, PROJECT))
     plant(imap_account, mailbox)
-    path = write_test_config(imap_account, tmp_path, mailbox)
+    path = write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
     scan(path)
     before = contacts_json(capsys)
     sent = imap_account.sent_folder
@@ -497,20 +448,21 @@ def _wait_for(process: subprocess.Popen[bytes], condition: Callable[[], bool],
 @pytest.mark.slow
 def test_kill_9_during_scans_loses_and_doubles_nothing(
         dovecot_account: ImapAccount, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     account = dovecot_account
     rng = random.Random(20260301)
-    mailbox = generate(11, people=20, now=NOW, folders=folders_of(account))
+    mailbox = generate(11, people=20, now=NOW, folders=generated_folders(account, PROJECT))
     plant(account, mailbox)
     account.append_many(realistic(12, 3000, now=NOW, sent=account.sent_folder))
 
-    fresh = write_test_config(account, tmp_path / "fresh", mailbox, batch_size=50)
+    fresh = write_config(monkeypatch, account, tmp_path / "fresh", aliases=mailbox.aliases,
+                         batch_size=50)
     scan(fresh)
     killed = tmp_path / "killed"
     killed.mkdir()
     config = killed / "config.toml"
-    config.write_text(with_batch_size(
-        config_text(account, killed / "followup.db", aliases=mailbox.aliases), 50))
+    config.write_text(config_text(account, db=killed / "followup.db", aliases=mailbox.aliases,
+                                  batch_size=50))
     env = _subprocess_env(config, account)
 
     total = _message_count(tmp_path / "fresh" / "followup.db")
@@ -556,9 +508,9 @@ def test_kill_9_during_scans_loses_and_doubles_nothing(
 def test_full_rescan_keeps_decisions(imap_account: ImapAccount, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str],
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    mailbox = generate(7, people=12, now=NOW, folders=folders_of(imap_account))
+    mailbox = generate(7, people=12, now=NOW, folders=generated_folders(imap_account, PROJECT))
     plant(imap_account, mailbox)
-    path = write_test_config(imap_account, tmp_path, mailbox)
+    path = write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
     cli(["scan"], capsys)
     keys = sorted(mailbox.expected)
     snoozed, ignored, keep, other = keys[0], keys[1], keys[2], keys[3]
@@ -608,10 +560,11 @@ def default_log_levels() -> Iterator[None]:
 
 @pytest.mark.usefixtures("default_log_levels")
 def test_scan_prints_one_summary_line_when_not_on_a_terminal(
-        imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    mailbox = generate(12, people=5, now=NOW, folders=folders_of(imap_account))
+        imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    mailbox = generate(12, people=5, now=NOW, folders=generated_folders(imap_account, PROJECT))
     plant(imap_account, mailbox)
-    write_test_config(imap_account, tmp_path, mailbox)
+    write_config(monkeypatch, imap_account, tmp_path, aliases=mailbox.aliases)
     code, out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
     assert code == 0, err
     assert err == ""
@@ -629,8 +582,9 @@ def test_scan_prints_one_summary_line_when_not_on_a_terminal(
 
 
 def test_an_empty_mailbox_scans_to_an_empty_ledger(
-        imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    write_test_config(imap_account, tmp_path, None)
+        imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(monkeypatch, imap_account, tmp_path, aliases=["mia.private@gmx.de"])
     out = cli(["scan"], capsys)
     assert len(out.splitlines()) == 1
     assert " 0 new message(s)" in out
@@ -720,7 +674,7 @@ def test_scan_without_imaplibs_private_calls_gives_the_same_ledger(
 
     from agent.mailbox.fetch import FETCH_BODY
 
-    mailbox = generate(4, people=15, now=NOW, folders=folders_of(dovecot_account))
+    mailbox = generate(4, people=15, now=NOW, folders=generated_folders(dovecot_account))
     plant(dovecot_account, mailbox)
     public_fetches: list[int] = []  # the connection of every header FETCH by IMAPClient.fetch
     public_fetch = imapclient.IMAPClient.fetch
@@ -733,7 +687,8 @@ def test_scan_without_imaplibs_private_calls_gives_the_same_ledger(
 
     monkeypatch.setattr(imapclient.IMAPClient, "fetch", spied_fetch)
 
-    fast = write_test_config(dovecot_account, tmp_path / "fast", mailbox, batch_size=20)
+    fast = write_config(monkeypatch, dovecot_account, tmp_path / "fast", aliases=mailbox.aliases,
+                        batch_size=20)
     scan(fast)
     assert public_fetches == []
     fast_ledger = ledger_of(contacts_json(capsys, fast))
@@ -741,7 +696,8 @@ def test_scan_without_imaplibs_private_calls_gives_the_same_ledger(
     for name, stand_in in _OTHER_PYTHONS[python].items():
         original = getattr(imaplib.IMAP4, name)
         monkeypatch.setattr(imaplib.IMAP4, name, _OnlyImaplibSees(original, stand_in))
-    public = write_test_config(dovecot_account, tmp_path / "public", mailbox, batch_size=20)
+    public = write_config(monkeypatch, dovecot_account, tmp_path / "public",
+                          aliases=mailbox.aliases, batch_size=20)
     with _records_of("agent.mailbox") as records:
         scan(public)
     contacts = contacts_json(capsys, public)

@@ -35,10 +35,11 @@ import pytest
 
 from agent.store import Store
 from agent.store.database import exclusive_lock
-from faultproxy import Fault, FaultProxy, strip_capability
-from mailgen import realistic
-from servers import Dovecot, ImapAccount
-from support import ME, config_text, message, run_cli
+from tests.faultproxy import Fault, FaultProxy, strip_capability
+from tests.kit import ME, message, run_cli, write_config
+from tests.mailgen import realistic
+from tests.servers.account import ImapAccount
+from tests.servers.dovecot import Dovecot
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
 NOW_TEXT = "2026-03-01T07:30:00Z"
@@ -79,23 +80,6 @@ def files_under(*roots: Path) -> Iterator[Path]:
             yield from (p for p in root.rglob("*") if p.is_file())
 
 
-def config_for(account: ImapAccount, directory: Path, *, port: int | None = None,
-               security: str = "none", password_command: str | None = None,
-               extra: str = "") -> Path:
-    """A config (mode 0600); the password comes from ``password_command`` when given."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = dataclasses.replace(account, port=port) if port else account
-    text = config_text(target, directory / "followup.db", security=security, extra=extra)
-    if password_command:
-        text = text.replace("timeout = 10\n",
-                            f"timeout = 10\npassword_command = \"{password_command}\"\n")
-    path = directory / "config.toml"
-    path.write_text(text)
-    path.chmod(0o600)
-    os.environ["FOLLOWUP_CONFIG"] = str(path)
-    return path
-
-
 def followup(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "agent", *args], env=env, capture_output=True,
                           text=True, timeout=120, check=False)
@@ -113,28 +97,14 @@ def one_error_line(err: str) -> str:
 
 def test_tls_is_the_default_and_an_unknown_certificate_stops_before_login(
         secret_account: ImapAccount, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """No `security`, no `ca_file`: TLS with verification; Dovecot's self-signed
     certificate is refused, and nothing but the TLS handshake left the machine."""
     assert secret_account.tls_port
     forms = forms_of(secret_account.password, secret_account.username)
     with FaultProxy(secret_account.host, secret_account.tls_port,
                     record_upstream=True) as proxy:
-        path = tmp_path / "config.toml"
-        path.write_text(f"""
-[account]
-email = "{ME}"
-[imap]
-host = "127.0.0.1"
-port = {proxy.port}
-username = "{secret_account.username}"
-timeout = 10
-[storage]
-path = "{tmp_path / 'followup.db'}"
-""")
-        path.chmod(0o600)
-        os.environ["FOLLOWUP_CONFIG"] = str(path)
-        os.environ["FOLLOWUP_IMAP_PASSWORD"] = secret_account.password
+        write_config(monkeypatch, secret_account, tmp_path, port=proxy.port, security=None)
         code, out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
     assert code == 1, out + err
     line = one_error_line(err)
@@ -147,14 +117,13 @@ path = "{tmp_path / 'followup.db'}"
 
 def test_starttls_hidden_by_a_man_in_the_middle_is_refused_without_sending_the_password(
         secret_account: ImapAccount, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """A proxy strips STARTTLS from the server's capabilities (a downgrade attack): the
     client must refuse, not log in in plaintext."""
     forms = forms_of(secret_account.password, secret_account.username)
     with FaultProxy(secret_account.host, secret_account.port, record_upstream=True,
                     rewrite_down=strip_capability(b"STARTTLS")) as proxy:
-        config_for(secret_account, tmp_path, port=proxy.port, security="starttls")
-        os.environ["FOLLOWUP_IMAP_PASSWORD"] = secret_account.password
+        write_config(monkeypatch, secret_account, tmp_path, port=proxy.port, security="starttls")
         code, out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
     assert code == 1, out + err
     line = one_error_line(err)
@@ -166,12 +135,11 @@ def test_starttls_hidden_by_a_man_in_the_middle_is_refused_without_sending_the_p
 
 def test_starttls_through_the_proxy_works_when_nothing_is_stripped(
         secret_account: ImapAccount, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The control for the test above: the same path upgrades and logs in, encrypted."""
     forms = forms_of(secret_account.password, secret_account.username)
     with FaultProxy(secret_account.host, secret_account.port, record_upstream=True) as proxy:
-        config_for(secret_account, tmp_path, port=proxy.port, security="starttls")
-        os.environ["FOLLOWUP_IMAP_PASSWORD"] = secret_account.password
+        write_config(monkeypatch, secret_account, tmp_path, port=proxy.port, security="starttls")
         code, out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
     assert code == 0, out + err
     sent = b"".join(bytes(c.upstream) for c in proxy.connections)
@@ -191,12 +159,9 @@ def test_plaintext_to_a_remote_host_is_refused_before_connecting(
 
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    path = tmp_path / "config.toml"
-    path.write_text(f'[account]\nemail = "{ME}"\n[imap]\nhost = "{host}"\nport = 143\n'
-                    f'security = "none"\n[storage]\npath = "{tmp_path / "x.db"}"\n')
-    path.chmod(0o600)
-    os.environ["FOLLOWUP_CONFIG"] = str(path)
-    os.environ["FOLLOWUP_IMAP_PASSWORD"] = "not-used-1234"
+    write_config(monkeypatch, None, tmp_path, host=host, port=143, security="none",
+                 db=tmp_path / "x.db")
+    monkeypatch.setenv("FOLLOWUP_IMAP_PASSWORD", "not-used-1234")
     code, _out, err = run_cli(["scan"], capsys)
     assert code == 2
     assert "plaintext" in one_error_line(err)
@@ -221,7 +186,8 @@ def _children(pid: int) -> list[int]:
 
 
 def test_the_password_never_leaves_the_login(secret_account: ImapAccount,
-                                             tmp_path: Path) -> None:
+                                             tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A unique password through every command, with -vvv (imapclient's protocol log), a
     dropped connection during LOGIN, a wrong password, digest and drafts: it is in no
     output, no file the runs wrote, no process's arguments or environment, no mail in the
@@ -244,8 +210,8 @@ def test_the_password_never_leaves_the_login(secret_account: ImapAccount,
     data = tmp_path / "data"
     outputs: dict[str, str] = {}
     with FaultProxy(account.host, account.port, record_upstream=True) as proxy:
-        config = config_for(account, data, port=proxy.port,
-                            password_command=f"cat {secret_file}")
+        config = write_config(monkeypatch, account, data, port=proxy.port, password="none",
+                              password_command=f"cat {secret_file}")
         env = {k: v for k, v in os.environ.items() if not k.startswith("FOLLOWUP_IMAP")}
         env.update(FOLLOWUP_CONFIG=str(config), FOLLOWUP_NOW=NOW_TEXT)
 
@@ -289,8 +255,8 @@ def test_the_password_never_leaves_the_login(secret_account: ImapAccount,
     # 4. A wrong password that is itself a unique string: not echoed in the error.
     wrong = f"Wrong-{secrets.token_hex(12)}-Pw"
     wrong_forms = forms_of(wrong, account.username)
-    done = followup("-vvv", "scan", env={**env, "FOLLOWUP_CONFIG": str(config_for(
-        account, tmp_path / "wrong", password_command=f"echo {wrong}"))})
+    done = followup("-vvv", "scan", env={**env, "FOLLOWUP_CONFIG": str(write_config(monkeypatch,
+        account, tmp_path / "wrong", password="none", password_command=f"echo {wrong}"))})
     assert done.returncode != 0
     assert "login" in done.stderr.strip().splitlines()[-1]
     assert leaks(done.stdout + done.stderr, wrong_forms) == []
@@ -316,8 +282,9 @@ def test_the_password_never_leaves_the_login(secret_account: ImapAccount,
     assert written >= 2  # a digest and at least one draft
 
 
-def test_password_set_from_stdin_is_not_echoed(secret_account: ImapAccount, tmp_path: Path) -> None:
-    config = config_for(secret_account, tmp_path)
+def test_password_set_from_stdin_is_not_echoed(secret_account: ImapAccount, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write_config(monkeypatch, secret_account, tmp_path, password="none")
     env = {**os.environ, "FOLLOWUP_CONFIG": str(config)}
     done = subprocess.run([sys.executable, "-m", "agent", "-vvv", "password", "set", "--stdin"],
                           input=secret_account.password + "\n", env=env, capture_output=True,
@@ -378,8 +345,8 @@ def test_init_writes_a_private_config_even_with_umask_0(
 
 def test_world_readable_config_is_warned_about_on_every_command(
         dovecot_account: ImapAccount, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    path = config_for(dovecot_account, tmp_path)
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_config(monkeypatch, dovecot_account, tmp_path, password="none")
     path.chmod(0o644)
     code, _out, err = run_cli(["contacts", "--json"], capsys)
     assert code == 0, err
@@ -431,13 +398,12 @@ def _header_names(raw: bytes) -> list[str]:
 
 def test_hostile_names_and_subjects_in_the_real_digest_and_drafts(
         dovecot_account: ImapAccount, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Scanned from a real server, delivered to the real INBOX and Drafts: the HTML shows
     the markup as text, and no header grows out of a name, subject or Message-ID."""
     account = dovecot_account
     _plant_hostile(account)
-    config_for(account, tmp_path)
-    os.environ["FOLLOWUP_IMAP_PASSWORD"] = account.password
+    write_config(monkeypatch, account, tmp_path)
     code, out, err = run_cli(["--now", NOW_TEXT, "run", "--once"], capsys)
     assert code == 0, out + err
 
@@ -475,8 +441,9 @@ def test_hostile_names_and_subjects_in_the_real_digest_and_drafts(
 
 def test_html_digest_written_to_a_file_is_private(dovecot_account: ImapAccount,
                                                    tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    config_for(dovecot_account, tmp_path)
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(monkeypatch, dovecot_account, tmp_path, password="none")
     html = tmp_path / "out" / "digest.html"
     with umask(0):
         code, _out, err = run_cli(["--now", NOW_TEXT, "digest", "--output", str(html)], capsys)
