@@ -33,7 +33,6 @@ from agent.config import Config, load_config, local_timezone_name
 from agent.demo_mail import DEMO_USER, ME, ME_NAME, DemoMailbox, generate
 from agent.demo_server import LOOPBACK, PymapServer, require_pymap
 from agent.digest import DIGEST_HEADER
-from agent.drafts.compose import CHECKIN_HEADER
 from agent.mailbox.client import Mailbox
 from agent.model import ContactState
 
@@ -49,7 +48,7 @@ class DemoDraft:
     to: str
     subject: str
     body: str
-    checkin: str | None
+    message_id: str | None
 
 
 @dataclass
@@ -176,12 +175,14 @@ class DemoSession:
         preview = service.run_digest(config, self.now, output=html_path)
         with service.open_store(config) as store:
             states = plan.decide(config, store, self.now)
+            ours = {d.message_id for d in store.journal.drafts("pending")}
         digest_text = (cycle.digest.text if cycle.digest is not None and cycle.digest.text
                        else preview.text or "")
         with self._mailbox() as mailbox:
             digests = _with_header(mailbox, "INBOX", DIGEST_HEADER)
             drafts_folder = mailbox.roles().drafts or "Drafts"
-            drafts = [_draft(raw) for raw in _all(mailbox, drafts_folder)]
+            drafts = [d for d in map(_draft, _all(mailbox, drafts_folder))
+                      if d.message_id in ours]
         return DemoResult(
             directory=self.directory, config=config, now=self.now, people=len(box.people),
             messages=len(box.messages), states=states, cycle=cycle, digest_text=digest_text,
@@ -214,4 +215,4 @@ def _draft(raw: bytes) -> DemoDraft:
     body = message.get_body(("plain",)) if isinstance(message, EmailMessage) else None
     text = body.get_content() if body is not None else ""
     return DemoDraft(to=str(message.get("To", "")), subject=str(message.get("Subject", "")),
-                     body=text, checkin=message.get(CHECKIN_HEADER))
+                     body=text, message_id=str(message.get("Message-ID", "")).strip("<> ") or None)

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from email.message import EmailMessage
@@ -65,6 +66,7 @@ class Row:
     on_record: bool = True  # False: known only from the address book, no contact yet
     birthday_in: int | None = None  # days to their next birthday (0: today), None: unknown
     phone: str = ""  # the first phone number from the address book, "" without one
+    draft_folder: str = ""  # where a prepared draft waits, in the client's words; "" none
 
     @property
     def days_past_line(self) -> int:
@@ -104,18 +106,38 @@ class User:
 
 
 def mailto(address: str, subject: str = "", in_reply_to: str | None = None) -> str:
-    """A mailto: URL (RFC 6068) in which no address or subject can end the href or add fields."""
+    """A mailto: URL (RFC 6068) in which no address or subject can end the href or add fields.
+
+    ``In-Reply-To`` carries its angle brackets (``%3C…%3E``, as in RFC 6068's example):
+    Thunderbird and neomutt drop a bare id and the reply starts a new thread.
+    """
     url = "mailto:" + quote(address, safe="@+")
     fields = []
     if subject:
         fields.append("subject=" + quote(subject, safe=""))
     if in_reply_to:
-        fields.append("In-Reply-To=" + quote(in_reply_to, safe=""))
+        fields.append("In-Reply-To=" + quote(f"<{in_reply_to.strip('<> ')}>", safe=""))
     return url + ("?" + "&".join(fields) if fields else "")
 
 
-def row(state: ContactState, day: date, config: Config) -> Row:
+FOLDER_WORDS = {"inbox": {"de": "Posteingang", "en": "Inbox"},
+                "drafts": {"de": "Entwürfe", "en": "Drafts"}}
+
+
+def folder_words(name: str, language: str) -> str:
+    """A folder as mail clients show it: INBOX → Posteingang/Inbox, "INBOX.Gesendet" →
+    Gesendet, "[Gmail]/Sent Mail" → Sent Mail (the last part of the path)."""
+    if name.upper() == "INBOX":
+        return FOLDER_WORDS["inbox"][language]
+    if name.upper().startswith("INBOX."):
+        return name.rsplit(".", 1)[-1]
+    return name.rsplit("/", 1)[-1] or name
+
+
+def row(state: ContactState, day: date, config: Config, draft_folder: str | None = None) -> Row:
+    """One contact for the templates; ``draft_folder``: where their prepared draft waits."""
     contact = state.contact
+    language = config.digest.language
     tz = config.digest.tz
     name = one_line(contact.name)
     email = one_line(contact.email)
@@ -137,7 +159,7 @@ def row(state: ContactState, day: date, config: Config) -> Row:
         last_exchange=contact.last_exchange,
         direction=contact.last_direction,
         subject=subject,
-        folder=one_line(contact.last_folder),
+        folder=folder_words(one_line(contact.last_folder), language),
         due_date=due_date,
         days_to_line=(due_date - day).days if due_date else 0,
         cadence_days=state.cadence_days,
@@ -145,6 +167,9 @@ def row(state: ContactState, day: date, config: Config) -> Row:
         on_record=on_record,
         birthday_in=policy.birthday_in(contact, day),
         phone=contact.phones[0].number if contact.phones else "",
+        draft_folder=("" if draft_folder is None else
+                      folder_words(one_line(draft_folder), language) if draft_folder
+                      else FOLDER_WORDS["drafts"][language]),
     )
 
 
@@ -157,8 +182,15 @@ def birthday_row(state: ContactState, when: date, day: date) -> BirthdayRow:
                        days=(when - day).days, age=age, mailto=mailto(email) if email else "")
 
 
-def context(config: Config, plan: Plan, now: datetime) -> dict[str, object]:
-    """Everything the digest templates may use (documented in the README)."""
+def context(config: Config, plan: Plan, now: datetime,
+            drafts: Mapping[int, str] | None = None) -> dict[str, object]:
+    """Everything the digest templates may use (documented in the README).
+
+    ``drafts`` maps a contact id to the folder their prepared draft waits in ("" when the
+    folder is not known yet, as in a preview): such a row points there, not to a blank
+    compose window that would make a second draft.
+    """
+    drafts = drafts or {}
     statuses = [s.status for s in plan.states]
     counts = Counts(
         picks=len(plan.picks),
@@ -172,8 +204,8 @@ def context(config: Config, plan: Plan, now: datetime) -> dict[str, object]:
         "day": plan.day,
         "now": now,
         "user": User(one_line(config.account.name), config.account.email),
-        "picks": [row(s, plan.day, config) for s in plan.picks],
-        "rest": [row(s, plan.day, config) for s in plan.rest],
+        "picks": [row(s, plan.day, config, drafts.get(s.contact.id)) for s in plan.picks],
+        "rest": [row(s, plan.day, config, drafts.get(s.contact.id)) for s in plan.rest],
         "counts": counts,
         "drafts_enabled": config.drafts.enabled,
         "birthdays": [birthday_row(s, when, plan.day) for s, when in plan.birthdays],
@@ -193,8 +225,9 @@ class Rendered:
     problems: tuple[str, ...] = ()
 
 
-def render(config: Config, plan: Plan, now: datetime, renderer: Renderer) -> Rendered:
-    values = context(config, plan, now)
+def render(config: Config, plan: Plan, now: datetime, renderer: Renderer,
+           drafts: Mapping[int, str] | None = None) -> Rendered:
+    values = context(config, plan, now, drafts)
     before = len(renderer.problems)
     subject = one_line(renderer.render("digest.subject.j2", **values))
     text = renderer.render("digest.txt.j2", subject=subject, **values)
@@ -296,14 +329,18 @@ def wanted(config: Config, store: Store, plan: Plan) -> bool:
 
 
 def deliver(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, now: datetime,
-            *, dry_run: bool = False, output: Path | None = None) -> DigestResult:
+            *, dry_run: bool = False, output: Path | None = None,
+            drafts: Mapping[int, str] | None = None) -> DigestResult:
     """Build today's digest and deliver it, at most once per local day.
 
     The day is recorded only after the server took the message: a crash before that retries
     on the next run, a crash after it does not send twice. ``dry_run`` builds everything and
     delivers nothing; ``output`` also writes the HTML part there. ``mailbox`` is needed only
-    for ``[digest] delivery = "imap"``.
+    for ``[digest] delivery = "imap"``. ``drafts``: contact id → the folder of a draft that
+    waits for them (default: the pending drafts in the journal).
     """
+    if drafts is None:
+        drafts = {d.contact_id: d.folder for d in store.journal.drafts("pending")}
     delivery = config.digest.delivery
     already = store.journal.digest_sent(plan.day)
     send = not dry_run and wanted(config, store, plan)
@@ -314,7 +351,7 @@ def deliver(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, n
         log.info("no digest for %s: %s", plan.day, skipped.replace("_", " "))
         return result
 
-    rendered = render(config, plan, now, Renderer(config))
+    rendered = render(config, plan, now, Renderer(config), drafts)
     ident = message_id(config, plan.day, store.journal.secret(create=send))
     message = to_message(config, rendered, plan.day, now, ident)
     result = replace(result, subject=rendered.subject, text=rendered.text, message=message,

@@ -9,6 +9,7 @@ makes "Re: <subject>" without stacking prefixes.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from email.header import Header
 from email.policy import Policy
 from email.utils import formataddr
@@ -92,3 +93,24 @@ _MSG_ID = re.compile(r"[!-;=?-~]+@[!-;=?-~]+")  # printable ASCII without < > an
 
 def message_id_ok(ident: str | None) -> bool:
     return bool(ident) and _MSG_ID.fullmatch(ident or "") is not None
+
+
+# RFC 5322 §3.6.4: References is the parent's References plus the parent's Message-ID. Very
+# long chains are trimmed as clients do: the thread's first message and the newest ones stay.
+MAX_REFERENCES = 20
+
+
+def references(parent: str, parent_references: Sequence[str]) -> list[str]:
+    """The References of a reply to ``parent``: its chain, then ``parent`` (valid ids only)."""
+    chain = [i for i in dict.fromkeys(parent_references) if message_id_ok(i) and i != parent]
+    chain.append(parent)
+    if len(chain) > MAX_REFERENCES:
+        chain = [chain[0], *chain[-(MAX_REFERENCES - 1):]]
+    return chain
+
+
+def id_list_header(name: str, idents: Sequence[str]) -> Verbatim:
+    """``name: <a>`` with every further id on a folded line of its own (ids checked first)."""
+    valid = [i for i in idents if message_id_ok(i)]
+    folded = "\r\n ".join(f"<{i}>" for i in valid)
+    return Verbatim(name, " ".join(f"<{i}>" for i in valid), f"{name}: {folded}\r\n")

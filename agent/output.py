@@ -309,9 +309,9 @@ def drafts_report(result: DraftsResult) -> list[str]:
         lines += ["", f"To:       {to}", f"Subject:  {draft.subject}",
                   f"Kind:     {kind} in {language} ({draft.language_reason})"]
         lines += [f"    {line}" for line in first_lines(draft)]
-    if result.adopted:
+    if settled is not None and settled.confirmed:
         lines.append("found in Drafts from an earlier run (kept, not made again): "
-                     + ", ".join(r.address for r in result.adopted))
+                     + ", ".join(r.address for r in settled.confirmed))
     if result.skipped:
         if result.dry_run:
             lines.append("")

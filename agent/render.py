@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
+import markupsafe
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -154,6 +155,17 @@ def weekday(value: date | datetime, language: str) -> str:
     return WEEKDAYS[language][value.weekday()]
 
 
+def breakable(address: str) -> markupsafe.Markup:
+    """An address for HTML that a narrow screen may wrap only after "@" or before a dot
+    (``<wbr>``), never inside the local part or a domain label."""
+    local, at, domain = str(address).partition("@")
+    parts = [markupsafe.escape(local)]
+    if at:
+        labels = [markupsafe.escape(label) for label in domain.split(".")]
+        parts += [markupsafe.Markup("@<wbr>"), markupsafe.Markup("<wbr>.").join(labels)]
+    return markupsafe.Markup("").join(parts)
+
+
 # --------------------------------------------------------------------------- the renderer
 
 
@@ -202,6 +214,7 @@ class Renderer:
             "short_date": lambda value: short_date(self.local(value), lang),
             "weekday": lambda value: weekday(self.local(value), lang),
             "local": self.local,
+            "breakable": breakable,
         }
         env.filters.update(filters)
         env.globals["lang"] = lang

@@ -23,7 +23,7 @@ from agent.config import Config
 from agent.digest import DigestResult
 from agent.drafts import lifecycle as drafts
 from agent.drafts.lifecycle import DraftsResult, ReconcileResult
-from agent.errors import TransientMailboxError
+from agent.errors import MailboxError, TransientMailboxError
 from agent.mailbox.client import Mailbox
 from agent.plan import Plan, make_plan, plan_today
 from agent.scan import Progress, ScanSummary, scan
@@ -162,24 +162,39 @@ def _pipeline(config: Config, store: Store, mailbox: Mailbox, now: datetime, ste
     if not (steps.digest or steps.drafts):
         return result
     result.plan = today = plan_today(config, store, now)
+    # Drafts first, so that the digest can point at each prepared draft instead of offering
+    # a blank compose window (which would make a second, competing draft). A Drafts folder
+    # that cannot be used must not cost the user the digest: that error waits for it.
+    failed: MailboxError | None = None
+    if steps.drafts:
+        try:
+            result.drafts = drafts.create(config, store, mailbox, today, now)
+            result.drafts.reconciled = result.settled
+        except TransientMailboxError:
+            raise
+        except MailboxError as exc:
+            failed = exc
     if steps.digest:
         result.digest = digest.deliver(config, store, mailbox, today, now)
-    if steps.drafts:
-        result.drafts = drafts.create(config, store, mailbox, today, now)
-        result.drafts.reconciled = result.settled
+    if failed is not None:
+        raise failed
     return result
 
 
 def _preview(config: Config, store: Store, now: datetime, steps: Steps) -> RunResult:
     """A dry run: what the digest and the drafts would be, from the ledger as it is."""
     result = RunResult(plan=(today := make_plan(config, store, now)))
-    if steps.digest:
-        result.digest = digest.deliver(config, store, None, today, now, dry_run=True,
-                                       output=steps.output)
     if steps.drafts:
         result.drafts = drafts.create(config, store, None, today, now, dry_run=True)
+    if steps.digest:
+        waiting = {d.contact_id: d.folder for d in store.journal.drafts("pending")}
+        if config.drafts.enabled:
+            would = result.drafts or drafts.create(config, store, None, today, now,
+                                                   dry_run=True)
+            waiting.update({d.contact_id: "" for d in would.created})
+        result.digest = digest.deliver(config, store, None, today, now, dry_run=True,
+                                       output=steps.output, drafts=waiting)
     return result
-
 
 
 # --------------------------------------------------------------------------- the commands

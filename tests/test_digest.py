@@ -192,9 +192,8 @@ def test_content_picks_first_then_the_rest_with_evidence() -> None:
     for state in plan.rest:
         assert state.contact.email in text[picks_end:]
     # The evidence for a pick: days, date, direction, subject, folder; reply wording.
-    assert "Waiting 12 days for your reply" in text
-    assert "last mail 12 days ago (2026-11-14), they wrote" in text
-    assert "Subject: “Angebot für März?”, folder INBOX" in text
+    assert "Waiting 12 days for your reply – their mail of 2026-11-14" in text
+    assert "Subject: “Angebot für März?”, folder Inbox" in text  # the folder as clients say
     assert "Reply: mailto:juergen@example.net?subject=Re%3A%20Angebot" in text
     # Everyone due, and nobody who is not.
     for absent in ("dora@", "sam@", "ivy@"):
@@ -205,7 +204,8 @@ def test_content_picks_first_then_the_rest_with_evidence() -> None:
     # The HTML says the same to a reader.
     visible = page_text(rendered.html).text
     assert "Waiting 12 days for your reply" in visible
-    assert "Last mail 12 days ago (14 November 2026), they wrote" in visible
+    assert "Their mail of 14 November 2026" in visible
+    assert "Last mail 120 days ago (29 July 2026), you wrote" in visible
     assert "followup snooze ADDRESS 30d" in visible
 
 
@@ -213,7 +213,8 @@ def test_german_wording() -> None:
     config = make_config(language="de")
     rendered = digest.render(config, make_plan(config), NOW, Renderer(config))
     assert "Wartet seit 12 Tagen auf deine Antwort" in rendered.text
-    assert "letzte Mail vor 12 Tagen (14.11.2026), an dich" in rendered.text
+    assert "Wartet seit 12 Tagen auf deine Antwort – Mail an dich vom 14.11.2026" in rendered.text
+    assert "Ordner Posteingang" in rendered.text
     assert "Antworten: mailto:" in rendered.text
     visible = page_text(rendered.html).text
     assert "Letzte Mail vor 120 Tagen (29. Juli 2026), von dir" in visible

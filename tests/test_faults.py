@@ -546,18 +546,25 @@ def _planted_with_due_contacts(account: ImapAccount, seed: int) -> GeneratedMail
     return generated
 
 
-def _mail_we_wrote(account: ImapAccount) -> tuple[list[str], list[tuple[str, str]]]:
-    """(digest days in INBOX, (contact id, recipient) of every draft in Drafts)."""
+def _mail_we_wrote(account: ImapAccount, db: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """(digest days in INBOX, (contact id, recipient) of every draft of ours in Drafts).
+
+    Our drafts carry no mark a recipient could see: they are known by the Message-ID the
+    journal records before each APPEND (the user's own drafts are in Drafts too).
+    """
     digests = []
     for raw in account.fetch_raw("INBOX"):
         parsed = message_from_bytes(raw, policy=default_policy)
         if parsed["X-Followup-Digest"]:
             digests.append(str(parsed["X-Followup-Digest"]))
+    with Store(db) as store:
+        ours = {d.message_id: d.contact_id for d in store.journal.drafts()}
     drafts = []
     for raw in account.fetch_raw(account.drafts_folder):
         parsed = message_from_bytes(raw, policy=default_policy)
-        if parsed["X-Followup-Checkin"]:  # the user's own drafts are there too
-            drafts.append((str(parsed["X-Followup-Checkin"]), str(parsed["To"])))
+        contact = ours.get(str(parsed["Message-ID"] or "").strip("<> "))
+        if contact is not None:
+            drafts.append((str(contact), str(parsed["To"])))
     return digests, drafts
 
 
@@ -565,7 +572,7 @@ def _assert_no_duplicates(account: ImapAccount, db: Path,
                           settled: bool = True) -> tuple[list[str], list[str]]:
     """One digest per day and one draft per person in the mailbox; when ``settled`` (a
     run finished), the database knows each of them."""
-    digests, drafts = _mail_we_wrote(account)
+    digests, drafts = _mail_we_wrote(account, db)
     assert len(digests) == len(set(digests)), f"a digest delivered twice: {sorted(digests)}"
     contacts = [contact for contact, _to in drafts]
     assert len(contacts) == len(set(contacts)), f"two drafts for one person: {drafts}"

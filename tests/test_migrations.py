@@ -98,15 +98,15 @@ def populate(store: Store) -> None:
 
     day = date(2026, 2, 27)
     pending = store.journal.add_draft(anna, "anna@example.org", day, "checkin", "<d1@followup>",
-                              "Drafts", 11, 2000, T0)
+                              "Drafts", 11, 2000, T0, state="pending")
     store.journal.add_draft(emil, "emil@example.de", day, "reply", "<d2@followup>", "Drafts",
-                            12, 2000, T0)
+                            12, 2000, T0, state="pending")
     sent = store.journal.add_draft(carla, "carla@firma.example", date(2026, 2, 20), "checkin",
-                           "<d3@followup>", "Drafts", 9, 2000, T0)
+                           "<d3@followup>", "Drafts", 9, 2000, T0, state="pending")
     store.journal.update_draft_uid(sent, 44, 2000)
     store.journal.resolve_draft(sent, "sent", T0)
     declined = store.journal.add_draft(dora, "dora@example.com", date(2026, 2, 21), "checkin",
-                               "<d4@followup>", "Drafts", 10, 2000, T0)
+                               "<d4@followup>", "Drafts", 10, 2000, T0, state="pending")
     store.journal.resolve_draft(declined, "declined", T0)
     del pending
     store.journal.record_digest(day, "imap", "followup: 3 people to contact today", T0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from email.message import EmailMessage
@@ -31,10 +32,12 @@ from agent.message import (
     Verbatim,
     address_header,
     ascii_address,
+    id_list_header,
     message_id_ok,
     reply_subject,
     text_header,
 )
+from agent.message import references as message_references
 from agent.model import Contact, ContactState
 from agent.render import Renderer
 from agent.store import Store
@@ -42,7 +45,6 @@ from agent.text import one_line
 
 log = logging.getLogger(__name__)
 
-CHECKIN_HEADER = "X-Followup-Checkin"
 LANGUAGES = ("de", "en")
 
 
@@ -82,11 +84,13 @@ def _days_since(contact: Contact, day: date, config: Config) -> int:
 
 
 def compose(config: Config, state: ContactState, *, language: str, language_reason: str,
-            day: date, now: datetime, renderer: Renderer) -> Draft | None:
+            day: date, now: datetime, renderer: Renderer,
+            parent_references: Sequence[str] = ()) -> Draft | None:
     """Render and build one draft for ``state``'s contact; None (logged) if it cannot be written.
 
     Waiting contacts get a reply, everyone else a check-in. With a last message to refer to,
-    the draft replies in its thread (In-Reply-To, References, "Re: <subject>").
+    the draft replies in its thread (In-Reply-To, "Re: <subject>", and References: that
+    message's own ``parent_references`` followed by its Message-ID).
     """
     contact = state.contact
     address = ascii_address(contact.email)
@@ -118,7 +122,8 @@ def compose(config: Config, state: ContactState, *, language: str, language_reas
         subject = one_line(renderer.render(f"{kind}.subject.j2", **context))
 
     own_domain = (ascii_address(sender.email) or sender.email).rpartition("@")[2]
-    message_id = f"followup.{uuid.uuid4().hex}@{own_domain}"
+    # Like a mail client's: nothing in a sent draft tells the recipient a program wrote it.
+    message_id = f"{uuid.uuid4()}@{own_domain}"
     msg = EmailMessage(policy=SMTP)
     msg["From"] = address_header("From", sender.name, ascii_address(sender.email)
                                   or sender.email)
@@ -128,9 +133,9 @@ def compose(config: Config, state: ContactState, *, language: str, language_reas
     msg["Message-ID"] = Verbatim("Message-ID", f"<{message_id}>",
                                   f"Message-ID: <{message_id}>\r\n")
     if thread:
-        for name in ("In-Reply-To", "References"):
-            msg[name] = Verbatim(name, f"<{thread}>", f"{name}: <{thread}>\r\n")
-    msg[CHECKIN_HEADER] = str(contact.id)
+        msg["In-Reply-To"] = id_list_header("In-Reply-To", [thread])
+        msg["References"] = id_list_header("References",
+                                           message_references(thread, parent_references))
     msg.set_content(body, charset="utf-8", cte="quoted-printable")
     return Draft(
         contact_id=contact.id, name=contact.name, address=address, kind=kind,

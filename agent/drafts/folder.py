@@ -13,8 +13,8 @@ from agent.mailbox.fetch import utc
 from agent.store.journal import DraftRecord
 
 DRAFT_FLAGS = ("\\Draft", "\\Seen")
-# An edited copy without our header is recognised by recipient when it was saved no earlier
-# than this before the draft was made (clock differences again).
+# An edited copy (a new UID, on Gmail a new Message-ID too) is recognised by recipient when it
+# was saved no earlier than this before the draft was made (clocks differ between devices).
 EDIT_SLACK = timedelta(hours=1)
 
 
@@ -24,7 +24,6 @@ class FolderDraft:
 
     uid: int
     message_id: str | None
-    checkin: str | None  # X-Followup-Checkin value
     recipients: frozenset[str]  # identity keys of To, Cc and Bcc
     written: datetime  # its Date (else INTERNALDATE): when the draft says it was made
     saved: datetime  # the later of INTERNALDATE and Date: when this copy was last saved
@@ -58,7 +57,7 @@ def inventory(mailbox: Mailbox, folder: str, *, batch_size: int,
             meta = parse_message(item.header, item.internaldate, now)
             stored = utc(item.internaldate)
             found.append(FolderDraft(
-                uid=item.uid, message_id=meta.message_id, checkin=meta.followup_checkin,
+                uid=item.uid, message_id=meta.message_id,
                 recipients=frozenset(a.key for a in (*meta.to, *meta.cc, *meta.bcc)),
                 written=meta.time, saved=max(stored, meta.time) if stored else meta.time,
             ))
@@ -67,21 +66,18 @@ def inventory(mailbox: Mailbox, folder: str, *, batch_size: int,
 
 def exact_match(record: DraftRecord, uidvalidity: int,
                  candidates: Iterable[FolderDraft]) -> FolderDraft | None:
-    """The draft itself (same UID) or a copy of it (same Message-ID, or our header)."""
+    """The draft itself (same UID) or a copy of it (same Message-ID)."""
     candidates = list(candidates)
     if record.uid is not None and record.uidvalidity == uidvalidity:
         same = next((c for c in candidates if c.uid == record.uid), None)
         if same is not None:
             return same
-    by_id = next((c for c in candidates if c.message_id == record.message_id), None)
-    if by_id is not None:
-        return by_id
-    return next((c for c in candidates if c.checkin == str(record.contact_id)), None)
+    return next((c for c in candidates if c.message_id == record.message_id), None)
 
 
 def edited_match(record: DraftRecord, addresses: frozenset[str],
                   candidates: Iterable[FolderDraft]) -> FolderDraft | None:
-    """A draft to one of the contact's addresses saved since ours was made (header dropped)."""
+    """A draft to one of the contact's addresses saved since ours was made: our draft as the
+    user's client saved it again after an edit (it may have a new Message-ID)."""
     since = record.created_at - EDIT_SLACK
-    return next((c for c in candidates if c.recipients & addresses and c.saved >= since
-                 and c.checkin is None), None)
+    return next((c for c in candidates if c.recipients & addresses and c.saved >= since), None)

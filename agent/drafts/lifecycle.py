@@ -5,9 +5,9 @@ Drafts only: nothing here sends mail. A draft is appended to the Drafts folder w
 
 Life cycle of a draft (``reconcile``, run right after each scan):
 
-* still in Drafts — the same UID, the same Message-ID, an edited copy carrying our
-  ``X-Followup-Checkin: <contact id>`` header, or (for clients that drop unknown headers) a draft
-  to one of the contact's addresses saved since ours was made → **pending**;
+* still in Drafts — the same UID, the same Message-ID (kept in the journal: a draft carries no
+  mark of followup that the recipient could see), or an edited copy (a draft to one of the
+  contact's addresses saved since ours was made) → **pending**;
 * gone, and the ledger has a message from the user to the contact since the draft was made
   (the scan reads Sent; up to a day before counts too, see ``SENT_SLACK``) → **sent**;
 * gone with nothing sent → **declined**: the contact is snoozed ``[drafts] snooze_days`` from
@@ -15,8 +15,9 @@ Life cycle of a draft (``reconcile``, run right after each scan):
 
 Creating (``create``): for today's picks, at most ``[drafts] max_per_day`` a day, never while
 the contact has a pending draft, never twice for one contact on one day. A draft is recorded
-only after its APPEND succeeded; one appended but never recorded (a crash in between) is found
-in Drafts by its header and adopted instead of being made again.
+before its APPEND (``appending``) and confirmed after it; a crash in between leaves its
+Message-ID on record, and the next ``reconcile`` finds it in Drafts (pending) or learns that
+the server never got it (the record goes, and the draft is made again).
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ from agent.drafts.folder import (
     exact_match,
     inventory,
 )
+from agent.errors import MailboxError, TransientMailboxError
+from agent.headers.meta import parse_message
 from agent.mailbox.client import Mailbox
-from agent.model import Contact, ContactState
+from agent.model import Contact
 from agent.plan import Plan
 from agent.render import Renderer
 from agent.store import Store
@@ -66,7 +69,6 @@ class DraftsResult:
     dry_run: bool
     folder: str | None
     created: list[Draft] = field(default_factory=list)
-    adopted: list[DraftRecord] = field(default_factory=list)  # found in Drafts, not made again
     skipped: list[Skipped] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # broken user templates (default used)
     reconciled: ReconcileResult | None = None
@@ -80,6 +82,10 @@ class ReconcileResult:
     moved: list[DraftRecord] = field(default_factory=list)  # pending, found as an edited copy
     sent: list[DraftRecord] = field(default_factory=list)
     declined: list[tuple[DraftRecord, date]] = field(default_factory=list)  # snoozed until
+    # Recorded before an APPEND whose answer never came (a crash, a dropped connection):
+    # found in Drafts, so now pending ("confirmed"); or not there, so never stored ("lost").
+    confirmed: list[DraftRecord] = field(default_factory=list)
+    lost: list[DraftRecord] = field(default_factory=list)
     problem: str | None = None  # why nothing could be checked
 
 
@@ -90,7 +96,7 @@ def reconcile(config: Config, store: Store, mailbox: Mailbox, now: datetime) -> 
     a missing Drafts folder: the digest must still go out; the pending drafts wait.
     """
     result = ReconcileResult()
-    pending = store.journal.drafts("pending")
+    pending = store.journal.drafts("pending", "appending")
     if not pending:
         return result
     folder = mailbox.roles().drafts
@@ -126,6 +132,9 @@ def reconcile(config: Config, store: Store, mailbox: Mailbox, now: datetime) -> 
 
         for record in records:
             hit = matched.get(record.id)
+            if record.state == "appending":
+                _settle_append(store, record, hit, uidvalidity, result)
+                continue
             if hit is not None:
                 result.pending.append(record)
                 if hit.uid != record.uid or uidvalidity != record.uidvalidity:
@@ -149,13 +158,49 @@ def reconcile(config: Config, store: Store, mailbox: Mailbox, now: datetime) -> 
     return result
 
 
+def parent_references(mailbox: Mailbox, contact: Contact, now: datetime) -> tuple[str, ...]:
+    """The References of the message a draft replies to, read from the server.
+
+    The ledger keeps each message's Message-ID but not its whole chain; drafts are few, so the
+    parent's header is fetched once here. Nothing found (moved, deleted): no chain, just it.
+    """
+    ident, folder = contact.last_message_id, contact.last_folder
+    if not ident or not folder:
+        return ()
+    try:
+        uids = mailbox.search(folder, ["HEADER", "Message-ID", ident])
+        fetched = mailbox.fetch_headers(uids[-1:]) if uids else []
+    except TransientMailboxError:
+        raise
+    except MailboxError as exc:
+        log.debug("references of %s in %s not read: %s", ident, folder, exc)
+        return ()
+    if not fetched:
+        return ()
+    return parse_message(fetched[0].header, fetched[0].internaldate, now).references
+
+
+def _settle_append(store: Store, record: DraftRecord, hit: FolderDraft | None,
+                   uidvalidity: int, result: ReconcileResult) -> None:
+    """A draft whose APPEND never answered: the server has it (pending) or never got it."""
+    if hit is not None and hit.message_id == record.message_id:
+        store.journal.confirm_draft(record.id, hit.uid, uidvalidity)
+        result.confirmed.append(record)
+        result.pending.append(record)
+        log.info("the draft to %s reached Drafts before the connection ended", record.address)
+    else:
+        store.journal.forget_draft(record.id)
+        result.lost.append(record)
+        log.info("the draft to %s never reached Drafts; it will be made again", record.address)
+
+
 def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, now: datetime,
            *, dry_run: bool = False) -> DraftsResult:
     """Drafts for today's picks (``plan.picks``), at most ``[drafts] max_per_day`` a day.
 
     Never two pending drafts for one person, never a second draft for one person on one day.
-    A draft is recorded only after its APPEND succeeded; a draft that was appended but not
-    recorded (a crash in between) is found in Drafts by its header and adopted, not made again.
+    A draft is recorded (``appending``) before its APPEND and confirmed after it: a crash in
+    between leaves its Message-ID on record, and ``reconcile`` finds the draft or forgets it.
     ``dry_run`` composes the drafts from the ledger as it is and touches nothing (no mailbox
     needed).
     """
@@ -163,13 +208,12 @@ def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, no
         raise ValueError("create() needs a mailbox unless dry_run")
     day = plan.day
     records = store.journal.drafts()
-    pending = {r.contact_id: r for r in records if r.state == "pending"}
+    pending = {r.contact_id: r for r in records if r.state in ("pending", "appending")}
     made_today = {r.contact_id for r in records if r.day == day}
     budget = config.drafts.max_per_day - sum(1 for r in records if r.day == day)
 
     result = DraftsResult(dry_run=dry_run, folder=None)
     uidvalidity: int | None = None
-    found: list[FolderDraft] = []
     renderers: dict[str, Renderer] = {}
 
     for state in plan.picks:
@@ -193,24 +237,16 @@ def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, no
         if mailbox is not None and not dry_run and folder is None:
             # Looked up only when there is a draft to make: no Drafts folder is an error then.
             folder = result.folder = drafts_folder(mailbox)
-            uidvalidity, found = inventory(mailbox, folder, batch_size=config.imap.batch_size,
-                                           now=now)
-        orphan = next((c for c in found if c.checkin == str(contact.id)
-                       and c.recipients & set(contact.addresses)), None)
-        if orphan is not None and folder is not None:
-            # Appended by an earlier run that stopped before recording it: adopt it.
-            result.adopted.append(_adopt(store, state, orphan, folder, uidvalidity, config))
-            log.info("found an unrecorded draft to %s in %s; keeping it", contact.email, folder)
-            if result.adopted[-1].day == day:
-                budget -= 1
-            continue
+            uidvalidity = mailbox.select(folder).uidvalidity
 
         language, why = choose_language(config, store, contact)
         renderer = renderers.get(language)
         if renderer is None:
             renderer = renderers[language] = Renderer(config, language=language)
+        parents = (parent_references(mailbox, contact, now)
+                   if mailbox is not None and not dry_run else ())
         draft = compose(config, state, language=language, language_reason=why, day=day,
-                        now=now, renderer=renderer)
+                        now=now, renderer=renderer, parent_references=parents)
         if draft is None:
             result.skipped.append(Skipped(contact.id, contact.name, contact.email,
                                           "the address cannot be written in a plain header"))
@@ -219,25 +255,15 @@ def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, no
         if dry_run or mailbox is None or folder is None:
             result.created.append(draft)
             continue
+        draft_id = store.journal.add_draft(contact.id, draft.address, day, draft.kind,
+                                           draft.message_id, folder, None, uidvalidity, now)
         uid = mailbox.append(folder, draft.raw, flags=DRAFT_FLAGS)
         if uid is None:  # no UIDPLUS: find it by its Message-ID
             hits = mailbox.search(folder, ["HEADER", "Message-ID", draft.message_id])
             uid = hits[-1] if hits else None
-        store.journal.add_draft(contact.id, draft.address, day, draft.kind, draft.message_id,
-                                folder, uid, uidvalidity, now)
+        store.journal.confirm_draft(draft_id, uid, uidvalidity)
         result.created.append(replace(draft, uid=uid))
         log.info("draft to %s in %s (%s, %s)", draft.address, folder, draft.kind, draft.language)
     result.problems = [p for r in renderers.values() for p in r.problems]
     return result
 
-
-def _adopt(store: Store, state: ContactState, orphan: FolderDraft, folder: str,
-           uidvalidity: int | None, config: Config) -> DraftRecord:
-    contact = state.contact
-    kind = "reply" if state.status == "waiting" else "checkin"
-    adopted_day = policy.today(orphan.written, config.digest.tz)
-    message_id = orphan.message_id or ""
-    draft_id = store.journal.add_draft(contact.id, contact.email, adopted_day, kind, message_id,
-                                       folder, orphan.uid, uidvalidity, orphan.written)
-    return DraftRecord(draft_id, contact.id, contact.email, adopted_day, kind, message_id, folder,
-                       orphan.uid, uidvalidity, orphan.written, "pending")

@@ -116,8 +116,6 @@ def automated_reason(fields: dict[str, str], from_: tuple[Addr, ...]) -> str | N
     ``X-Autoreply``, ``X-Autorespond``, ``X-Auto-Response-Suppress`` present (the field name);
     ``Return-Path: <>`` ("null-return-path"); a From address whose local part is automated
     ("noreply-sender", see :func:`is_automated_address`).
-
-    X-Followup-Checkin is *not* a marker: it is our draft, which the user sends to a person.
     """
     if fields.keys().isdisjoint(_MARKER_FIELDS):
         return _automated_by_envelope(fields, from_)  # the common case: a human's header

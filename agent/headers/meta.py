@@ -53,7 +53,6 @@ HEADER_FIELDS: Final[tuple[str, ...]] = (
     "X-Autoreply",
     "X-Autorespond",
     "X-Followup-Digest",
-    "X-Followup-Checkin",
     "Content-Language",
 )
 #: Lowercased names of the fields we use, with their spelling in notes.
@@ -78,7 +77,6 @@ class MessageMeta:
     automated: str | None  # None for human mail, else a short reason
     list_addresses: frozenset[str]  # identity keys of mailing lists this message reveals
     language: str | None  # primary subtag of Content-Language, lowercased
-    followup_checkin: str | None  # value of X-Followup-Checkin if present
     # Repairs made, for the log.  Each note reads "Field: what happened" (the field, or
     # "header" for the block as a whole), so callers can count them by the part before ":".
     problems: tuple[str, ...]
@@ -175,7 +173,6 @@ def _parse(raw: bytes, internaldate: datetime | None, now: datetime | None) -> M
         if subject_value is not None
         else ""
     )
-    checkin = get("x-followup-checkin")
     return MessageMeta(
         message_id=_first_id(get("message-id")),
         time=moment,
@@ -191,7 +188,6 @@ def _parse(raw: bytes, internaldate: datetime | None, now: datetime | None) -> M
         automated=automated_reason(fields, from_),
         list_addresses=list_addresses(fields),
         language=_language(get("content-language")),
-        followup_checkin=one_line(checkin) if checkin is not None else None,
         problems=tuple(problems),
     )
 
@@ -216,7 +212,6 @@ def _fallback_meta(internaldate: datetime | None, now: datetime | None) -> Messa
         automated=None,
         list_addresses=frozenset(),
         language=None,
-        followup_checkin=None,
         problems=("header: block could not be parsed; kept only the message time",),
     )
 

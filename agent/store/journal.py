@@ -106,20 +106,32 @@ class Journal:
     # ------------------------------------------------------------------ drafts
 
     def add_draft(self, contact_id: int, address: str, day: date, kind: str, message_id: str,
-                  folder: str, uid: int | None, uidvalidity: int | None, now: datetime) -> int:
+                  folder: str, uid: int | None, uidvalidity: int | None, now: datetime,
+                  state: str = "appending") -> int:
+        """Record a draft; ``appending`` (the default) before its APPEND, so that a draft the
+        server stored is always known by its Message-ID, whatever happens next."""
         with self._db.transaction():
             table = self._db.table("drafts").insert(
                 {"contact_id": contact_id, "address": address, "day": day.isoformat(),
                  "kind": kind, "message_id": message_id, "folder": folder, "uid": uid,
-                 "uidvalidity": uidvalidity, "created_at": epoch(now)})
+                 "uidvalidity": uidvalidity, "created_at": epoch(now), "state": state})
             return int(table.last_rowid or 0)
 
-    def drafts(self, state: str | None = None) -> list[DraftRecord]:
-        sql = "SELECT * FROM drafts"
-        if state:
-            return [_draft(r) for r in self._db.query(sql + " WHERE state = ? ORDER BY id",
-                                                      (state,))]
-        return [_draft(r) for r in self._db.query(sql + " ORDER BY id")]
+    def confirm_draft(self, draft_id: int, uid: int | None, uidvalidity: int | None) -> None:
+        """The server has the draft: it is pending (waiting for the user)."""
+        with self._db.transaction():
+            self._db.table("drafts").update(
+                draft_id, {"state": "pending", "uid": uid, "uidvalidity": uidvalidity})
+
+    def forget_draft(self, draft_id: int) -> None:
+        """A draft recorded before an APPEND that never reached the server."""
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM drafts WHERE id = ? AND state = 'appending'", (draft_id,))
+
+    def drafts(self, *states: str) -> list[DraftRecord]:
+        """Drafts in any of ``states`` (all when none is given), oldest first."""
+        rows = self._db.query("SELECT * FROM drafts ORDER BY id")
+        return [_draft(r) for r in rows if not states or r["state"] in states]
 
     def resolve_draft(self, draft_id: int, state: str, now: datetime) -> None:
         """Settle a draft: ``sent`` or ``declined``."""
