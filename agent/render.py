@@ -156,14 +156,15 @@ def weekday(value: date | datetime, language: str) -> str:
 
 
 def breakable(address: str) -> markupsafe.Markup:
-    """An address for HTML that a narrow screen may wrap only after "@" or before a dot
-    (``<wbr>``), never inside the local part or a domain label."""
+    """An address for HTML that a narrow screen may wrap only after "@" or before a dot:
+    each part is kept whole (no break at its hyphens either), with ``<wbr>`` between."""
     local, at, domain = str(address).partition("@")
-    parts = [markupsafe.escape(local)]
+    parts = [local + at]
     if at:
-        labels = [markupsafe.escape(label) for label in domain.split(".")]
-        parts += [markupsafe.Markup("@<wbr>"), markupsafe.Markup("<wbr>.").join(labels)]
-    return markupsafe.Markup("").join(parts)
+        labels = domain.split(".")
+        parts += [labels[0], *(f".{label}" for label in labels[1:])]
+    whole = markupsafe.Markup('<span style="white-space:nowrap">{}</span>')
+    return markupsafe.Markup("<wbr>").join(whole.format(part) for part in parts if part)
 
 
 # --------------------------------------------------------------------------- the renderer

@@ -3,13 +3,8 @@ real IMAP and SMTP servers, once a day, the CLI, and the HTML in a real (headles
 
 from __future__ import annotations
 
-import contextlib
 import email
 import html.parser
-import os
-import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -31,6 +26,7 @@ from agent.model import Contact
 from agent.plan import Plan
 from agent.render import Renderer
 from agent.store import Store
+from tests.browser import browser_session, dump_dom
 from tests.kit import (
     ME,
     flag,
@@ -38,7 +34,6 @@ from tests.kit import (
     make_contact,
     message,
     run_cli,
-    servers_unavailable,
     write_config,
 )
 from tests.servers.account import ImapAccount
@@ -726,42 +721,6 @@ def test_doctor_checks_smtp_and_templates(dovecot_account: ImapAccount, smtp_sin
 
 # --------------------------------------------------------------------------- a real browser
 
-
-def find_browser() -> str | None:
-    for name in (os.environ.get("FOLLOWUP_CHROMIUM", ""), "chromium", "chromium-browser",
-                 "google-chrome", "google-chrome-stable"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-@contextlib.contextmanager
-def browser_session(tmp_path: Path) -> Iterator[str]:
-    binary = find_browser()
-    if binary is None:
-        servers_unavailable("no Chromium installed (Debian: apt-get install chromium)")
-    yield binary
-
-
-def dump_dom(binary: str, page: Path, profile: Path, timeout: float = 30.0) -> str:
-    """The page's DOM after Chromium loaded it; the whole browser is stopped afterwards."""
-    args = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--disable-extensions", "--mute-audio",
-            f"--user-data-dir={profile}", "--dump-dom", page.as_uri()]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # its own session: only the browser we started
-        process.communicate()
-        pytest.fail(f"Chromium did not render {page.name} within {timeout:g} s")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # helpers it left behind
-    assert process.returncode == 0, err.decode(errors="replace")[-2000:]
-    return out.decode("utf-8")
 
 
 @pytest.mark.integration
