@@ -17,10 +17,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from agent import cardsync, credentials, digest
+from agent import cardsync, credentials, delivery
 from agent.cardsync import CardSync
 from agent.config import Config
-from agent.digest import DigestResult
+from agent.delivery import DigestResult
 from agent.drafts import lifecycle as drafts
 from agent.drafts.lifecycle import DraftsResult, ReconcileResult
 from agent.errors import MailboxError, TransientMailboxError
@@ -131,7 +131,7 @@ def run(config: Config, now: datetime, steps: Steps = CYCLE, *, retry: Retry | N
             today = plan_today(config, store, now)
             result = RunResult(plan=today)
             if steps.digest:
-                result.digest = digest.deliver(config, store, None, today, now)
+                result.digest = delivery.deliver(config, store, None, today, now)
             return result
         return retry.run(lambda mailbox, attempt: _pipeline(
             config, store, mailbox, now, steps, attempt, progress, retry.should_stop), config)
@@ -142,7 +142,7 @@ def _needs_mailbox(config: Config, store: Store, now: datetime, steps: Steps) ->
         return True
     if not steps.digest or config.digest.delivery != "imap":
         return False
-    return digest.wanted(config, store, make_plan(config, store, now))
+    return delivery.wanted(config, store, make_plan(config, store, now))
 
 
 def _pipeline(config: Config, store: Store, mailbox: Mailbox, now: datetime, steps: Steps,
@@ -175,7 +175,7 @@ def _pipeline(config: Config, store: Store, mailbox: Mailbox, now: datetime, ste
         except MailboxError as exc:
             failed = exc
     if steps.digest:
-        result.digest = digest.deliver(config, store, mailbox, today, now)
+        result.digest = delivery.deliver(config, store, mailbox, today, now)
     if failed is not None:
         raise failed
     return result
@@ -192,7 +192,7 @@ def _preview(config: Config, store: Store, now: datetime, steps: Steps) -> RunRe
             would = result.drafts or drafts.create(config, store, None, today, now,
                                                    dry_run=True)
             waiting.update({d.contact_id: "" for d in would.created})
-        result.digest = digest.deliver(config, store, None, today, now, dry_run=True,
+        result.digest = delivery.deliver(config, store, None, today, now, dry_run=True,
                                        output=steps.output, drafts=waiting)
     return result
 

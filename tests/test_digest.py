@@ -19,7 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 
-from agent import digest, doctor, policy, sendmail, service
+from agent import delivery, digest, doctor, policy, sendmail, service
 from agent.config import Config, load_config
 from agent.errors import DeliveryError
 from agent.model import Contact
@@ -349,8 +349,8 @@ def test_imap_delivery_appends_unseen_once_a_day(imap_account: ImapAccount,
     config = replace(config, digest=replace(config.digest, language="de"))
     plan = make_plan(config)
     with Store(config.storage.path) as store, service.connect(config) as mailbox:
-        first = digest.deliver(config, store, mailbox, plan, NOW)
-        second = digest.deliver(config, store, mailbox, plan, NOW + timedelta(hours=3))
+        first = delivery.deliver(config, store, mailbox, plan, NOW)
+        second = delivery.deliver(config, store, mailbox, plan, NOW + timedelta(hours=3))
     assert first.delivered and first.outcome == "delivered"
     assert second.outcome == "already_sent"
     messages = inbox(imap_account)
@@ -403,7 +403,7 @@ def test_smtp_delivery_plain_relay_without_auth(smtp_sink: SmtpSink, tmp_path: P
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     config = smtp_config(monkeypatch, offline_account, tmp_path, smtp_sink, security="none")
     with Store(config.storage.path) as store:
-        result = digest.deliver(config, store, None, make_plan(config), NOW)
+        result = delivery.deliver(config, store, None, make_plan(config), NOW)
         assert store.journal.digest_sent(result.day)
     assert result.delivered
     (received,) = smtp_sink.wait_for(1)
@@ -425,7 +425,7 @@ def test_smtp_delivery_starttls_and_auth(smtp_sink_tls: SmtpSink, tmp_path: Path
                          username=smtp_sink_tls.username, ca_file=smtp_sink_tls.ca_file or "")
     config = replace(config, digest=replace(config.digest, language="de"))
     with Store(config.storage.path) as store:
-        assert digest.deliver(config, store, None, make_plan(config), NOW).delivered
+        assert delivery.deliver(config, store, None, make_plan(config), NOW).delivered
     (received,) = smtp_sink_tls.wait_for(1)
     assert received.tls and received.authenticated_as == smtp_sink_tls.username
     assert received.rcpt_tos == (ME,)
@@ -467,11 +467,11 @@ def test_smtp_delivery_over_implicit_tls(smtps_server: tuple[Controller, Collect
     untrusting = smtp_config(monkeypatch, offline_account, tmp_path, controller, security="ssl")
     with Store(untrusting.storage.path) as store, pytest.raises(DeliveryError,
                                                                 match="could not be verified"):
-        digest.deliver(untrusting, store, None, make_plan(untrusting), NOW)
+        delivery.deliver(untrusting, store, None, make_plan(untrusting), NOW)
     config = smtp_config(monkeypatch, offline_account, tmp_path, controller, security="ssl",
                          ca_file=str(tls_files.cert_file))
     with Store(config.storage.path) as store:
-        assert digest.deliver(config, store, None, make_plan(config), NOW).delivered
+        assert delivery.deliver(config, store, None, make_plan(config), NOW).delivered
     (envelope,) = handler.envelopes
     assert envelope.rcpt_tos == [ME]
     assert isinstance(envelope.original_content, bytes)
@@ -484,7 +484,7 @@ def test_smtp_refuses_a_server_without_starttls(smtp_sink: SmtpSink, tmp_path: P
     config = smtp_config(monkeypatch, offline_account, tmp_path, smtp_sink, security="starttls")
     with Store(config.storage.path) as store:
         with pytest.raises(DeliveryError, match="does not offer STARTTLS"):
-            digest.deliver(config, store, None, make_plan(config), NOW)
+            delivery.deliver(config, store, None, make_plan(config), NOW)
         assert not store.journal.digest_sent(date(2026, 11, 26))  # the next run tries again
     assert smtp_sink.messages == []
 
@@ -497,7 +497,7 @@ def test_smtp_wrong_password_is_one_clear_line(smtp_sink_tls: SmtpSink, tmp_path
                          username=smtp_sink_tls.username or "",
                          ca_file=smtp_sink_tls.ca_file or "")
     with Store(config.storage.path) as store, pytest.raises(DeliveryError) as caught:
-        digest.deliver(config, store, None, make_plan(config), NOW)
+        delivery.deliver(config, store, None, make_plan(config), NOW)
     message_text = str(caught.value)
     assert "login as digest@example.org" in message_text and "failed" in message_text
     assert "Wr0ng-Pa55word-xyz" not in message_text and "\n" not in message_text
@@ -511,7 +511,7 @@ def test_smtp_unverified_certificate(smtp_sink_tls: SmtpSink, tmp_path: Path,
                          username=smtp_sink_tls.username or "")
     with Store(config.storage.path) as store, pytest.raises(DeliveryError,
                                                             match="could not be verified"):
-        digest.deliver(config, store, None, make_plan(config), NOW)
+        delivery.deliver(config, store, None, make_plan(config), NOW)
 
 
 def test_smtp_server_wanting_auth_from_a_config_without_username(
@@ -520,7 +520,7 @@ def test_smtp_server_wanting_auth_from_a_config_without_username(
     config = smtp_config(monkeypatch, offline_account, tmp_path, smtp_sink_tls, security="starttls",
                          ca_file=smtp_sink_tls.ca_file or "")
     with Store(config.storage.path) as store, pytest.raises(DeliveryError) as caught:
-        digest.deliver(config, store, None, make_plan(config), NOW)
+        delivery.deliver(config, store, None, make_plan(config), NOW)
     assert "refused" in str(caught.value) and "[smtp] username" in str(caught.value)
 
 
@@ -530,7 +530,7 @@ def test_smtp_closed_port(tmp_path: Path, offline_account: ImapAccount,
     config = smtp_config(monkeypatch, offline_account, tmp_path, sink, security="none")
     with Store(config.storage.path) as store, pytest.raises(DeliveryError,
                                                             match="refused the connection"):
-        digest.deliver(config, store, None, make_plan(config), NOW)
+        delivery.deliver(config, store, None, make_plan(config), NOW)
 
 
 def test_sendmail_refuses_other_recipients_on_the_wire(smtp_sink: SmtpSink,
@@ -554,10 +554,10 @@ def test_an_empty_day_sends_nothing_unless_asked(smtp_sink: SmtpSink, tmp_path: 
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     config = smtp_config(monkeypatch, offline_account, tmp_path, smtp_sink, security="none")
     with Store(config.storage.path) as store:
-        result = digest.deliver(config, store, None, empty_plan(config), NOW)
+        result = delivery.deliver(config, store, None, empty_plan(config), NOW)
         assert result.outcome == "nothing_due" and not store.journal.digest_sent(result.day)
         eager = replace(config, digest=replace(config.digest, send_empty=True))
-        assert digest.deliver(eager, store, None, empty_plan(eager), NOW).delivered
+        assert delivery.deliver(eager, store, None, empty_plan(eager), NOW).delivered
     (received,) = smtp_sink.wait_for(1)
     text, _ = parts(parse(received.data))
     assert "Nobody is due today" in text

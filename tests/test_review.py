@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import credentials, digest
+from agent import credentials, delivery, digest
 from agent.config import Config, parse_config_text
 from agent.errors import StoreError
 from agent.plan import Plan
@@ -158,7 +158,7 @@ dir = "{templates}"
     config = Config(**{**config.__dict__, "digest": type(config.digest)(
         **{**config.digest.__dict__, "delivery": "smtp"})})
     with Store(config.storage.path) as store:
-        result = digest.deliver(config, store, None, _hostile_plan(config), NOW)
+        result = delivery.deliver(config, store, None, _hostile_plan(config), NOW)
     assert result.delivered
     (received,) = smtp_sink.wait_for(1)
     assert received.rcpt_tos == (ME,)
@@ -261,20 +261,20 @@ def test_7_digest_output_never_follows_a_symlink_and_is_private(tmp_path: Path) 
     link = tmp_path / "digest.html"
     link.symlink_to(target)
     with pytest.raises(Exception, match="symbolic link"):
-        digest.write_html(link, "<p>x</p>")
+        delivery.write_html(link, "<p>x</p>")
     assert target.read_text() == "keep me"
 
     existing = tmp_path / "old.html"
     existing.write_text("old")
     existing.chmod(0o644)
-    digest.write_html(existing, "<p>new</p>")
+    delivery.write_html(existing, "<p>new</p>")
     assert existing.read_text() == "<p>new</p>"
     assert stat.S_IMODE(existing.stat().st_mode) == 0o600
 
     old = os.umask(0)
     try:
         nested = tmp_path / "a" / "b" / "digest.html"
-        digest.write_html(nested, "<p>x</p>")
+        delivery.write_html(nested, "<p>x</p>")
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o700
