@@ -31,6 +31,7 @@ from agent.mailbox.fetch import (
     raw_fetch,
 )
 from agent.mailbox.folders import Folder, FolderRoles, choose_scan_folders, discover_roles
+from agent.mailbox.parts import TEXT_CAP, as_message, text_parts
 
 log = logging.getLogger(__name__)
 
@@ -347,3 +348,29 @@ class Mailbox:
         self.select(folder, readonly=False)
         self._call(self._client.delete_messages, list(uids))
         self._call(self._client.expunge)
+
+    # ------------------------------------------------------------------ text parts
+
+    def fetch_text_part(self, folder: str, uid: int, cap: int = TEXT_CAP) -> bytes | None:
+        """The message's text part (at most ``cap`` bytes) as a small message, or None.
+
+        Two FETCHes: BODYSTRUCTURE, then only the chosen part (agent.mailbox.parts).
+        """
+        self.select(folder)
+        answer = self._call(self._client.fetch, [uid], ["BODYSTRUCTURE"])
+        structure = answer.get(uid, {}).get(b"BODYSTRUCTURE")
+        parts = text_parts(structure) if structure is not None else []
+        if not parts:
+            return None
+        part = next((p for p in parts if p.subtype == "plain"), parts[0])
+        answer = self._call(self._client.fetch, [uid], [f"BODY.PEEK[{part.section}]<0.{cap}>"])
+        content = next((value for key, value in answer.get(uid, {}).items()
+                        if isinstance(key, bytes) and key.startswith(b"BODY[")
+                        and isinstance(value, bytes)), None)
+        return None if content is None else as_message(part, content)
+
+    def mark_seen(self, folder: str, uids: Sequence[int]) -> None:
+        """Set \\Seen on ``uids`` in ``folder``."""
+        if uids:
+            self.select(folder, readonly=False)
+            self._call(self._client.add_flags, list(uids), [b"\\Seen"])
