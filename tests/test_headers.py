@@ -545,7 +545,8 @@ def test_impossible_zone_offset_falls_back_to_internaldate() -> None:
                    for p in meta.problems)
 
 
-@pytest.mark.parametrize("date", ["Mon, 01 Jan -5 00:00:00 +0000", "Mon, 01 Jan -05 10:00:00 +0100"])
+@pytest.mark.parametrize("date", ["Mon, 01 Jan -5 00:00:00 +0000",
+                                  "Mon, 01 Jan -05 10:00:00 +0100"])
 def test_a_date_without_a_year_falls_back_to_internaldate(date: str) -> None:
     """Issue 17 finding 10: parsedate_tz reads "-5" as the year 2000."""
     meta = parse(f"Date: {date}")
