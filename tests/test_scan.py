@@ -146,8 +146,9 @@ def test_pipeline_matches_generated_ledger_for_many_seeds(tmp_path: Path, seed: 
                                 frozenset(f.lower() for f in m.flags))
                        for uid, m in enumerate((m for m in mailbox.messages
                                                 if m.folder == folder), start=1)]
-            messages, rows, lists = process_batch(fetched, own, NOW, ScanSummary())
-            store.ledger.save_batch(folder, 1, len(fetched), messages, rows, lists)
+            batch = process_batch(fetched, own, NOW, ScanSummary())
+            store.ledger.save_batch(folder, 1, len(fetched), batch.messages, batch.rows,
+                                    batch.lists, sent_ids=batch.sent_ids, held=batch.held)
         store.refresh(NOW)
         for two_way in (True, False):
             contacts = store.people.contacts(own, two_way=two_way)
@@ -383,8 +384,9 @@ def test_store_reset_path_after_uidnext_went_backwards(tmp_path: Path) -> None:
                                 frozenset(f.lower() for f in planted.flags)))
     with Store(tmp_path / "db.sqlite") as store:
         for folder, fetched in by_folder.items():
-            messages, rows, lists = process_batch(fetched, own, NOW, ScanSummary())
-            store.ledger.save_batch(folder, 7, fetched[-1].uid, messages, rows, lists)
+            batch = process_batch(fetched, own, NOW, ScanSummary())
+            store.ledger.save_batch(folder, 7, fetched[-1].uid, batch.messages, batch.rows,
+                                    batch.lists, sent_ids=batch.sent_ids, held=batch.held)
             store.ledger.finish_folder(folder, 7, fetched[-1].uid + 1, None, NOW)
         store.refresh(NOW)
         before = store.people.contacts(own)
@@ -406,7 +408,8 @@ def test_store_reset_path_after_uidnext_went_backwards(tmp_path: Path) -> None:
         # The server renumbered: the same messages come back under new UIDs.
         renumbered = [FetchedHeader(100 + n, f.internaldate, f.header, f.flags)
                       for n, f in enumerate(inbox)]
-        messages_rows, rows, lists = process_batch(renumbered, own, NOW, ScanSummary())
+        messages_rows, rows, lists, _sent, _held = process_batch(renumbered, own, NOW,
+                                                                 ScanSummary())
         added = store.ledger.save_batch("INBOX", 7, renumbered[-1].uid, messages_rows, rows,
                                         lists)
         assert added == 0

@@ -70,6 +70,8 @@ def scan(app: App, full: bool) -> None:
     if summary.repaired and app.verbose:
         for reason, count in summary.repaired.most_common():
             click.echo(f"  repaired: {count} × {reason}")
+        for repair in summary.repairs:  # each with its folder, UID and Message-ID
+            click.echo(f"    {repair}")
 
 
 def _status_filter(value: str | None) -> set[str] | None:

@@ -293,6 +293,35 @@ class Mailbox:
             parsed = self._fetch(uids, items)
         return [parsed[uid] for uid in uids if uid in parsed]  # the rest: expunged meanwhile
 
+    def delivered(self, uids: Sequence[int]) -> set[int]:
+        """Which of ``uids`` (in the selected folder) were delivered by a mail server.
+
+        Every server that delivers a message adds a Received line to it (RFC 5321 4.4), the
+        receiving server's own on top, and a sender cannot remove it; a message that the
+        user's mail program APPENDed (a sent mail filed away) has none. Only the first bytes
+        of the field are fetched: presence is the answer. A server that refuses the FETCH
+        makes every one count as delivered (then the user's own mail there is not counted as
+        sent, which is the safe side: README "Security").
+        """
+        if not uids:
+            return set()
+        item = "BODY.PEEK[HEADER.FIELDS (RECEIVED)]<0.16>"
+        try:
+            response = self._call(self._client.fetch, list(uids), [item])
+        except TransientMailboxError:
+            raise
+        except MailboxError as exc:
+            log.warning("%s refused to show Received fields (%s); your own mail in this "
+                        "folder is not counted as sent", self.host, exc)
+            return set(uids)
+        found = set()
+        for uid, fields in response.items():
+            value = next((v for k, v in fields.items()
+                          if isinstance(k, bytes) and k.startswith(b"BODY[")), b"")
+            if isinstance(value, bytes) and value.strip():
+                found.add(uid)
+        return found
+
     def _fetch(self, uids: Sequence[int], items: Sequence[str]) -> dict[int, FetchedHeader]:
         """One FETCH: the fast path while imaplib's private calls work on this connection,
         else imapclient's public fetch (another Python may change or drop those calls)."""

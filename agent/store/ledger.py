@@ -7,6 +7,7 @@ sync state; ``forget`` empties it for ``scan --full``. Nothing here is a user de
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,9 +67,29 @@ class ExchangeRow:
     language: str | None
 
 
+def id_digest(message_id: str) -> int:
+    """A Message-ID as a signed 63-bit integer: how ``sent_ids`` and ``held`` name messages."""
+    data = message_id.encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") >> 1
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRow:
+    """An exchange that counts only once the user's message it answers is seen (issue 20)."""
+
+    parent: str  # the Message-ID it answers
+    exchange: ExchangeRow
+
+
 def _exchange(row: Row) -> Exchange:
     return Exchange(row["address"], row["direction"], from_epoch(row["time"]) or _NEVER,
                     row["subject"], row["folder"], row["message_id"])
+
+
+# The newest display name and language seen for an address win.
+_NEWER_NAME = ("ON CONFLICT (address) DO UPDATE SET name = excluded.name, time = excluded.time, "
+               "language = coalesce(excluded.language, language) "
+               "WHERE excluded.time >= address_names.time")
 
 
 def _marks(values: Sequence[object]) -> str:
@@ -106,45 +127,94 @@ class Ledger:
 
     def save_batch(self, folder: str, uidvalidity: int, last_uid: int,
                    messages: Sequence[MessageRow], exchanges: Sequence[ExchangeRow],
-                   list_addresses: Iterable[str]) -> int:
+                   list_addresses: Iterable[str], *, sent_ids: Sequence[str] = (),
+                   held: Sequence[HeldRow] = ()) -> int:
         """Record one fetched batch and advance the folder's sync state, atomically.
 
-        Returns how many exchanges were new (a message seen in two folders counts once).
-        The hot path of a scan: plain ``executemany`` with positional tuples, measured.
+        ``sent_ids`` are the Message-IDs of the user's own mail in the batch; ``held`` are
+        replies that count only if they answer one of those (in this batch, an earlier one
+        or a later one: see :meth:`_release_held`). Returns how many exchanges were new (a
+        message seen in two folders counts once). The hot path of a scan: plain
+        ``executemany`` with positional tuples, measured.
         """
         with self._db.transaction() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO messages (folder, uid, msg_key, time, skipped) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(folder, m.uid, key_id(m.msg_key), epoch(m.time), m.skipped)
-                 for m in messages],
-            )
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO exchanges (msg_key, address, direction, time, subject, "
-                "folder, message_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(key_id(e.msg_key), e.address, e.direction, epoch(e.time), e.subject, folder,
-                  e.message_id) for e in exchanges],
-            )
-            added = conn.total_changes - before
-            conn.executemany(
-                "INSERT INTO address_names (address, name, time, language) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (address) DO UPDATE SET name = excluded.name, "
-                "time = excluded.time, language = coalesce(excluded.language, language) "
-                "WHERE excluded.time >= address_names.time",
-                [(e.address, e.name, epoch(e.time), e.language if e.direction == "in" else None)
-                 for e in exchanges if e.name],
-            )
-            conn.executemany("INSERT OR IGNORE INTO dirty (address) VALUES (?)",
-                             [(e.address,) for e in exchanges])
-            conn.executemany("INSERT OR IGNORE INTO lists (address) VALUES (?)",
-                             [(a,) for a in list_addresses])
+            added = self._save_exchanges(conn, folder, messages, exchanges, list_addresses)
+            if sent_ids or held:
+                added += self._hold_and_release(conn, folder, sent_ids, held)
             conn.execute(
                 "INSERT INTO folders (name, uidvalidity, last_uid) VALUES (?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
                 "last_uid = max(last_uid, excluded.last_uid)",
                 (folder, uidvalidity, last_uid),
             )
+        return added
+
+    def _save_exchanges(self, conn: sqlite3.Connection, folder: str,
+                        messages: Sequence[MessageRow], exchanges: Sequence[ExchangeRow],
+                        list_addresses: Iterable[str]) -> int:
+        conn.executemany(
+            "INSERT OR IGNORE INTO messages (folder, uid, msg_key, time, skipped) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(folder, m.uid, key_id(m.msg_key), epoch(m.time), m.skipped)
+             for m in messages],
+        )
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO exchanges (msg_key, address, direction, time, subject, "
+            "folder, message_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(key_id(e.msg_key), e.address, e.direction, epoch(e.time), e.subject, folder,
+              e.message_id) for e in exchanges],
+        )
+        added = conn.total_changes - before
+        conn.executemany(
+            "INSERT INTO address_names (address, name, time, language) VALUES (?, ?, ?, ?) "  # noqa: S608 - fixed text
+            + _NEWER_NAME,
+            [(e.address, e.name, epoch(e.time), e.language if e.direction == "in" else None)
+             for e in exchanges if e.name],
+        )
+        conn.executemany("INSERT OR IGNORE INTO dirty (address) VALUES (?)",
+                         [(e.address,) for e in exchanges])
+        conn.executemany("INSERT OR IGNORE INTO lists (address) VALUES (?)",
+                         [(a,) for a in list_addresses])
+        return added
+
+    def _hold_and_release(self, conn: sqlite3.Connection, folder: str,
+                          sent_ids: Sequence[str], held: Sequence[HeldRow]) -> int:
+        """Remember the user's sent Message-IDs and the held replies; release every held
+        reply whose parent is now known. Returns how many exchanges that added.
+
+        Costs one 8-byte row per sent message and one row per held reply (replies that
+        carry a bulk mark: few), and these statements only in batches that have either.
+        """
+        conn.executemany("INSERT OR IGNORE INTO sent_ids (id) VALUES (?)",
+                         [(id_digest(ident),) for ident in sent_ids])
+        conn.executemany(
+            "INSERT OR IGNORE INTO held (parent, msg_key, address, time, subject, folder, "
+            "message_id, name, language) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(id_digest(h.parent), key_id(e.msg_key), e.address, epoch(e.time), e.subject,
+              folder, e.message_id, e.name, e.language)
+             for h in held for e in (h.exchange,)])
+        return self._release_held(conn)
+
+    @staticmethod
+    def _release_held(conn: sqlite3.Connection) -> int:
+        """Held replies whose parent the user sent become exchanges ("in")."""
+        answered = "FROM held WHERE parent IN (SELECT id FROM sent_ids)"
+        before = conn.total_changes
+        conn.execute(
+            "INSERT OR IGNORE INTO exchanges (msg_key, address, direction, time, subject, "
+            f"folder, message_id) SELECT msg_key, address, 'in', time, subject, folder, "
+            f"message_id {answered}")
+        added = conn.total_changes - before
+        if not added and conn.execute(f"SELECT 1 {answered} LIMIT 1").fetchone() is None:
+            return 0
+        conn.execute(
+            "INSERT INTO address_names (address, name, time, language) "
+            f"SELECT address, name, time, language {answered} AND name != '' " + _NEWER_NAME)
+        conn.execute(f"INSERT OR IGNORE INTO dirty (address) SELECT address {answered}")
+        conn.execute("UPDATE messages SET skipped = NULL "  # noqa: S608
+                     f"WHERE msg_key IN (SELECT msg_key {answered})")
+        conn.execute(f"DELETE {answered}")
         return added
 
     def finish_folder(self, folder: str, uidvalidity: int, uidnext: int,

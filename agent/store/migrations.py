@@ -19,6 +19,7 @@ import sqlite_utils
 # Tables rebuilt from the mailbox by `scan --full`. Everything else is the user's.
 LEDGER_TABLES = (
     "folders", "messages", "exchanges", "addresses", "address_names", "lists", "dirty",
+    "sent_ids", "held",
 )
 # Tables read from the address books; each sync replaces what changed at a source.
 CARD_TABLES = ("addressbooks", "cards", "card_addresses", "card_tags", "phones")
@@ -205,9 +206,32 @@ def _m3_address_books(db: sqlite_utils.Database) -> None:
     """)
 
 
+def _m4_replies_to_the_user(db: sqlite_utils.Database) -> None:
+    db.executescript("""
+    -- Derived from the mailbox like the ledger: a reply to the user's own mail is a person's
+    -- even when it carries a bulk mark (issue 20). The scan remembers what the user sent and
+    -- holds such replies until the message they answer is seen, in any folder, at any scan.
+    CREATE TABLE sent_ids (id INTEGER PRIMARY KEY);  -- 63-bit digests of sent Message-IDs
+    CREATE TABLE held (                 -- soft-automated replies waiting for their parent
+        parent INTEGER NOT NULL,        -- digest of the Message-ID they answer
+        msg_key INTEGER NOT NULL,
+        address TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        subject TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        message_id TEXT,
+        name TEXT NOT NULL,
+        language TEXT,
+        UNIQUE (msg_key, address)
+    );
+    CREATE INDEX held_by_parent ON held (parent);
+    """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _m1_initial,
     _m2_secret_and_digest_attempts,
     _m3_address_books,
+    _m4_replies_to_the_user,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
