@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from agent import credentials, policy, sendmail
+from agent import auth, policy, sendmail
 from agent.config import Config
 from agent.errors import DeliveryError, FollowupError, TransientMailboxError, UsageError
 from agent.mailbox.client import Mailbox
@@ -364,9 +364,7 @@ def send_smtp(config: Config, message: EmailMessage) -> None:
     smtp = config.smtp
     if smtp is None:  # config validation makes this impossible; say so plainly anyway
         raise DeliveryError("[digest] delivery = \"smtp\" needs an [smtp] section")
-    password = (credentials.get_password("smtp", smtp.username, smtp.password_command)
-                if smtp.username else None)
-    sendmail.send(smtp, message, config.account.email, password=password)
+    sendmail.send(smtp, message, config.account.email, login=auth.smtp_login(config))
 
 
 def write_html(path: Path, html: str) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from agent import credentials, language
+from agent.auth import password_login
 from agent.config import local_timezone_name, parse_config_text
 from agent.configspec import CONVERTERS, DEFAULT_PORTS, LANGUAGES, SECURITY_CHOICES, SPEC
 from agent.errors import CredentialError, LoginRefused, UsageError
@@ -107,7 +108,7 @@ Connect = Callable[[str, int, str, str, str], Mailbox]
 
 def _open_mailbox(host: str, port: int, security: str, username: str,
                   password: str) -> Mailbox:
-    return Mailbox.open(host, port, security, username, password, timeout=30)
+    return Mailbox.open(host, port, security, password_login(username, password), timeout=30)
 
 
 def _checker(section: str, name: str) -> Callable[[str], str]:

@@ -90,7 +90,7 @@ def reconcile(config: Config, store: Store, mailbox: Mailbox, now: datetime) -> 
     a missing Drafts folder: the digest must still go out; the pending drafts wait.
     """
     result = ReconcileResult()
-    pending = store.journal.drafts("pending")
+    pending = store.journal.drafts("pending", mailbox=mailbox.name)
     if not pending:
         return result
     folder = mailbox.roles().drafts
@@ -199,7 +199,8 @@ def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, no
                        and c.recipients & set(contact.addresses)), None)
         if orphan is not None and folder is not None:
             # Appended by an earlier run that stopped before recording it: adopt it.
-            result.adopted.append(_adopt(store, state, orphan, folder, uidvalidity, config))
+            result.adopted.append(_adopt(store, state, orphan, folder, uidvalidity, config,
+                                         mailbox.name if mailbox else ""))
             log.info("found an unrecorded draft to %s in %s; keeping it", contact.email, folder)
             if result.adopted[-1].day == day:
                 budget -= 1
@@ -224,7 +225,7 @@ def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, no
             hits = mailbox.search(folder, ["HEADER", "Message-ID", draft.message_id])
             uid = hits[-1] if hits else None
         store.journal.add_draft(contact.id, draft.address, day, draft.kind, draft.message_id,
-                                folder, uid, uidvalidity, now)
+                                folder, uid, uidvalidity, now, mailbox=mailbox.name)
         result.created.append(replace(draft, uid=uid))
         log.info("draft to %s in %s (%s, %s)", draft.address, folder, draft.kind, draft.language)
     result.problems = [p for r in renderers.values() for p in r.problems]
@@ -232,12 +233,13 @@ def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, no
 
 
 def _adopt(store: Store, state: ContactState, orphan: FolderDraft, folder: str,
-           uidvalidity: int | None, config: Config) -> DraftRecord:
+           uidvalidity: int | None, config: Config, mailbox: str) -> DraftRecord:
     contact = state.contact
     kind = "reply" if state.status == "waiting" else "checkin"
     adopted_day = policy.today(orphan.written, config.digest.tz)
     message_id = orphan.message_id or ""
     draft_id = store.journal.add_draft(contact.id, contact.email, adopted_day, kind, message_id,
-                                       folder, orphan.uid, uidvalidity, orphan.written)
+                                       folder, orphan.uid, uidvalidity, orphan.written,
+                                       mailbox=mailbox)
     return DraftRecord(draft_id, contact.id, contact.email, adopted_day, kind, message_id, folder,
-                       orphan.uid, uidvalidity, orphan.written, "pending")
+                       orphan.uid, uidvalidity, orphan.written, "pending", mailbox)

@@ -29,6 +29,7 @@ class DraftRecord:
     uidvalidity: int | None
     created_at: datetime
     state: str
+    mailbox: str = ""  # whose Drafts folder: "" the primary, else a [[mailbox]] name
 
 
 def _draft(row: Row) -> DraftRecord:
@@ -36,7 +37,8 @@ def _draft(row: Row) -> DraftRecord:
         id=row["id"], contact_id=row["contact_id"], address=row["address"],
         day=date.fromisoformat(row["day"]), kind=row["kind"], message_id=row["message_id"],
         folder=row["folder"], uid=row["uid"], uidvalidity=row["uidvalidity"],
-        created_at=from_epoch(row["created_at"]) or _NEVER, state=row["state"])
+        created_at=from_epoch(row["created_at"]) or _NEVER, state=row["state"],
+        mailbox=row["mailbox"])
 
 
 class Journal:
@@ -106,20 +108,23 @@ class Journal:
     # ------------------------------------------------------------------ drafts
 
     def add_draft(self, contact_id: int, address: str, day: date, kind: str, message_id: str,
-                  folder: str, uid: int | None, uidvalidity: int | None, now: datetime) -> int:
+                  folder: str, uid: int | None, uidvalidity: int | None, now: datetime,
+                  mailbox: str = "") -> int:
         with self._db.transaction():
             table = self._db.table("drafts").insert(
                 {"contact_id": contact_id, "address": address, "day": day.isoformat(),
                  "kind": kind, "message_id": message_id, "folder": folder, "uid": uid,
-                 "uidvalidity": uidvalidity, "created_at": epoch(now)})
+                 "uidvalidity": uidvalidity, "created_at": epoch(now), "mailbox": mailbox})
             return int(table.last_rowid or 0)
 
-    def drafts(self, state: str | None = None) -> list[DraftRecord]:
-        sql = "SELECT * FROM drafts"
-        if state:
-            return [_draft(r) for r in self._db.query(sql + " WHERE state = ? ORDER BY id",
-                                                      (state,))]
-        return [_draft(r) for r in self._db.query(sql + " ORDER BY id")]
+    def drafts(self, state: str | None = None, mailbox: str | None = None) -> list[DraftRecord]:
+        """Drafts in ``state`` (every state: None) of ``mailbox`` (every mailbox: None)."""
+        where = [(column, value) for column, value in (("state", state), ("mailbox", mailbox))
+                 if value is not None]
+        sql = "SELECT * FROM drafts" + (  # noqa: S608 - fixed column names
+            " WHERE " + " AND ".join(f"{c} = ?" for c, _ in where) if where else "")
+        return [_draft(r) for r in self._db.query(sql + " ORDER BY id",
+                                                  tuple(v for _, v in where))]
 
     def resolve_draft(self, draft_id: int, state: str, now: datetime) -> None:
         """Settle a draft: ``sent`` or ``declined``."""

@@ -83,48 +83,53 @@ class Ledger:
 
     # ------------------------------------------------------------------ sync state
 
-    def folder_states(self) -> dict[str, FolderState]:
+    def folder_states(self, mailbox: str = "") -> dict[str, FolderState]:
+        """The sync state of every folder of ``mailbox`` ("" the primary), by name."""
         return {row["name"]: FolderState(**row) for row in self._db.query(
-            "SELECT name, uidvalidity, last_uid, uidnext, highestmodseq FROM folders")}
+            "SELECT name, uidvalidity, last_uid, uidnext, highestmodseq FROM folders "
+            "WHERE mailbox = ?", (mailbox,))}
 
-    def folder_state(self, name: str) -> FolderState | None:
-        return self.folder_states().get(name)
+    def folder_state(self, name: str, mailbox: str = "") -> FolderState | None:
+        return self.folder_states(mailbox).get(name)
 
-    def reset_folder(self, name: str, uidvalidity: int) -> None:
+    def reset_folder(self, name: str, uidvalidity: int, mailbox: str = "") -> None:
         """Forget what was seen in a folder (its UIDs mean nothing any more).
 
         Exchanges stay: they are keyed by message, so a rescan of the same mail adds nothing.
         """
         with self._db.transaction() as conn:
-            conn.execute("DELETE FROM messages WHERE folder = ?", (name,))
+            conn.execute("DELETE FROM messages WHERE mailbox = ? AND folder = ?",
+                         (mailbox, name))
             conn.execute(
-                "INSERT INTO folders (name, uidvalidity, last_uid, uidnext) VALUES (?, ?, 0, 0) "
-                "ON CONFLICT (name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+                "INSERT INTO folders (mailbox, name, uidvalidity, last_uid, uidnext) "
+                "VALUES (?, ?, ?, 0, 0) "
+                "ON CONFLICT (mailbox, name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
                 "last_uid = 0, uidnext = 0, highestmodseq = NULL",
-                (name, uidvalidity),
+                (mailbox, name, uidvalidity),
             )
 
     def save_batch(self, folder: str, uidvalidity: int, last_uid: int,
                    messages: Sequence[MessageRow], exchanges: Sequence[ExchangeRow],
-                   list_addresses: Iterable[str]) -> int:
+                   list_addresses: Iterable[str], mailbox: str = "") -> int:
         """Record one fetched batch and advance the folder's sync state, atomically.
 
-        Returns how many exchanges were new (a message seen in two folders counts once).
-        The hot path of a scan: plain ``executemany`` with positional tuples, measured.
+        Returns how many exchanges were new (a message seen in two folders, or in two
+        mailboxes, counts once). The hot path of a scan: plain ``executemany`` with
+        positional tuples, measured.
         """
         with self._db.transaction() as conn:
             conn.executemany(
-                "INSERT OR IGNORE INTO messages (folder, uid, msg_key, time, skipped) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(folder, m.uid, key_id(m.msg_key), epoch(m.time), m.skipped)
+                "INSERT OR IGNORE INTO messages (mailbox, folder, uid, msg_key, time, skipped) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(mailbox, folder, m.uid, key_id(m.msg_key), epoch(m.time), m.skipped)
                  for m in messages],
             )
             before = conn.total_changes
             conn.executemany(
                 "INSERT OR IGNORE INTO exchanges (msg_key, address, direction, time, subject, "
-                "folder, message_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "folder, message_id, mailbox) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(key_id(e.msg_key), e.address, e.direction, epoch(e.time), e.subject, folder,
-                  e.message_id) for e in exchanges],
+                  e.message_id, mailbox) for e in exchanges],
             )
             added = conn.total_changes - before
             conn.executemany(
@@ -140,23 +145,23 @@ class Ledger:
             conn.executemany("INSERT OR IGNORE INTO lists (address) VALUES (?)",
                              [(a,) for a in list_addresses])
             conn.execute(
-                "INSERT INTO folders (name, uidvalidity, last_uid) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+                "INSERT INTO folders (mailbox, name, uidvalidity, last_uid) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (mailbox, name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
                 "last_uid = max(last_uid, excluded.last_uid)",
-                (folder, uidvalidity, last_uid),
+                (mailbox, folder, uidvalidity, last_uid),
             )
         return added
 
     def finish_folder(self, folder: str, uidvalidity: int, uidnext: int,
-                      highestmodseq: int | None, now: datetime) -> None:
+                      highestmodseq: int | None, now: datetime, mailbox: str = "") -> None:
         with self._db.transaction() as conn:
             conn.execute(
-                "INSERT INTO folders (name, uidvalidity, last_uid, uidnext, highestmodseq, "
-                "scanned_at) VALUES (?, ?, 0, ?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+                "INSERT INTO folders (mailbox, name, uidvalidity, last_uid, uidnext, "
+                "highestmodseq, scanned_at) VALUES (?, ?, ?, 0, ?, ?, ?) "
+                "ON CONFLICT (mailbox, name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
                 "uidnext = excluded.uidnext, highestmodseq = excluded.highestmodseq, "
                 "scanned_at = excluded.scanned_at",
-                (folder, uidvalidity, uidnext, highestmodseq, epoch(now)),
+                (mailbox, folder, uidvalidity, uidnext, highestmodseq, epoch(now)),
             )
 
     def refresh_aggregates(self) -> int:
@@ -171,12 +176,12 @@ class Ledger:
             conn.execute("""
                 INSERT OR REPLACE INTO addresses (address, name, language, last_time,
                     last_direction, last_subject, last_folder, last_message_id, last_in,
-                    last_out, messages_in, messages_out)
+                    last_out, messages_in, messages_out, last_mailbox)
                 SELECT r.address, coalesce(n.name, ''), n.language, r.time, r.direction,
                     r.subject, r.folder, r.message_id, agg.last_in, agg.last_out,
-                    agg.n_in, agg.n_out
+                    agg.n_in, agg.n_out, r.mailbox
                 FROM (
-                    SELECT address, direction, subject, folder, message_id, time,
+                    SELECT address, direction, subject, folder, message_id, time, mailbox,
                         row_number() OVER (PARTITION BY address
                                            ORDER BY time DESC, direction DESC, msg_key) AS rn
                     FROM exchanges WHERE address IN (SELECT address FROM dirty)
