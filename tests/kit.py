@@ -48,6 +48,7 @@ def config_text(
     timezone: str = "Europe/Berlin",
     language: str = "en",
     templates: Path | None = None,
+    imap_extra: str = "",
     extra: str = "",
 ) -> str:
     """A followup config (TOML text): the one config builder of the test suite.
@@ -58,7 +59,8 @@ def config_text(
     writes "none" for a loopback host and leaves the key out otherwise; None always
     leaves it out (followup's default: TLS). The CA file is the account's for starttls
     and ssl. `db` is [storage] path (no [storage] without it). `extra` is appended after
-    the [digest] section: keys before any section header land in [digest].
+    the [digest] section: keys before any section header land in [digest]; `imap_extra`
+    lines go into [imap] (e.g. auth = "oauth2" and its keys).
     """
     if account is not None:
         host = host or "127.0.0.1"
@@ -86,6 +88,8 @@ def config_text(
             lines.append(f'{key} = "{value}"')
         else:
             lines.append(f"{key} = {value:g}" if isinstance(value, float) else f"{key} = {value}")
+    if imap_extra:
+        lines.append(imap_extra.strip("\n"))
     if db is not None:
         lines += ["", "[storage]", f'path = "{db}"']
     if templates is not None:

@@ -90,8 +90,8 @@ def _device_code(client: Any, acct: Account) -> DeviceCode:
     if acct.client_secret:
         data["client_secret"] = acct.client_secret
     try:
-        response = client.post(url, data=data, withhold_token=True,
-                               headers={"Accept": "application/json"})
+        response = client.request("POST", url, data=data, withhold_token=True,
+                                  headers={"Accept": "application/json"})
         answer = response.json()
     except (httpx.HTTPError, ValueError) as exc:
         raise _unreachable(acct, exc) from None

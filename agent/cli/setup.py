@@ -84,6 +84,44 @@ def password_delete(app: App, kind: str) -> None:
         click.echo(f"the keyring held no {kind.upper()} password for {username}")
 
 
+@click.command()
+@click.option("--mailbox", "mailbox_name", metavar="NAME",
+              help="Sign in only for this mailbox (its [[mailbox]] name or email).")
+@click.option("--device", "flow", flag_value="device",
+              help="Sign in on any other device with a code (RFC 8628; headless machines).")
+@click.option("--browser", "flow", flag_value="browser",
+              help="Sign in in a browser; the answer comes back to 127.0.0.1 (PKCE).")
+@click.option("--port", type=click.IntRange(0, 65535), default=0,
+              help="Port of the browser sign-in's loopback listener (e.g. for ssh -L).")
+@click.option("--store-command", metavar="CMD",
+              help="Hand the refresh token to CMD's standard input instead of the keyring "
+                   "(e.g. \"pass insert -m mail/oauth\"); then set token_command.")
+@pass_app
+def login(app: App, mailbox_name: str | None, flow: str | None, port: int,
+          store_command: str | None) -> None:
+    """OAuth2 sign-in for every section with auth = "oauth2" (device code or browser)."""
+    from agent import auth
+    from agent.auth.signin import sign_in
+
+    config = app.config
+    accounts = auth.oauth_accounts(config)
+    if mailbox_name is not None:
+        chosen = [m for m in config.mailboxes
+                  if mailbox_name.lower() in (m.name.lower(), m.email.lower())]
+        if not chosen:
+            raise UsageError(f"no mailbox named {mailbox_name!r}; mailboxes: "
+                             + ", ".join(m.name for m in config.mailboxes))
+        users = {m.imap.username.lower() for m in chosen}
+        accounts = [a for a in accounts if a.username.lower() in users]
+    if not accounts:
+        raise UsageError("nothing to sign in: no section of the config has auth = \"oauth2\" "
+                         "(set it in [imap] with oauth_provider and client_id; README: OAuth2)")
+    for acct in accounts:
+        done = sign_in(acct, lambda text: click.echo(credentials.redact(text)), flow=flow,
+                       port=port, store_command=store_command)
+        click.echo(credentials.redact(done.line()))
+
+
 class ClickDialogue:
     """init's questions on a terminal; without one, defaults or an error naming the flag."""
 
