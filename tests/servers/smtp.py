@@ -97,6 +97,7 @@ class SmtpSink(LoopbackService):
         password: str | None = None,
         token_check: Callable[[str, str], bool] | None = None,
         mechanisms: tuple[str, ...] = ("XOAUTH2", "OAUTHBEARER"),
+        auth_exclude: tuple[str, ...] = (),
     ) -> None:
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")
@@ -104,6 +105,7 @@ class SmtpSink(LoopbackService):
         # and nothing else; token_check(user, token) says whether a token is good.
         self.token_check = token_check
         self.mechanisms = mechanisms
+        self.auth_exclude = auth_exclude  # built-in mechanisms not to offer (e.g. PLAIN)
         self.host = host
         self.port = port or 0
         self.tls = tls
@@ -141,6 +143,7 @@ class SmtpSink(LoopbackService):
                 authenticator=self._authenticate,
                 auth_required=True,
                 auth_require_tls=self.tls is not None,
+                auth_exclude_mechanism=list(self.auth_exclude),
             )
         handler = _SinkHandler(self)
         if self.token_check is not None:
