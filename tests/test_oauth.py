@@ -286,6 +286,34 @@ def test_store_command_and_token_command(
     assert code == 0, out + err
 
 
+def test_init_signs_in_to_microsoft_with_the_device_flow(
+        oauth_dovecot: Dovecot, auth_server: AuthServer, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`followup init --provider microsoft`: asks for the client ID, signs in (device code),
+    logs in with the token and writes auth = "oauth2" (Microsoft's sign-in server played by
+    the local one)."""
+    import agent.auth.endpoints
+
+    monkeypatch.setattr(agent.auth.endpoints, "MICROSOFT_LOGIN", auth_server.url("/ms"))
+    account = new_user(oauth_dovecot, auth_server)
+    path = tmp_path / "config.toml"
+    code, out, err = run_cli([
+        "--config", str(path), "init", "--yes", "--email", "anna@contoso.example",
+        "--provider", "microsoft", "--imap-host", "127.0.0.1", "--imap-port",
+        str(account.port), "--security", "none", "--username", account.username,
+        "--client-id", auth_server.client_id, "--device", "--name", "Anna",
+        "--language", "en", "--timezone", "Europe/Berlin"], capsys)
+    assert code == 0, out + err
+    assert "WDJB-MJHT" in out and "Logged in. Folders on the server:" in out
+    text = path.read_text()
+    assert 'auth = "oauth2"' in text and 'oauth_provider = "microsoft"' in text
+    assert ("followup", "oauth2:" + account.username) in MemoryKeyring.contents()
+    assert_no_token(auth_server, out, err, text)
+    tokens.forget_access_tokens()
+    code, out, err = run_cli(["--config", str(path), "--now", NOW_TEXT, "scan"], capsys)
+    assert code == 0, out + err
+
+
 # --------------------------------------------------------------------------- config
 
 

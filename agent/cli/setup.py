@@ -179,6 +179,14 @@ class ClickDialogue:
 @click.option("--language", type=click.Choice(["de", "en"]), help="Language of the digest.")
 @click.option("--timezone", help="IANA time zone, e.g. Europe/Berlin.")
 @click.option("--digest-time", metavar="HH:MM", help="Local time of the digest (07:30).")
+@click.option("--auth", type=click.Choice(["password", "oauth2"]),
+              help="How to log in (default: oauth2 where only that works, e.g. Microsoft 365).")
+@click.option("--client-id", help="OAuth2: the client ID of your app registration.")
+@click.option("--client-secret", help="OAuth2: its client secret (Google desktop apps).")
+@click.option("--device", "oauth_flow", flag_value="device",
+              help="OAuth2: sign in on another device with a code.")
+@click.option("--browser", "oauth_flow", flag_value="browser",
+              help="OAuth2: sign in in a browser on this machine.")
 @click.option("-y", "--yes", is_flag=True,
               help="Ask nothing: take flags and defaults (scripts).")
 @click.option("--force", is_flag=True, help="Replace an existing config file.")
@@ -186,8 +194,9 @@ class ClickDialogue:
 def init(app: App, email: str | None, name: str | None, provider: str | None,
          imap_host: str | None, imap_port: int | None, security: str | None,
          username: str | None, password_stdin: bool, password_command: str | None,
-         language: str | None, timezone: str | None, digest_time: str | None, yes: bool,
-         force: bool) -> None:
+         language: str | None, timezone: str | None, digest_time: str | None,
+         auth: str | None, client_id: str | None, client_secret: str | None,
+         oauth_flow: str | None, yes: bool, force: bool) -> None:
     """Set up: your address, server, password (into the keyring), and the config file."""
     from agent.init import InitOptions, run_init
 
@@ -202,7 +211,8 @@ def init(app: App, email: str | None, name: str | None, provider: str | None,
         email=email, name=name, provider=provider, imap_host=imap_host, imap_port=imap_port,
         security=security, username=username, password=password,
         password_command=password_command, language=language, timezone=timezone,
-        digest_time=digest_time, force=force)
+        digest_time=digest_time, force=force, auth=auth, client_id=client_id,
+        client_secret=client_secret, oauth_flow=oauth_flow)
     interactive = not yes and not password_stdin and sys.stdin.isatty()
     run_init(options, app.config_path, ClickDialogue(interactive, assume_yes=yes))
     click.echo("Next: `followup doctor` checks everything, `followup scan` reads your "

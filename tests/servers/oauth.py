@@ -156,14 +156,14 @@ class AuthServer(LoopbackService):
                 self.client_secret is not None
                 and form.get("client_secret") != self.client_secret):
             return 401, {"error": "invalid_client", "error_description": "unknown client"}
-        if path == "/device":
+        if path == "/device" or path.endswith("/devicecode"):  # Microsoft's name
             code = secrets.token_urlsafe(24)
             self._devices[code] = {"user": self.user, "scope": form.get("scope", ""),
                                    "polls": 0}
             return 200, {"device_code": code, "user_code": "WDJB-MJHT",
                          "verification_uri": self.url("/device-page"), "expires_in": 600,
                          "interval": 0}
-        if path == "/token":
+        if path.endswith("/token"):
             return self._token(form)
         return 404, {"error": "not_found"}
 
