@@ -77,27 +77,25 @@ def _addressbook_checks(config: Config) -> Iterator[Check]:
             yield Check(check.ok, check.text)
 
 
-def _login_checks(kind: str, settings: ServerLogin, username: str,
-                  label: str) -> Iterator[Check | auth.Login]:
+def _login_check(kind: str, settings: ServerLogin, username: str,
+                 label: str) -> tuple[Check, auth.Login | None]:
     """How followup signs in: the password found, or the OAuth2 sign-in with the access
-    token's expiry and scopes; the Login last when there is one."""
+    token's expiry and scopes; and the Login, when there is one."""
     try:
         login = auth.login(kind, settings, username, label)
     except FollowupError as exc:
-        yield Check(False, str(exc))
-        return
+        return Check(False, str(exc)), None
     if not login.oauth2:
-        yield Check(True, f"{kind.upper()} password for {username} found ({login.source})")
-    else:
-        acct = auth.oauth_account(kind, settings, username, label)
-        token = tokens.access_token(acct)
-        left = token.seconds_left()
-        expiry = ("the provider gave no expiry" if left is None
-                  else f"valid for {max(0, left) / 60:.0f} more minutes")
-        scopes = " ".join(token.scopes) or "not named by the provider"
-        yield Check(True, f"{kind.upper()} sign-in for {username}: {login.source}; access "
-                          f"token {expiry}; scopes: {scopes}")
-    yield login
+        return Check(True, f"{kind.upper()} password for {username} found "
+                           f"({login.source})"), login
+    acct = auth.oauth_account(kind, settings, username, label)
+    token = tokens.access_token(acct)
+    left = token.seconds_left()
+    expiry = ("the provider gave no expiry" if left is None
+              else f"valid for {max(0, left) / 60:.0f} more minutes")
+    scopes = " ".join(token.scopes) or "not named by the provider"
+    return Check(True, f"{kind.upper()} sign-in for {username}: {login.source}; access "
+                       f"token {expiry}; scopes: {scopes}"), login
 
 
 def _imap_checks(config: Config, source: MailboxConfig) -> Iterator[Check]:
@@ -105,12 +103,8 @@ def _imap_checks(config: Config, source: MailboxConfig) -> Iterator[Check]:
     label = auth.mailbox_label(source)
     if len(config.mailboxes) > 1:
         yield Check(True, f"mailbox {source.name} ({source.email}), {label}:")
-    login: auth.Login | None = None
-    for item in _login_checks("imap", imap, imap.username, label):
-        if isinstance(item, Check):
-            yield item
-        else:
-            login = item
+    check, login = _login_check("imap", imap, imap.username, label)
+    yield check
     if login is None:
         return
     try:
@@ -227,11 +221,8 @@ def _smtp_checks(config: Config) -> Iterator[Check]:
         return
     login = None
     if smtp.username:
-        for item in _login_checks("smtp", smtp, smtp.username, "[smtp]"):
-            if isinstance(item, Check):
-                yield item
-            else:
-                login = item
+        check, login = _login_check("smtp", smtp, smtp.username, "[smtp]")
+        yield check
         if login is None:
             return
     try:

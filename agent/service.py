@@ -322,12 +322,8 @@ def merge_settled(results: Sequence[ReconcileResult]) -> ReconcileResult:
     if len(results) == 1:
         return results[0]
     total = ReconcileResult()
-    for part in results:
-        total.pending += part.pending
-        total.moved += part.moved
-        total.sent += part.sent
-        total.declined += part.declined
-        total.problem = total.problem or part.problem
+    _extend(total, results, ("pending", "moved", "sent", "declined"))
+    total.problem = next((p.problem for p in results if p.problem), None)
     return total
 
 
@@ -335,14 +331,17 @@ def merge_drafts(results: Sequence[DraftsResult]) -> DraftsResult:
     """The drafts made in every mailbox, as one result (the folder: the first one's)."""
     if len(results) == 1:
         return results[0]
-    total = DraftsResult(dry_run=False, folder=None)
-    for part in results:
-        total.folder = total.folder or part.folder
-        total.created += part.created
-        total.adopted += part.adopted
-        total.skipped += part.skipped
-        total.problems += part.problems
+    total = DraftsResult(dry_run=False, folder=next((p.folder for p in results if p.folder),
+                                                    None))
+    _extend(total, results, ("created", "adopted", "skipped", "problems"))
     return total
+
+
+def _extend(total: object, parts: Sequence[object], names: Sequence[str]) -> None:
+    """Append each part's lists ``names`` to the same lists of ``total``."""
+    for part in parts:
+        for name in names:
+            getattr(total, name).extend(getattr(part, name))
 
 
 def _preview(config: Config, store: Store, now: datetime, steps: Steps) -> RunResult:

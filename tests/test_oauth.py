@@ -152,6 +152,8 @@ def test_device_login_then_scan_drafts_and_smtp_digest(
     for token in auth_server.tokens_issued():
         assert token.encode() not in database
     assert "AUTHENTICATE" in err2  # -vvv did log the protocol, scrubbed
+    # The standard mechanism where the server offers it (Dovecot's log names it).
+    assert f"user=<{account.username}>, method=OAUTHBEARER" in oauth_dovecot.log_tail(400)
 
 
 def test_an_expired_access_token_is_renewed_without_the_user(
@@ -241,6 +243,7 @@ def test_browser_login_with_pkce_and_xoauth2_only_server(
     assert code == 0, out + err
     code, out, err = run_cli(["contacts", "--json"], capsys)
     assert [c["email"] for c in json.loads(out)] == ["anna@studio.example"]
+    assert f"user=<{account.username}>, method=XOAUTH2" in xoauth2_dovecot.log_tail(400)
 
 
 def test_smtp_oauthbearer_and_a_refused_token_renewed_once(

@@ -35,6 +35,15 @@ def umlaut_account(dovecot_server: Dovecot) -> Iterator[ImapAccount]:
     yield account
 
 
+def _smtp_config(monkeypatch: pytest.MonkeyPatch, account: ImapAccount, tmp_path: Path,
+                 sink: SmtpSink) -> None:
+    """delivery = "smtp" through ``sink``, logging in with the umlaut password."""
+    smtp = (f'delivery = "smtp"\n[smtp]\nhost = "127.0.0.1"\nport = {sink.port}\n'
+            'security = "none"\nusername = "mia@example.org"\n'
+            f'password_command = "printf {PASSWORD}"\n')
+    write_config(monkeypatch, account, tmp_path, password="keyring", extra=smtp)
+
+
 def _clean(text: str) -> None:
     """No password, no character of it as Python quotes it, no encoder's complaint."""
     assert PASSWORD not in text
@@ -44,8 +53,9 @@ def _clean(text: str) -> None:
 
 @pytest.mark.parametrize("where", ["keyring", "env"])
 def test_scan_doctor_and_run_log_in_with_a_non_ascii_password(
-        umlaut_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str], where: str) -> None:
+        umlaut_account: ImapAccount, dovecot_server: Dovecot, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        where: str) -> None:
     write_config(monkeypatch, umlaut_account, tmp_path, password=where)  # type: ignore[arg-type]
     code, out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
     assert code == 0, out + err
@@ -58,6 +68,7 @@ def test_scan_doctor_and_run_log_in_with_a_non_ascii_password(
     code, out, _ = run_cli(["contacts", "--json"], capsys)
     assert [c["email"] for c in json.loads(out)] == ["juergen@example.de"]
     assert len(umlaut_account.fetch_raw("Drafts")) == 1
+    assert f"user=<{umlaut_account.username}>, method=PLAIN" in dovecot_server.log_tail(2000)
 
 
 def test_a_wrong_non_ascii_password_is_refused_without_echo(
@@ -76,10 +87,7 @@ def test_smtp_auth_with_a_non_ascii_password(
         umlaut_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     with SmtpSink(username="mia@example.org", password=PASSWORD) as sink:
-        smtp = (f'delivery = "smtp"\n[smtp]\nhost = "127.0.0.1"\nport = {sink.port}\n'
-                'security = "none"\nusername = "mia@example.org"\n'
-                f'password_command = "printf {PASSWORD}"\n')
-        write_config(monkeypatch, umlaut_account, tmp_path, password="keyring", extra=smtp)
+        _smtp_config(monkeypatch, umlaut_account, tmp_path, sink)
         assert run_cli(["--now", NOW_TEXT, "scan"], capsys)[0] == 0
         code, out, err = run_cli(["--now", NOW_TEXT, "digest"], capsys)
         assert code == 0, out + err
@@ -95,10 +103,7 @@ def test_an_smtp_server_without_auth_plain_is_one_line_and_stops_the_daemon(
     password: one line, exit 2 (only the user can change that), and `followup run` stops."""
     with SmtpSink(username="mia@example.org", password=PASSWORD,
                   auth_exclude=("PLAIN",)) as sink:
-        smtp = (f'delivery = "smtp"\n[smtp]\nhost = "127.0.0.1"\nport = {sink.port}\n'
-                'security = "none"\nusername = "mia@example.org"\n'
-                f'password_command = "printf {PASSWORD}"\n')
-        write_config(monkeypatch, umlaut_account, tmp_path, password="keyring", extra=smtp)
+        _smtp_config(monkeypatch, umlaut_account, tmp_path, sink)
         assert run_cli(["--now", NOW_TEXT, "scan"], capsys)[0] == 0
         code, out, err = run_cli(["--now", NOW_TEXT, "digest"], capsys)
         assert code == 2, out + err

@@ -32,8 +32,15 @@ def password() -> None:
     """Store or remove the IMAP, SMTP or CardDAV password in the system keyring."""
 
 
-def _username_for(app: App, kind: str) -> str:
+def _username_for(app: App, kind: str, mailbox: str | None = None) -> str:
     config = app.config
+    if mailbox is not None:
+        found = [m for m in config.mailboxes if mailbox.lower() in (m.name.lower(),
+                                                                     m.email.lower())]
+        if not found:
+            raise UsageError(f"no mailbox named {mailbox!r}; mailboxes: "
+                             + ", ".join(m.name for m in config.mailboxes))
+        return found[0].imap.username
     if kind == "carddav":
         names = [b.username for b in config.addressbook if b.url and b.username]
         if not names:
@@ -52,12 +59,13 @@ def _username_for(app: App, kind: str) -> str:
 @click.option("--carddav", "kind", flag_value="carddav",
               help="The CardDAV password (username of the first [[addressbook]] url).")
 @click.option("--imap", "kind", flag_value="imap", default=True, hidden=True)
+@click.option("--mailbox", metavar="NAME", help="The IMAP password of this [[mailbox]].")
 @click.option("--stdin", "from_stdin", is_flag=True,
               help="Read the password from standard input (scripts).")
 @pass_app
-def password_set(app: App, kind: str, from_stdin: bool) -> None:
+def password_set(app: App, kind: str, mailbox: str | None, from_stdin: bool) -> None:
     """Store the password in the keyring (service "followup", your username)."""
-    username = _username_for(app, kind)
+    username = _username_for(app, kind, mailbox)
     if from_stdin:
         secret = sys.stdin.readline().rstrip("\r\n")
     else:
