@@ -117,3 +117,25 @@ def test_an_smtp_server_without_auth_plain_is_one_line_and_stops_the_daemon(
         assert "trying again" not in err
         _clean(out + err)
         assert sink.messages == []
+
+
+def test_an_imap_server_without_auth_plain_is_a_credential_error_without_echo() -> None:
+    """Dovecot cannot hide AUTH=PLAIN (its LOGIN runs through PLAIN), so this one case is
+    a scripted server: LOGIN only. No LOGIN is even tried with a password it cannot carry."""
+    from agent.auth import password_login
+    from agent.errors import CredentialError
+    from agent.mailbox.client import _log_in
+
+    class LoginOnly:
+        def capabilities(self) -> tuple[bytes, ...]:
+            return (b"IMAP4REV1", b"AUTH=LOGIN")
+
+        def login(self, *args: object) -> None:
+            raise AssertionError("LOGIN with a non-ASCII password")
+
+    with pytest.raises(CredentialError) as info:
+        _log_in(LoginOnly(), "imap.example.org", 993,  # type: ignore[arg-type]
+                password_login("mia", PASSWORD))
+    assert info.value.exit_code == 2
+    assert "does not offer AUTHENTICATE PLAIN" in str(info.value)
+    _clean(str(info.value))
