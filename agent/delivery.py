@@ -13,7 +13,7 @@ from email.policy import SMTP
 from pathlib import Path
 from typing import Literal
 
-from agent import credentials, sendmail
+from agent import auth, sendmail
 from agent.config import Config
 from agent.digest import message_id, render, to_message
 from agent.errors import DeliveryError, FollowupError, TransientMailboxError, UsageError
@@ -141,9 +141,7 @@ def send_smtp(config: Config, message: EmailMessage) -> None:
     smtp = config.smtp
     if smtp is None:  # config validation makes this impossible; say so plainly anyway
         raise DeliveryError("[digest] delivery = \"smtp\" needs an [smtp] section")
-    password = (credentials.get_password("smtp", smtp.username, smtp.password_command)
-                if smtp.username else None)
-    sendmail.send(smtp, message, config.account.email, password=password)
+    sendmail.send(smtp, message, config.account.email, login=auth.smtp_login(config))
 
 
 def write_html(path: Path, html: str) -> None:

@@ -91,6 +91,9 @@ class Contact:
     # The last logged touchpoint (a call, a meeting); the clock runs from the later of this
     # and last_exchange. Filled by the touchpoint log (a later issue); None until then.
     last_touch: datetime | None = None
+    # The mailbox of the newest exchange ("" the primary, else a [[mailbox]] name): a
+    # check-in draft goes to its Drafts folder, From its address.
+    last_mailbox: str = ""
 
     @property
     def has_mail(self) -> bool:

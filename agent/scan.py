@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple, Protocol
 
-from agent.config import Config
+from agent.config import Config, MailboxConfig
 from agent.headers.meta import Exchanges, MessageMeta, exchanges, parse_message
 from agent.identity import self_keys
 from agent.mailbox.client import FolderStatus, Mailbox
@@ -197,20 +197,23 @@ def folder_plan(state: FolderState | None, status: FolderStatus) -> tuple[str, i
 
 def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
          now: datetime | None = None, progress: Progress | None = None,
-         should_stop: Callable[[], bool] = lambda: False) -> ScanSummary:
-    """Bring the ledger up to date with the mailbox; safe to interrupt at any point."""
+         should_stop: Callable[[], bool] = lambda: False,
+         source: MailboxConfig | None = None) -> ScanSummary:
+    """Bring the ledger up to date with the mailbox ``source`` (default: the primary) that
+    ``mailbox`` is connected to; safe to interrupt at any point."""
     started = time.monotonic()
     now = now or datetime.now(UTC)
     progress = progress or NoProgress()
     summary = ScanSummary()
+    source = source or config.primary
     if full:
         store.ledger.forget()
-    folders = mailbox.folders_to_scan(config.imap.folders, config.imap.exclude_folders)
+    folders = mailbox.folders_to_scan(source.imap.folders, source.imap.exclude_folders)
     roles = mailbox.roles()
     sent_folders = frozenset(name for name in (roles.sent, roles.all, *roles.archive) if name)
-    states = store.ledger.folder_states()
+    states = store.ledger.folder_states(source.key)
     for folder in folders:
-        _scan_folder(config, mailbox, store, folder, states.get(folder), now, progress,
+        _scan_folder(config, source, mailbox, store, folder, states.get(folder), now, progress,
                      should_stop, summary, sent_folders)
         if summary.interrupted:
             break
@@ -222,8 +225,8 @@ def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
     return summary
 
 
-def _scan_folder(config: Config, mailbox: Mailbox, store: Store, folder: str,
-                 state: FolderState | None, now: datetime, progress: Progress,
+def _scan_folder(config: Config, source: MailboxConfig, mailbox: Mailbox, store: Store,
+                 folder: str, state: FolderState | None, now: datetime, progress: Progress,
                  should_stop: Callable[[], bool], summary: ScanSummary,
                  sent_folders: frozenset[str]) -> None:
     """One folder: skip it if unchanged, reset it if its UIDs changed meaning, fetch the rest."""
@@ -238,7 +241,7 @@ def _scan_folder(config: Config, mailbox: Mailbox, store: Store, folder: str,
                else "UIDNEXT went backwards")
         log.warning("folder %s: %s, rescanning it", folder, why)
         summary.reset[folder] = why
-        store.ledger.reset_folder(folder, status.uidvalidity)
+        store.ledger.reset_folder(folder, status.uidvalidity, source.key)
     selected = mailbox.select(folder)
     uidvalidity = selected.uidvalidity or status.uidvalidity
     uids = mailbox.uids_after(last_uid)
@@ -246,7 +249,7 @@ def _scan_folder(config: Config, mailbox: Mailbox, store: Store, folder: str,
     # Mail From the user counts as sent where the user files sent mail; anywhere else (INBOX,
     # folders a server-side filter delivers into) only if it was not delivered from outside.
     delivered = None if folder in sent_folders else mailbox.delivered
-    batch_size = config.imap.batch_size
+    batch_size = source.imap.batch_size
     progress.folder_started(folder, len(uids))
     for start in range(0, len(uids), batch_size):
         if should_stop():
@@ -257,11 +260,12 @@ def _scan_folder(config: Config, mailbox: Mailbox, store: Store, folder: str,
         batch = process_batch(fetched, own, now, summary, folder=folder, delivered=delivered)
         # One transaction: the batch and the folder's new sync state, together.
         summary.new_exchanges += store.ledger.save_batch(
-            folder, uidvalidity, chunk[-1], batch.messages, batch.rows, batch.lists,
+            folder, uidvalidity, chunk[-1], batch.messages, batch.rows, batch.lists, source.key,
             sent_ids=batch.sent_ids, held=batch.held)
         summary.fetched += len(fetched)
         progress.advanced(len(chunk))
     progress.folder_done(folder)
     if not summary.interrupted:
         uidnext = max(status.uidnext, selected.uidnext)
-        store.ledger.finish_folder(folder, status.uidvalidity, uidnext, status.highestmodseq, now)
+        store.ledger.finish_folder(folder, status.uidvalidity, uidnext, status.highestmodseq, now,
+                                   source.key)

@@ -542,7 +542,7 @@ def test_sendmail_refuses_other_recipients_on_the_wire(smtp_sink: SmtpSink,
     msg = digest.build(config, make_plan(config), NOW, Renderer(config))
     msg.replace_header("To", "someone@example.com")
     with pytest.raises(sendmail.RecipientRefused):
-        sendmail.send(config.smtp, msg, ME, password=None)
+        sendmail.send(config.smtp, msg, ME, login=None)
     assert smtp_sink.messages == []
 
 

@@ -53,7 +53,7 @@ def cli(ctx: click.Context, config_path: Path | None, now_text: str | None,
                   verbose=verbose)
 
 
-for command in (setup.init, setup.doctor, setup.password, ledger.scan, ledger.contacts,
+for command in (setup.init, setup.doctor, setup.password, setup.login, ledger.scan, ledger.contacts,
                 ledger.due, ledger.show, decide.snooze, decide.unsnooze, decide.ignore,
                 decide.unignore, decide.cadence, decide.tag, decide.merge, decide.split,
                 mail.digest, mail.drafts, mail.templates, run.run, run.demo,

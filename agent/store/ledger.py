@@ -104,66 +104,72 @@ class Ledger:
 
     # ------------------------------------------------------------------ sync state
 
-    def folder_states(self) -> dict[str, FolderState]:
+    def folder_states(self, mailbox: str = "") -> dict[str, FolderState]:
+        """The sync state of every folder of ``mailbox`` ("" the primary), by name."""
         return {row["name"]: FolderState(**row) for row in self._db.query(
-            "SELECT name, uidvalidity, last_uid, uidnext, highestmodseq FROM folders")}
+            "SELECT name, uidvalidity, last_uid, uidnext, highestmodseq FROM folders "
+            "WHERE mailbox = ?", (mailbox,))}
 
-    def folder_state(self, name: str) -> FolderState | None:
-        return self.folder_states().get(name)
+    def folder_state(self, name: str, mailbox: str = "") -> FolderState | None:
+        return self.folder_states(mailbox).get(name)
 
-    def reset_folder(self, name: str, uidvalidity: int) -> None:
+    def reset_folder(self, name: str, uidvalidity: int, mailbox: str = "") -> None:
         """Forget what was seen in a folder (its UIDs mean nothing any more).
 
         Exchanges stay: they are keyed by message, so a rescan of the same mail adds nothing.
         """
         with self._db.transaction() as conn:
-            conn.execute("DELETE FROM messages WHERE folder = ?", (name,))
+            conn.execute("DELETE FROM messages WHERE mailbox = ? AND folder = ?",
+                         (mailbox, name))
             conn.execute(
-                "INSERT INTO folders (name, uidvalidity, last_uid, uidnext) VALUES (?, ?, 0, 0) "
-                "ON CONFLICT (name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+                "INSERT INTO folders (mailbox, name, uidvalidity, last_uid, uidnext) "
+                "VALUES (?, ?, ?, 0, 0) "
+                "ON CONFLICT (mailbox, name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
                 "last_uid = 0, uidnext = 0, highestmodseq = NULL",
-                (name, uidvalidity),
+                (mailbox, name, uidvalidity),
             )
 
     def save_batch(self, folder: str, uidvalidity: int, last_uid: int,
                    messages: Sequence[MessageRow], exchanges: Sequence[ExchangeRow],
-                   list_addresses: Iterable[str], *, sent_ids: Sequence[str] = (),
-                   held: Sequence[HeldRow] = ()) -> int:
-        """Record one fetched batch and advance the folder's sync state, atomically.
+                   list_addresses: Iterable[str], mailbox: str = "", *,
+                   sent_ids: Sequence[str] = (), held: Sequence[HeldRow] = ()) -> int:
+        """Record one fetched batch of ``mailbox`` and advance the folder's sync state,
+        atomically.
 
         ``sent_ids`` are the Message-IDs of the user's own mail in the batch; ``held`` are
         replies that count only if they answer one of those (in this batch, an earlier one
         or a later one: see :meth:`_release_held`). Returns how many exchanges were new (a
-        message seen in two folders counts once). The hot path of a scan: plain
-        ``executemany`` with positional tuples, measured.
+        message seen in two folders, or in two mailboxes, counts once). The hot path of a
+        scan: plain ``executemany`` with positional tuples, measured.
         """
         with self._db.transaction() as conn:
-            added = self._save_exchanges(conn, folder, messages, exchanges, list_addresses)
+            added = self._save_exchanges(conn, mailbox, folder, messages, exchanges,
+                                         list_addresses)
             if sent_ids or held:
-                added += self._hold_and_release(conn, folder, sent_ids, held)
+                added += self._hold_and_release(conn, mailbox, folder, sent_ids, held)
             conn.execute(
-                "INSERT INTO folders (name, uidvalidity, last_uid) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+                "INSERT INTO folders (mailbox, name, uidvalidity, last_uid) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (mailbox, name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
                 "last_uid = max(last_uid, excluded.last_uid)",
-                (folder, uidvalidity, last_uid),
+                (mailbox, folder, uidvalidity, last_uid),
             )
         return added
 
-    def _save_exchanges(self, conn: sqlite3.Connection, folder: str,
+    def _save_exchanges(self, conn: sqlite3.Connection, mailbox: str, folder: str,
                         messages: Sequence[MessageRow], exchanges: Sequence[ExchangeRow],
                         list_addresses: Iterable[str]) -> int:
         conn.executemany(
-            "INSERT OR IGNORE INTO messages (folder, uid, msg_key, time, skipped) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(folder, m.uid, key_id(m.msg_key), epoch(m.time), m.skipped)
+            "INSERT OR IGNORE INTO messages (mailbox, folder, uid, msg_key, time, skipped) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(mailbox, folder, m.uid, key_id(m.msg_key), epoch(m.time), m.skipped)
              for m in messages],
         )
         before = conn.total_changes
         conn.executemany(
             "INSERT OR IGNORE INTO exchanges (msg_key, address, direction, time, subject, "
-            "folder, message_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "folder, message_id, mailbox) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(key_id(e.msg_key), e.address, e.direction, epoch(e.time), e.subject, folder,
-              e.message_id) for e in exchanges],
+              e.message_id, mailbox) for e in exchanges],
         )
         added = conn.total_changes - before
         conn.executemany(
@@ -178,7 +184,7 @@ class Ledger:
                          [(a,) for a in list_addresses])
         return added
 
-    def _hold_and_release(self, conn: sqlite3.Connection, folder: str,
+    def _hold_and_release(self, conn: sqlite3.Connection, mailbox: str, folder: str,
                           sent_ids: Sequence[str], held: Sequence[HeldRow]) -> int:
         """Remember the user's sent Message-IDs and the held replies; release every held
         reply whose parent is now known. Returns how many exchanges that added.
@@ -190,9 +196,9 @@ class Ledger:
                          [(id_digest(ident),) for ident in sent_ids])
         conn.executemany(
             "INSERT OR IGNORE INTO held (parent, msg_key, address, time, subject, folder, "
-            "message_id, name, language) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "message_id, name, language, mailbox) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(id_digest(h.parent), key_id(e.msg_key), e.address, epoch(e.time), e.subject,
-              folder, e.message_id, e.name, e.language)
+              folder, e.message_id, e.name, e.language, mailbox)
              for h in held for e in (h.exchange,)])
         return self._release_held(conn)
 
@@ -203,8 +209,8 @@ class Ledger:
         before = conn.total_changes
         conn.execute(
             "INSERT OR IGNORE INTO exchanges (msg_key, address, direction, time, subject, "
-            f"folder, message_id) SELECT msg_key, address, 'in', time, subject, folder, "
-            f"message_id {answered}")
+            f"folder, message_id, mailbox) SELECT msg_key, address, 'in', time, subject, "
+            f"folder, message_id, mailbox {answered}")
         added = conn.total_changes - before
         if not added and conn.execute(f"SELECT 1 {answered} LIMIT 1").fetchone() is None:
             return 0
@@ -218,15 +224,15 @@ class Ledger:
         return added
 
     def finish_folder(self, folder: str, uidvalidity: int, uidnext: int,
-                      highestmodseq: int | None, now: datetime) -> None:
+                      highestmodseq: int | None, now: datetime, mailbox: str = "") -> None:
         with self._db.transaction() as conn:
             conn.execute(
-                "INSERT INTO folders (name, uidvalidity, last_uid, uidnext, highestmodseq, "
-                "scanned_at) VALUES (?, ?, 0, ?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+                "INSERT INTO folders (mailbox, name, uidvalidity, last_uid, uidnext, "
+                "highestmodseq, scanned_at) VALUES (?, ?, ?, 0, ?, ?, ?) "
+                "ON CONFLICT (mailbox, name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
                 "uidnext = excluded.uidnext, highestmodseq = excluded.highestmodseq, "
                 "scanned_at = excluded.scanned_at",
-                (folder, uidvalidity, uidnext, highestmodseq, epoch(now)),
+                (mailbox, folder, uidvalidity, uidnext, highestmodseq, epoch(now)),
             )
 
     def refresh_aggregates(self) -> int:
@@ -241,12 +247,12 @@ class Ledger:
             conn.execute("""
                 INSERT OR REPLACE INTO addresses (address, name, language, last_time,
                     last_direction, last_subject, last_folder, last_message_id, last_in,
-                    last_out, messages_in, messages_out)
+                    last_out, messages_in, messages_out, last_mailbox)
                 SELECT r.address, coalesce(n.name, ''), n.language, r.time, r.direction,
                     r.subject, r.folder, r.message_id, agg.last_in, agg.last_out,
-                    agg.n_in, agg.n_out
+                    agg.n_in, agg.n_out, r.mailbox
                 FROM (
-                    SELECT address, direction, subject, folder, message_id, time,
+                    SELECT address, direction, subject, folder, message_id, time, mailbox,
                         row_number() OVER (PARTITION BY address
                                            ORDER BY time DESC, direction DESC, msg_key) AS rn
                     FROM exchanges WHERE address IN (SELECT address FROM dirty)

@@ -228,10 +228,56 @@ def _m4_replies_to_the_user(db: sqlite_utils.Database) -> None:
     """)
 
 
+def _m5_several_mailboxes(db: sqlite_utils.Database) -> None:
+    """Several mailboxes ([[mailbox]]): sync state and messages are kept per mailbox; each
+    exchange, address and draft remembers its mailbox. '' is the primary ([account]/[imap]),
+    which is what everything before this version was."""
+    db.executescript("""
+    CREATE TABLE folders_by_mailbox (
+        mailbox TEXT NOT NULL DEFAULT '',   -- '' the primary, else the [[mailbox]] name
+        name TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        last_uid INTEGER NOT NULL DEFAULT 0,
+        uidnext INTEGER NOT NULL DEFAULT 0,
+        highestmodseq INTEGER,
+        scanned_at INTEGER,
+        PRIMARY KEY (mailbox, name)
+    );
+    INSERT INTO folders_by_mailbox (name, uidvalidity, last_uid, uidnext, highestmodseq,
+                                    scanned_at)
+        SELECT name, uidvalidity, last_uid, uidnext, highestmodseq, scanned_at FROM folders;
+    DROP TABLE folders;
+    ALTER TABLE folders_by_mailbox RENAME TO folders;
+
+    CREATE TABLE messages_by_mailbox (
+        mailbox TEXT NOT NULL DEFAULT '',
+        folder TEXT NOT NULL,
+        uid INTEGER NOT NULL,
+        msg_key INTEGER NOT NULL,
+        time INTEGER NOT NULL,
+        skipped TEXT,
+        PRIMARY KEY (mailbox, folder, uid)
+    ) WITHOUT ROWID;
+    INSERT INTO messages_by_mailbox (folder, uid, msg_key, time, skipped)
+        SELECT folder, uid, msg_key, time, skipped FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_by_mailbox RENAME TO messages;
+
+    -- The mailbox a message was first seen in; a message in two mailboxes counts once.
+    ALTER TABLE exchanges ADD COLUMN mailbox TEXT NOT NULL DEFAULT '';
+    -- The mailbox of the newest exchange: where a check-in draft goes, From which address.
+    ALTER TABLE addresses ADD COLUMN last_mailbox TEXT NOT NULL DEFAULT '';
+    ALTER TABLE drafts ADD COLUMN mailbox TEXT NOT NULL DEFAULT '';
+    -- Replies held for their parent (schema 4) remember their mailbox too.
+    ALTER TABLE held ADD COLUMN mailbox TEXT NOT NULL DEFAULT '';
+    """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _m1_initial,
     _m2_secret_and_digest_attempts,
     _m3_address_books,
     _m4_replies_to_the_user,
+    _m5_several_mailboxes,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
