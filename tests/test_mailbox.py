@@ -276,41 +276,20 @@ def test_a_fetch_answer_the_fast_parser_refuses_is_read_by_the_general_parser(
         assert general == [len(answer)]
 
 
-def test_private_fetch_problem_names_what_is_missing() -> None:
+def test_imaplib_of_finds_the_connection_or_says_none() -> None:
     from types import SimpleNamespace
 
-    from agent.mailbox.fetch import private_fetch_problem
+    from agent.mailbox.fetch import imaplib_of
 
-    def command(name: str, *args: object) -> str:
-        return "A1"
-
-    def complete(name: str, tag: str) -> tuple[str, list[bytes]]:
-        return "OK", []
-
-    def untagged(typ: str, dat: list[bytes], name: str) -> tuple[str, list[bytes]]:
-        return typ, dat
-
-    def complete_with_timeout(name: str, tag: str, timeout: float) -> tuple[str, list[bytes]]:
-        return "OK", []
-
-    def client(**calls: object) -> object:
-        return SimpleNamespace(_imap=SimpleNamespace(**calls))
-
-    whole = {"_command": command, "_command_complete": complete, "_untagged_response": untagged}
-    assert private_fetch_problem(client(**whole)) is None  # type: ignore[arg-type]
-    assert private_fetch_problem(SimpleNamespace()) == (  # type: ignore[arg-type]
-        "IMAPClient has no imaplib connection (_imap)")
-    gone = {**whole, "_untagged_response": None}
-    assert private_fetch_problem(client(**gone)) == (  # type: ignore[arg-type]
-        "imaplib has no _untagged_response")
-    changed = {**whole, "_command_complete": complete_with_timeout}
-    assert private_fetch_problem(client(**changed)) == (  # type: ignore[arg-type]
-        "imaplib's _command_complete takes other arguments")
+    assert imaplib_of(SimpleNamespace()) is None  # type: ignore[arg-type]
+    assert imaplib_of(SimpleNamespace(_imap=object())) is None  # type: ignore[arg-type]
 
 
-def test_private_fetch_calls_work_on_this_python(dovecot_account: ImapAccount) -> None:
-    """The fast path is what a scan uses here: if this fails, imaplib changed under us."""
-    from agent.mailbox.fetch import private_fetch_problem
+def test_fetch_reads_off_imaplibs_connection_on_this_python(dovecot_account: ImapAccount) -> None:
+    """The fast path is what a scan uses here: if this fails, imapclient changed under us."""
+    import imaplib
+
+    from agent.mailbox.fetch import imaplib_of
 
     with _open(dovecot_account) as mailbox:
-        assert private_fetch_problem(mailbox._client) is None
+        assert isinstance(imaplib_of(mailbox._client), imaplib.IMAP4)
