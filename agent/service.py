@@ -16,12 +16,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from agent import auth, cardsync, delivery
+from agent import auth, cardsync
 from agent.cardsync import CardSync
 from agent.config import Config, MailboxConfig
-from agent.delivery import DigestResult
 from agent.drafts import lifecycle as drafts
 from agent.drafts.lifecycle import DraftsResult, ReconcileResult
 from agent.errors import (
@@ -37,6 +36,9 @@ from agent.plan import Plan, make_plan, plan_today
 from agent.scan import Progress, ScanSummary, scan
 from agent.store import Store
 from agent.store.database import exclusive_lock
+
+if TYPE_CHECKING:
+    from agent.delivery import DigestResult
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +200,8 @@ def run(config: Config, now: datetime, steps: Steps = CYCLE, *, retry: Retry | N
             today = plan_today(config, store, now)
             result = RunResult(plan=today)
             if steps.digest:
+                from agent import delivery  # see _pipeline
+
                 result.digest = delivery.deliver(config, store, None, today, now)
             return result
         sessions = Sessions(config, retry)
@@ -215,6 +219,8 @@ def _needs_mailbox(config: Config, store: Store, now: datetime, steps: Steps) ->
         return True
     if not steps.digest or config.digest.delivery != "imap":
         return False
+    from agent import delivery  # see _pipeline
+
     return delivery.wanted(config, store, make_plan(config, store, now))
 
 
@@ -271,6 +277,10 @@ def _pipeline(config: Config, store: Store, sessions: Sessions, now: datetime, s
         result.settled = merge_settled([r for _, r in settled])
     if not (steps.digest or steps.drafts):
         return result
+    # Imported here: the digest's templates and mail (jinja2, smtplib) take ~0.1 s to import,
+    # which a scan does not need (README "How fast": the no-change rescan).
+    from agent import delivery
+
     result.plan = today = plan_today(config, store, now)
     # Drafts first, so that the digest can point at each prepared draft instead of offering
     # a blank compose window (which would make a second, competing draft). A Drafts folder
@@ -359,6 +369,8 @@ def _extend(total: object, parts: Sequence[object], names: Sequence[str]) -> Non
 
 def _preview(config: Config, store: Store, now: datetime, steps: Steps) -> RunResult:
     """A dry run: what the digest and the drafts would be, from the ledger as it is."""
+    from agent import delivery  # see _pipeline
+
     result = RunResult(plan=(today := make_plan(config, store, now)))
     if steps.drafts:
         result.drafts = drafts.create(config, store, None, today, now, dry_run=True)
