@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -293,3 +294,39 @@ def test_fetch_reads_off_imaplibs_connection_on_this_python(dovecot_account: Ima
 
     with _open(dovecot_account) as mailbox:
         assert isinstance(imaplib_of(mailbox._client), imaplib.IMAP4)
+
+
+def test_a_big_folder_is_searched_in_windows_of_uids(imap_account: ImapAccount,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """One SEARCH answer is one line, and imaplib refuses lines over 1 MB: a folder of more
+    than SEARCH_WINDOW messages is searched window by window, with the same result."""
+    import imapclient
+
+    from agent.mailbox import client as mailbox_client
+
+    for n in range(30):
+        imap_account.append("INBOX", message(sender=f"p{n}@example.net"))
+    with _open(imap_account) as mailbox:
+        mailbox.select("INBOX")
+        whole = mailbox.uids_after(0)
+        later = mailbox.uids_after(whole[9])
+    assert len(whole) == 30 and later == whole[10:]
+
+    searches: list[str] = []
+    search = imapclient.IMAPClient.search
+
+    def counting(client: imapclient.IMAPClient, criteria: Any, charset: Any = None) -> Any:
+        searches.append(" ".join(criteria))
+        return search(client, criteria, charset)
+
+    monkeypatch.setattr(imapclient.IMAPClient, "search", counting)
+    monkeypatch.setattr(mailbox_client, "SEARCH_WINDOW", 7)
+    with _open(imap_account) as mailbox:
+        mailbox.select("INBOX")
+        assert mailbox.uids_after(0) == whole
+        *windows, last = searches
+        assert len(windows) >= 5 and last.endswith(":*")  # windows up to UIDNEXT, then on
+        for window in windows:
+            first, end = (int(n) for n in window.removeprefix("UID ").split(":"))
+            assert end - first < 7
+        assert mailbox.uids_after(whole[9]) == later

@@ -43,6 +43,9 @@ from agent.mailbox.pipeline import FetchData, FetchPipeline
 
 log = logging.getLogger(__name__)
 
+#: UIDs one SEARCH may answer with: at 11 bytes each (10 digits and a space) the answer line
+#: stays below imaplib's limit of 1,000,000 bytes.
+SEARCH_WINDOW = 80_000
 #: FETCH commands in flight while scanning: enough to cover the round trip of a slow link
 #: (4 batches of 500 are ~2 MB; 50 Mbit/s with 40 ms round trip has 250 KB on the way).
 PIPELINE_DEPTH = 4
@@ -199,6 +202,7 @@ class Mailbox:
         self.timeout = timeout  # the socket timeout, for "did not answer" errors
         self._capabilities: frozenset[str] | None = None
         self._selected: str | None = None
+        self._selected_status: FolderStatus | None = None  # as SELECT said
         self._folders: list[Folder] | None = None
         # False once the server refused X-GM-MSGID although it advertises X-GM-EXT-1.
         self._gm_msgid = True
@@ -345,12 +349,13 @@ class Mailbox:
     def select(self, folder: str, readonly: bool = True) -> FolderStatus:
         data = self._call(self._client.select_folder, folder, readonly=readonly)
         self._selected = folder
-        return FolderStatus(
+        self._selected_status = FolderStatus(
             uidvalidity=int(data.get(b"UIDVALIDITY", 0)),
             uidnext=int(data.get(b"UIDNEXT", 0)),
             messages=int(data.get(b"EXISTS", 0)),
             highestmodseq=int(data[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in data else None,
         )
+        return self._selected_status
 
     # ------------------------------------------------------------------ reading
 
@@ -358,10 +363,20 @@ class Mailbox:
         """UIDs above ``last_uid`` in the selected folder, ascending.
 
         ``UID SEARCH UID n:*`` always matches the highest UID even when it is below n
-        (RFC 3501 6.4.8), hence the filter.
+        (RFC 3501 6.4.8), hence the filter. A folder of more than SEARCH_WINDOW messages is
+        searched in windows of UIDs up to its UIDNEXT, then from there on: one answer is one
+        line, and imaplib refuses lines over 1 MB (~90,000 UIDs).
         """
-        found = self._call(self._client.search, ["UID", f"{last_uid + 1}:*"])
-        return sorted(uid for uid in found if uid > last_uid)
+        status = self._selected_status
+        found: list[int] = []
+        start = last_uid + 1
+        if status is not None and status.messages > SEARCH_WINDOW:
+            while start < status.uidnext:
+                end = min(start + SEARCH_WINDOW, status.uidnext) - 1
+                found += self._call(self._client.search, ["UID", f"{start}:{end}"])
+                start = end + 1
+        found += self._call(self._client.search, ["UID", f"{start}:*"])
+        return sorted({uid for uid in found if uid > last_uid})
 
     def _header_items(self) -> list[str]:
         items = ["INTERNALDATE", "FLAGS", FETCH_BODY]
