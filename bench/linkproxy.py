@@ -71,13 +71,16 @@ class LinkProxy:
             queue.put_nowait((0.0, b""))
 
         async def deliver() -> None:
-            free = 0.0  # when the link is done with what it carries
+            # When the link is done with what it carries. Scheduled from arrival times, not
+            # from when this loop wakes up: a late wake-up of the event loop is the proxy's
+            # delay, not the link's, and must not leave the link idle.
+            free = 0.0
             while True:
                 arrived, piece = await queue.get()
                 if not piece:
                     break
+                free = max(free, arrived + self.delay) + len(piece) / self.rate
                 now = time.monotonic()
-                free = max(free, now, arrived + self.delay) + len(piece) / self.rate
                 if free > now:
                     await asyncio.sleep(free - now)
                 writer.write(piece)

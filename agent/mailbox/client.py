@@ -375,8 +375,11 @@ class Mailbox:
                 end = min(start + SEARCH_WINDOW, status.uidnext) - 1
                 found += self._call(self._client.search, ["UID", f"{start}:{end}"])
                 start = end + 1
-        found += self._call(self._client.search, ["UID", f"{start}:*"])
-        return sorted({uid for uid in found if uid > last_uid})
+        # Windows hold only their own UIDs; "n:*" may add the highest one again, below n.
+        found += (uid for uid in self._call(self._client.search, ["UID", f"{start}:*"])
+                  if uid >= start)
+        found.sort()  # in place: a million UIDs are 8 MB of list, and 40 more as a set
+        return found
 
     def _header_items(self) -> list[str]:
         items = ["INTERNALDATE", "FLAGS", FETCH_BODY]
