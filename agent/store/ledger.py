@@ -220,10 +220,13 @@ class Ledger:
         conn.execute("DELETE FROM temp.released")
         conn.executemany("INSERT OR IGNORE INTO temp.batch_sent (id) VALUES (?)", new_sent)
         before = conn.total_changes
-        conn.execute("INSERT INTO temp.released (id) SELECT rowid FROM held WHERE rowid >= ? "
-                     "AND parent IN (SELECT id FROM sent_ids)", (first_new,))
+        # A join, not "parent IN (SELECT id FROM sent_ids)": SQLite builds that list whole.
+        conn.execute("INSERT INTO temp.released (id) SELECT held.rowid FROM held "
+                     "JOIN sent_ids ON sent_ids.id = held.parent WHERE held.rowid >= ?",
+                     (first_new,))
+        # CROSS JOIN keeps this batch's few ids outside: one index look-up in held each.
         conn.execute("INSERT OR IGNORE INTO temp.released (id) SELECT held.rowid "
-                     "FROM temp.batch_sent JOIN held ON held.parent = batch_sent.id")
+                     "FROM temp.batch_sent CROSS JOIN held ON held.parent = batch_sent.id")
         if conn.total_changes == before:
             return 0
         answered = "FROM held WHERE rowid IN (SELECT id FROM temp.released)"
