@@ -102,6 +102,11 @@ class DraftsConfig:
 
 
 @dataclass(frozen=True)
+class CommandsConfig:
+    confirm: str  # always | errors
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     scan_interval: timedelta
 
@@ -147,6 +152,7 @@ class Config:
     templates: TemplatesConfig
     storage: StorageConfig
     addressbook: tuple[AddressbookConfig, ...] = ()
+    commands: CommandsConfig = CommandsConfig(confirm="always")
     source: Path | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
@@ -158,6 +164,7 @@ SECTION_CLASSES: dict[str, type[Any]] = {
     "policy": PolicyConfig,
     "digest": DigestConfig,
     "drafts": DraftsConfig,
+    "commands": CommandsConfig,
     "daemon": DaemonConfig,
     "templates": TemplatesConfig,
     "storage": StorageConfig,
@@ -296,6 +303,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
         policy=PolicyConfig(**values["policy"]),
         digest=DigestConfig(**values["digest"]),
         drafts=DraftsConfig(**values["drafts"]),
+        commands=CommandsConfig(**values["commands"]),
         daemon=DaemonConfig(**values["daemon"]),
         templates=TemplatesConfig(**values["templates"]),
         storage=StorageConfig(**values["storage"]),
