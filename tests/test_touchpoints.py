@@ -174,6 +174,7 @@ def test_lines_after_a_links_key_are_not_read() -> None:
     lines = grammar.parse("snooze #4 30d\n\n[followup " + "a" * 32 + "]\nSent from my iPhone\n")
     assert [ln.canonical for ln in lines if isinstance(ln, Command)] == ["snooze #4 30d"]
     assert len(lines) == 1
+    assert grammar.parse("> snooze 2 30d\n>\n") == []  # a quote is never a command
 
 
 def test_a_key_binds_one_exact_command() -> None:

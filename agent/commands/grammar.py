@@ -61,7 +61,7 @@ USAGE: dict[Verb, str] = {
 KEY_TAG = re.compile(r"\[followup ([0-9a-f]{32})\]", re.IGNORECASE)
 # A link's subject: "<words> (<command>) [followup <key>]".
 _SUBJECT_COMMAND = re.compile(r"\(([^()]+)\)\s*\[followup [0-9a-f]{32}\]", re.IGNORECASE)
-_BULLET = re.compile(r"^(?:[-*•>·]|\d+[.)])\s+")
+_BULLET = re.compile(r"^(?:[-*•·]|\d+[.)])\s+")
 PREVIEW_KEY = "0" * 32  # the key of a link rendered without a secret (a preview): never valid
 
 
@@ -113,11 +113,14 @@ def parse_line(text: str) -> Line | None:
 
 
 def parse(text: str) -> list[Line]:
-    """Every non-blank line of ``text`` up to a link's key (what follows it is not read)."""
+    """Every non-blank line of ``text`` up to a link's key (what follows it is not read);
+    quoted lines (``> …``) are never commands."""
     found: list[Line] = []
     for raw in text.splitlines():
         if KEY_TAG.search(raw):
             break
+        if raw.lstrip().startswith(">"):
+            continue
         parsed = parse_line(raw)
         if parsed is not None:
             found.append(parsed)
