@@ -428,3 +428,17 @@ def test_kill_9_never_applies_a_command_twice(setup: Setup, point: str) -> None:
     setup.scan(LATER + timedelta(minutes=5))
     setup.scan(LATER + timedelta(minutes=10))
     check_applied_once(setup)
+
+
+def test_a_first_look_finds_recent_answers_by_server_search(setup: Setup) -> None:
+    """A folder never looked at before (an upgrade, a changed UIDVALIDITY): the server finds
+    recent answers by their headers; nothing else's headers are fetched."""
+    with setup.store() as store, store.transaction() as conn:
+        conn.execute("DELETE FROM command_folders")
+    setup.account.append("INBOX", message(sender=PEOPLE[0][0], subject="Hallo", when=NOW),
+                         when=NOW)
+    setup.account.append("INBOX", thunderbird(setup.digest_id), when=NOW + timedelta(hours=1))
+    result = setup.scan()
+    assert result.commands is not None and len(result.commands.applied) == 1
+    assert result.commands.looked_at == 1  # only the answer's headers were read
+    check_applied_once(setup)

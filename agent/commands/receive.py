@@ -108,17 +108,22 @@ def _folder(config: Config, store: Store, mailbox: Mailbox, folder: str, secret:
         mailbox.select(folder)
         uids = mailbox.uids_after(position[1])
     else:
+        # A first look (or a folder whose UIDs changed meaning): only recent messages whose
+        # headers could make them candidates, found by the server (a substring SEARCH).
         since = policy.today(now, config.digest.tz) - LOOK_BACK
-        uids = mailbox.search(folder, ["SINCE", _since(since)])
+        uids = mailbox.search(folder, [
+            "SINCE", _since(since), "OR", "OR", "HEADER", "In-Reply-To", "followup-digest.",
+            "HEADER", "References", "followup-digest.", "SUBJECT", "[followup "])
     for start in range(0, len(uids), config.imap.batch_size):
         batch = uids[start:start + config.imap.batch_size]
         mailbox.select(folder)
         for item in mailbox.fetch_headers(batch):
             result.looked_at += 1
             _message(config, store, mailbox, folder, item, secret, now, result)
-        store.commands.advance(folder, status.uidvalidity, batch[-1])
-    if not uids and position is None:
-        store.commands.advance(folder, status.uidvalidity, max(status.uidnext - 1, 0))
+        if position is not None and position[0] == status.uidvalidity:
+            store.commands.advance(folder, status.uidvalidity, batch[-1])
+    if position is None or position[0] != status.uidvalidity:
+        store.commands.advance(folder, status.uidvalidity, max(status.uidnext - 1, 0, *uids))
 
 
 def looks_like_command(meta: MessageMeta) -> bool:
