@@ -144,6 +144,11 @@ class DraftsConfig:
 
 
 @dataclass(frozen=True)
+class CommandsConfig:
+    confirm: str  # always | errors
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     scan_interval: timedelta
 
@@ -190,6 +195,7 @@ class Config:
     storage: StorageConfig
     addressbook: tuple[AddressbookConfig, ...] = ()
     mailbox: tuple[MailboxConfig, ...] = ()  # the [[mailbox]] entries, beyond the primary
+    commands: CommandsConfig = CommandsConfig(confirm="always")
     source: Path | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
@@ -217,6 +223,7 @@ SECTION_CLASSES: dict[str, type[Any]] = {
     "policy": PolicyConfig,
     "digest": DigestConfig,
     "drafts": DraftsConfig,
+    "commands": CommandsConfig,
     "daemon": DaemonConfig,
     "templates": TemplatesConfig,
     "storage": StorageConfig,
@@ -359,6 +366,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
         policy=PolicyConfig(**values["policy"]),
         digest=DigestConfig(**values["digest"]),
         drafts=DraftsConfig(**values["drafts"]),
+        commands=CommandsConfig(**values["commands"]),
         daemon=DaemonConfig(**values["daemon"]),
         templates=TemplatesConfig(**values["templates"]),
         storage=StorageConfig(**values["storage"]),

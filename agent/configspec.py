@@ -62,6 +62,8 @@ SECTION_HELP: dict[str, str] = {
     "policy": "When someone is due: the line is cadence_days after your last exchange.",
     "digest": "The morning digest sent to you (never to anyone else).",
     "drafts": "Check-in drafts placed in your Drafts folder for today's picks.",
+    "commands": "Answers to the digest and its one-click links (see README \"Answering the "
+                "digest\").",
     "daemon": "`followup run`: how often it scans between digests.",
     "templates": "Your own copies of the templates (`followup templates export DIR`).",
     "storage": "Where the local database lives.",
@@ -199,6 +201,9 @@ SPEC: tuple[Key, ...] = (
     Key("drafts", "max_per_day", "int", 3, "At most this many new drafts per day.", minimum=0),
     Key("drafts", "snooze_days", "int", 30,
         "A draft you deleted without sending snoozes that contact this long.", minimum=1),
+    Key("commands", "confirm", "choice", "always",
+        "always: a short confirmation into your INBOX for every command message | errors: "
+        "only when a line could not be done.", choices=("always", "errors")),
     Key("daemon", "scan_interval", "duration", "30m",
         "How often `followup run` scans between digests (e.g. 30m, 2h).", "30m"),
     Key("templates", "dir", "path", None,

@@ -1,4 +1,5 @@
-"""One run of the product as one pipeline: scan → settle drafts → plan → digest → drafts.
+"""One run of the product as one pipeline: scan → commands → address books → settle drafts →
+plan → drafts → digest.
 
 The CLI commands and the daemon all call ``run``, asking for the steps they need
 (``followup scan`` only the scan, ``followup digest`` only plan and digest, the daily cycle
@@ -20,6 +21,7 @@ from typing import TypeVar
 
 from agent import auth, cardsync, delivery
 from agent.cardsync import CardSync
+from agent.commands.receive import CommandsResult, receive
 from agent.config import Config, MailboxConfig
 from agent.delivery import DigestResult
 from agent.drafts import lifecycle as drafts
@@ -150,6 +152,7 @@ class Steps:
     """Which steps of the pipeline a run takes."""
 
     scan: bool = True
+    commands: bool = True  # after the scan: the user's answers to the digest, link messages
     settle: bool = True  # settle pending drafts (sent, deleted, still there)
     digest: bool = True
     drafts: bool = True
@@ -169,6 +172,7 @@ class RunResult:
     """What a run did, step by step (None: the step did not run)."""
 
     scan: ScanSummary | None = None
+    commands: CommandsResult | None = None
     addressbook: CardSync | None = None
     settled: ReconcileResult | None = None
     plan: Plan | None = None
@@ -263,6 +267,12 @@ def _pipeline(config: Config, store: Store, sessions: Sessions, now: datetime, s
         result.scan = merge_scans(config, scans)
         if should_stop() or result.scan.interrupted:
             return result
+        if steps.commands:
+            # Before anything is planned: a snooze sent from the phone counts today.
+            # The digest goes to the primary mailbox, and so do the answers to it.
+            received = _each(config, result, sessions, lambda _source, mailbox: receive(
+                config, store, mailbox, now), sources=[config.primary])
+            result.commands = received[0][1] if received else None
         # The address books after the mail: addresses the scan just met join their cards.
         result.addressbook = cardsync.sync(config, store, now, full=steps.full)
     if steps.settle:

@@ -195,13 +195,15 @@ def test_content_picks_first_then_the_rest_with_evidence() -> None:
         assert absent not in text
     assert "Waiting for a reply: 1 · Overdue: 3 · Due soon: 2" in text
     assert "Contacts: 8 · Snoozed: 1" in text
-    assert "followup snooze ADDRESS 30d" in text and "followup ignore ADDRESS" in text
+    # The footer says how to answer the digest, not which terminal command to type.
+    assert '"snooze 2 30d", "ignore 3", "called 1"' in text
+    assert "followup snooze" not in text and "followup snooze" not in rendered.html
     # The HTML says the same to a reader.
     visible = page_text(rendered.html).text
     assert "Waiting 12 days for your reply" in visible
     assert "Their mail of 14 November 2026" in visible
     assert "Last mail 120 days ago (29 July 2026), you wrote" in visible
-    assert "followup snooze ADDRESS 30d" in visible
+    assert "Just answer this mail" in visible and "“snooze 2 30d”" in visible
 
 
 def test_german_wording() -> None:

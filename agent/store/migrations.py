@@ -273,11 +273,54 @@ def _m5_several_mailboxes(db: sqlite_utils.Database) -> None:
     """)
 
 
+def _m6_touchpoints_and_commands(db: sqlite_utils.Database) -> None:
+    db.executescript("""
+    -- The user's: contact outside the mailbox (a call, a meeting), kept like decisions.
+    CREATE TABLE touchpoints (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        contact_id INTEGER NOT NULL REFERENCES contacts (id),
+        kind TEXT NOT NULL CHECK (kind IN ('call', 'meeting', 'message')),
+        day TEXT NOT NULL,              -- local calendar day, ISO
+        time INTEGER NOT NULL,          -- epoch seconds: the start of that day, local time
+        note TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL,           -- cli | mail (a command in a message to followup)
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX touchpoints_by_contact ON touchpoints (contact_id, time);
+
+    -- The journal: commands received by mail, each applied once, with what they did.
+    CREATE TABLE commands (
+        message_id TEXT PRIMARY KEY,    -- of the command message, without < >
+        folder TEXT NOT NULL,           -- where it was found first
+        uid INTEGER NOT NULL,
+        sent_at INTEGER NOT NULL,       -- its Date (epoch seconds)
+        applied_at INTEGER NOT NULL,
+        proof TEXT NOT NULL,            -- digest | link: how it showed it came from the user
+        digest_day TEXT,                -- the digest it answers, ISO day
+        subject TEXT NOT NULL,
+        results TEXT NOT NULL,          -- JSON list of {line, ok, text}
+        confirmed_at INTEGER            -- the confirmation reached the INBOX (NULL: not yet)
+    );
+    CREATE TABLE command_folders (      -- how far INBOX and Sent were looked at for commands
+        folder TEXT PRIMARY KEY,
+        uidvalidity INTEGER NOT NULL,
+        last_uid INTEGER NOT NULL
+    );
+    CREATE TABLE digest_rows (          -- each digest's numbered rows, as the user saw them
+        day TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        contact_id INTEGER NOT NULL,
+        PRIMARY KEY (day, number)
+    );
+    """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _m1_initial,
     _m2_secret_and_digest_attempts,
     _m3_address_books,
     _m4_replies_to_the_user,
     _m5_several_mailboxes,
+    _m6_touchpoints_and_commands,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
