@@ -2,9 +2,11 @@
 
 ``Store(path)`` opens (and migrates) the database and gives each family its own small class:
 ``store.ledger`` (what the mailbox says, rebuildable), ``store.people`` (contacts and the
-user's decisions, kept), ``store.journal`` (what followup did, kept) and ``store.cards``
-(what the address books say, rebuilt at every sync). ``store.contacts()`` reads people with
-what their cards add. ``store.transaction()`` makes several of their writes one atomic step.
+user's decisions, kept), ``store.journal`` (what followup did, kept), ``store.cards``
+(what the address books say, rebuilt at every sync) and ``store.signatures`` (phone numbers
+read from signatures). ``store.contacts()`` reads people with what their cards add (and,
+without a number on a card, the numbers of their newest signature). ``store.transaction()``
+makes several of their writes one atomic step.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from agent.store.database import Database
 from agent.store.journal import Journal
 from agent.store.ledger import Ledger
 from agent.store.people import People
+from agent.store.signatures import SignatureNumbers, Signatures, newest_of
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
@@ -36,6 +39,7 @@ class Store:
         self.people = People(self.database)
         self.journal = Journal(self.database)
         self.cards = Cards(self.database)
+        self.signatures = Signatures(self.database)
 
     @property
     def path(self) -> Path:
@@ -70,6 +74,7 @@ class Store:
         """
         own = frozenset(self_addresses)
         profiles = self.cards.profiles(include_sources)
+        signed = self.signatures.numbers()
         out = []
         for contact in self.people.contacts(own, two_way=False,
                                             include_ignored=include_ignored):
@@ -77,7 +82,7 @@ class Store:
             if two_way and not (contact.messages_in and contact.messages_out) and not (
                     profile is not None and profile.include):
                 continue
-            out.append(with_card(contact, profile))
+            out.append(with_signature(with_card(contact, profile), signed))
         for contact_id, profile in sorted(profiles.items()):
             card_only = self._card_only(contact_id, profile, own)
             if card_only is not None and (include_ignored or not card_only.ignored):
@@ -91,7 +96,7 @@ class Store:
         profile = self.cards.profiles(include_sources).get(contact_id)
         contact = self.people.contact(contact_id, own)
         if contact is not None:
-            return with_card(contact, profile)
+            return with_signature(with_card(contact, profile), self.signatures.numbers())
         return None if profile is None else self._card_only(contact_id, profile, own)
 
     def _card_only(self, contact_id: int, profile: CardProfile,
@@ -129,3 +134,11 @@ def with_card(contact: Contact, profile: CardProfile | None) -> Contact:
     return replace(contact, name=profile.user_name or profile.name or contact.name,
                    card_tags=frozenset(profile.tags), phones=tuple(profile.phones),
                    birthday=profile.birthday)
+
+
+def with_signature(contact: Contact, numbers: dict[str, SignatureNumbers]) -> Contact:
+    """``contact`` with the numbers of their newest signature, unless a card gives one:
+    an address book's number always wins."""
+    if contact.phones:
+        return contact
+    return replace(contact, phones=newest_of(contact.addresses, numbers))
