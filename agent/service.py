@@ -1,4 +1,5 @@
-"""One run of the product as one pipeline: scan → settle drafts → plan → digest → drafts.
+"""One run of the product as one pipeline: scan → settle drafts → plan → signatures → drafts →
+digest.
 
 The CLI commands and the daemon all call ``run``, asking for the steps they need
 (``followup scan`` only the scan, ``followup digest`` only plan and digest, the daily cycle
@@ -17,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from agent import cardsync, credentials, delivery
+from agent import cardsync, credentials, delivery, signature_sync
 from agent.cardsync import CardSync
 from agent.config import Config
 from agent.delivery import DigestResult
@@ -27,6 +28,7 @@ from agent.errors import MailboxError, TransientMailboxError
 from agent.mailbox.client import Mailbox
 from agent.plan import Plan, make_plan, plan_today
 from agent.scan import Progress, ScanSummary, scan
+from agent.signature_sync import SignatureResult
 from agent.store import Store
 from agent.store.database import exclusive_lock
 
@@ -110,6 +112,7 @@ class RunResult:
     addressbook: CardSync | None = None
     settled: ReconcileResult | None = None
     plan: Plan | None = None
+    signatures: SignatureResult | None = None
     digest: DigestResult | None = None
     drafts: DraftsResult | None = None
 
@@ -162,6 +165,13 @@ def _pipeline(config: Config, store: Store, mailbox: Mailbox, now: datetime, ste
     if not (steps.digest or steps.drafts):
         return result
     result.plan = today = plan_today(config, store, now)
+    if steps.digest and delivery.wanted(config, store, today):
+        # Phone numbers for the people the digest will name, from their newest signature;
+        # then the plan once more, so that their rows (and prefer = "call") have them.
+        result.signatures = signature_sync.read(config, store, mailbox, today, now,
+                                                should_stop=should_stop)
+        if result.signatures.found:
+            result.plan = today = plan_today(config, store, now)
     # Drafts first, so that the digest can point at each prepared draft instead of offering
     # a blank compose window (which would make a second, competing draft). A Drafts folder
     # that cannot be used must not cost the user the digest: that error waits for it.
