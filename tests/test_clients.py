@@ -50,8 +50,9 @@ PEOPLE = [
 def plan_of(config: Config, people: list[Contact] = PEOPLE) -> Plan:
     states = policy.evaluate(people, config.policy, config.digest.tz, NOW)
     day = policy.today(NOW, config.digest.tz)
-    return Plan(day=day, states=states, due=policy.ranked(states),
-                picks=policy.pick_today(states, config.policy.daily_picks, day))
+    picks = policy.pick_today(states, config.policy.daily_picks, day)
+    return Plan(day=day, states=states, due=policy.ranked(states), picks=picks,
+                replies=policy.replies_today(states, config.digest.max_replies, picks))
 
 
 def hrefs(html: str) -> list[str]:
