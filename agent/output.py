@@ -250,7 +250,10 @@ def show_text(profile: Profile, tz: ZoneInfo) -> str:
     rows.append(("tags", ", ".join([*sorted(decisions.tags),
                                     *(f"{t} (address book)" for t in card_tags)]) or "none"))
     if contact is not None and contact.phones:
-        rows.append(("phones", ", ".join(f"{p.number} ({p.type})" for p in contact.phones)))
+        rows.append(("phones", ", ".join(
+            f"{p.number} ({p.type}" + (f", from their signature of {p.seen:%Y-%m-%d})"
+                                       if p.source == "signature" and p.seen else ")")
+            for p in contact.phones)))
     if contact is not None and contact.birthday:
         rows.append(("birthday", contact.birthday))
     chosen = []

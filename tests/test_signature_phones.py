@@ -10,15 +10,12 @@ digest's Call link is a tel: URL in headless Chromium.
 
 from __future__ import annotations
 
-import email
 import json
 import re
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
-from email.message import EmailMessage
-from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +25,7 @@ from agent import service
 from agent.config import load_config
 from agent.mailbox.client import Mailbox
 from tests.browser import browser_session, dump_dom
-from tests.kit import run_cli, write_config
+from tests.kit import drafts_of, run_cli, write_config
 from tests.servers.account import ImapAccount
 from tests.signature_mail import NOW, PEOPLE, RECENT, ago, card, items, newest
 
@@ -140,10 +137,12 @@ def test_the_planted_signatures_give_exactly_the_right_numbers(
     assert read == {f"{key}-newest@test" for key in without}  # the newest, never the older
     assert ("Archiv", 1) in fetches  # Sabine's, where the ledger says it is
 
-    # `followup due` shows the number to call.
+    # `followup due` shows the number to call, `followup show` where it comes from.
     table = cli(capsys, "due")
     row = next(line for line in table.splitlines() if "juergen.weiss@" in line)
     assert "+49301234567" in row
+    shown = cli(capsys, "show", "juergen.weiss@beispiel-ag.example")
+    assert f"+49301234567 (work, from their signature of {ago(150):%Y-%m-%d})" in shown
 
     # The next morning: nothing is fetched again (remembered by Message-ID).
     fetches.clear()
@@ -188,18 +187,6 @@ def test_the_html_digest_has_a_call_link_per_pick(
     calls_in_text = [re.sub(r"\D", "", line) for line in text.splitlines()
                      if line.strip().startswith("Anrufen: +")]
     assert sorted(calls_in_text) == sorted(n.lstrip("+") for n in expected)
-
-
-def drafts_of(account: ImapAccount) -> dict[str, EmailMessage]:
-    found: dict[str, EmailMessage] = {}
-    with account.client() as client:
-        client.select_folder(account.drafts_folder, readonly=True)
-        uids = client.search("ALL")
-        for data in (client.fetch(uids, ["BODY.PEEK[]"]).values() if uids else []):
-            parsed = email.message_from_bytes(bytes(data[b"BODY[]"]), policy=default_policy)
-            assert isinstance(parsed, EmailMessage)
-            found[parsed["To"].addresses[0].addr_spec] = parsed
-    return found
 
 
 def test_a_reply_owed_past_the_window_gets_a_check_in_not_an_apology(
