@@ -22,6 +22,7 @@ from agent.configspec import (
     ARRAY_SECTIONS,
     CONVERTERS,
     DEFAULT_PORTS,
+    OAUTH_HOSTS,
     SPEC,
     BadValue,
     Key,
@@ -46,12 +47,32 @@ class AccountConfig:
 
 
 @dataclass(frozen=True)
-class ImapConfig:
+class ServerLogin:
+    """How followup signs in to one server: the keys [imap], [smtp] and [[mailbox]] share."""
+
     host: str
+    auth: str  # password | oauth2
+    password_command: str | None
+    token_command: str | None  # oauth2: prints the refresh token
+    oauth_provider: str | None  # google | microsoft | custom (set whenever auth = oauth2)
+    client_id: str | None
+    client_secret: str | None
+    tenant: str
+    authorization_url: str | None
+    token_url: str | None
+    device_authorization_url: str | None
+    scope: str | None
+
+    @property
+    def oauth2(self) -> bool:
+        return self.auth == "oauth2"
+
+
+@dataclass(frozen=True)
+class ImapConfig(ServerLogin):
     port: int
     security: str
     username: str
-    password_command: str | None
     ca_file: Path | None
     folders: tuple[str, ...] | None
     exclude_folders: tuple[str, ...]
@@ -60,14 +81,35 @@ class ImapConfig:
 
 
 @dataclass(frozen=True)
-class SmtpConfig:
-    host: str
+class SmtpConfig(ServerLogin):
     port: int
     security: str
     username: str | None
-    password_command: str | None
     ca_file: Path | None
     timeout: float
+
+
+@dataclass(frozen=True)
+class MailboxConfig:
+    """One mailbox of the user: [account] with [imap] (the primary), or a [[mailbox]] entry.
+
+    ``key`` names it in the database: "" for the primary (what a database from before
+    several mailboxes holds), the entry's name for the others.
+    """
+
+    key: str
+    name: str
+    email: str
+    aliases: tuple[str, ...]
+    imap: ImapConfig
+
+    @property
+    def primary(self) -> bool:
+        return self.key == ""
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return (self.email, *self.aliases)
 
 
 @dataclass(frozen=True)
@@ -102,6 +144,11 @@ class DraftsConfig:
     enabled: bool
     max_per_day: int
     snooze_days: int
+
+
+@dataclass(frozen=True)
+class CommandsConfig:
+    confirm: str  # always | errors
 
 
 @dataclass(frozen=True)
@@ -150,8 +197,26 @@ class Config:
     templates: TemplatesConfig
     storage: StorageConfig
     addressbook: tuple[AddressbookConfig, ...] = ()
+    mailbox: tuple[MailboxConfig, ...] = ()  # the [[mailbox]] entries, beyond the primary
+    commands: CommandsConfig = CommandsConfig(confirm="always")
     source: Path | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def primary(self) -> MailboxConfig:
+        """[account] and [imap]: where the digest goes."""
+        return MailboxConfig(key="", name=self.account.email, email=self.account.email,
+                             aliases=self.account.aliases, imap=self.imap)
+
+    @property
+    def mailboxes(self) -> tuple[MailboxConfig, ...]:
+        """Every mailbox, the primary first."""
+        return (self.primary, *self.mailbox)
+
+    @property
+    def own_addresses(self) -> tuple[str, ...]:
+        """The user's addresses and aliases in every mailbox: never a contact."""
+        return tuple(a for m in self.mailboxes for a in m.addresses)
 
 
 SECTION_CLASSES: dict[str, type[Any]] = {
@@ -161,6 +226,7 @@ SECTION_CLASSES: dict[str, type[Any]] = {
     "policy": PolicyConfig,
     "digest": DigestConfig,
     "drafts": DraftsConfig,
+    "commands": CommandsConfig,
     "daemon": DaemonConfig,
     "templates": TemplatesConfig,
     "storage": StorageConfig,
@@ -277,9 +343,13 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
         table = data.get(section)
         table = table if isinstance(table, dict) else {}
         values[section] = _read_table(keys, table, f"[{section}]", problems)
-    entries = _read_entries(data, keys_by_section["addressbook"], problems, warnings)
+    entries = _read_entries(data, "addressbook", keys_by_section["addressbook"], problems,
+                            warnings)
+    mailbox_entries = _read_entries(data, "mailbox", keys_by_section["mailbox"], problems,
+                                    warnings)
 
     _derive(values, data, problems)
+    mailboxes = _mailboxes(mailbox_entries, values, problems)
     addressbooks = tuple(_addressbook(number, entry, problems)
                          for number, entry in enumerate(entries, start=1))
     seen: dict[str, int] = {}
@@ -299,10 +369,12 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
         policy=PolicyConfig(**values["policy"]),
         digest=DigestConfig(**values["digest"]),
         drafts=DraftsConfig(**values["drafts"]),
+        commands=CommandsConfig(**values["commands"]),
         daemon=DaemonConfig(**values["daemon"]),
         templates=TemplatesConfig(**values["templates"]),
         storage=StorageConfig(**values["storage"]),
         addressbook=tuple(a for a in addressbooks if a is not None),
+        mailbox=mailboxes,
         source=source,
         warnings=tuple(warnings),
     )
@@ -331,17 +403,20 @@ def _read_table(keys: Mapping[str, Key], table: Mapping[str, Any], label: str,
     return out
 
 
-def _read_entries(data: Mapping[str, Any], keys: Mapping[str, Key], problems: list[str],
-                  warnings: list[str]) -> list[dict[str, Any]]:
-    """The ``[[addressbook]]`` entries, each read like a table; #N names them in problems."""
-    raw = data.get("addressbook", [])
+_ENTRY_NEEDS = {"addressbook": "path or url", "mailbox": "email and host"}
+
+
+def _read_entries(data: Mapping[str, Any], section: str, keys: Mapping[str, Key],
+                  problems: list[str], warnings: list[str]) -> list[dict[str, Any]]:
+    """The ``[[section]]`` entries, each read like a table; #N names them in problems."""
+    raw = data.get(section, [])
     if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
-        problems.append("addressbook must be written as [[addressbook]] entries (double "
-                        "brackets), each with path or url")
+        problems.append(f"{section} must be written as [[{section}]] entries (double "
+                        f"brackets), each with {_ENTRY_NEEDS[section]}")
         return []
     entries = []
     for number, table in enumerate(raw, start=1):
-        label = f"[[addressbook]] #{number}"
+        label = f"[[{section}]] #{number}"
         for name in table:
             if name not in keys:
                 warnings.append(_unknown(f"{label} {name}", name, keys))
@@ -378,18 +453,13 @@ def _derive(values: dict[str, dict[str, Any]], data: Mapping[str, Any],
             problems: list[str]) -> None:
     """Fill defaults that depend on other keys and check rules that span keys."""
     account, imap, smtp = values["account"], values["imap"], values["smtp"]
-    if imap["username"] is None:
-        imap["username"] = account["email"]
-    for kind, section in (("imap", imap), ("smtp", smtp)):
-        security = section["security"] or "ssl"
-        if section["port"] is None:
-            section["port"] = DEFAULT_PORTS[kind][security]
-        host = section["host"]
-        if section["security"] == "none" and host and not is_loopback(host):
-            problems.append(
-                f"[{kind}] security = \"none\" would send your password in plaintext to "
-                f"{host}; use \"ssl\" or \"starttls\" (plaintext is allowed only on loopback)"
-            )
+    _derive_server("imap", "[imap]", imap, account["email"], problems)
+    if smtp["auth"] == "oauth2" and imap["auth"] == "oauth2" and smtp["client_id"] is None:
+        # One app registration signs in to both: [smtp] takes [imap]'s unless it has its own.
+        for name in OAUTH_KEYS:
+            if smtp[name] is None or name == "tenant":
+                smtp[name] = imap[name]
+    _derive_server("smtp", "[smtp]", smtp, None, problems)
     if data.get("smtp") and not smtp["host"]:
         problems.append("[smtp] host is missing, expected the SMTP server host name")
     if values["digest"]["delivery"] == "smtp" and not smtp["host"]:
@@ -403,6 +473,77 @@ def _derive(values: dict[str, dict[str, Any]], data: Mapping[str, Any],
     for rule in values["policy"]["rule"] or ():
         if rule.match and rule.match in own:
             problems.append(f"[[policy.rule]] match {rule.match!r} is one of your own addresses")
+
+
+# The keys of an OAuth2 sign-in that [smtp] may share with [imap].
+OAUTH_KEYS = ("token_command", "oauth_provider", "client_id", "client_secret", "tenant",
+              "authorization_url", "token_url", "device_authorization_url", "scope")
+
+
+def _derive_server(kind: str, label: str, section: dict[str, Any], email: str | None,
+                   problems: list[str]) -> None:
+    """Defaults and checks of one server's keys: port, username, plaintext, OAuth2."""
+    if section.get("username", "") is None and email is not None:
+        section["username"] = email
+    security = section["security"] or "ssl"
+    if section["port"] is None:
+        section["port"] = DEFAULT_PORTS[kind][security]
+    host = section["host"]
+    if section["security"] == "none" and host and not is_loopback(host):
+        problems.append(
+            f"{label} security = \"none\" would send your password in plaintext to "
+            f"{host}; use \"ssl\" or \"starttls\" (plaintext is allowed only on loopback)"
+        )
+    if section["auth"] != "oauth2":
+        return
+    if section["oauth_provider"] is None:
+        section["oauth_provider"] = OAUTH_HOSTS.get((host or "").lower())
+    provider = section["oauth_provider"]
+    if provider is None:
+        problems.append(f"{label} auth = \"oauth2\" needs oauth_provider (google, microsoft "
+                        "or custom)")
+    if section["client_id"] is None:
+        problems.append(f"{label} auth = \"oauth2\" needs client_id: register followup "
+                        "with your provider once (README: \"OAuth2\") and put its client ID here")
+    if provider == "custom" and (section["token_url"] is None or (
+            section["authorization_url"] is None
+            and section["device_authorization_url"] is None)):
+        problems.append(f"{label} oauth_provider = \"custom\" needs token_url and "
+                        "authorization_url or device_authorization_url")
+    if kind == "smtp" and not section["username"]:
+        problems.append(f"{label} auth = \"oauth2\" needs username (the account the token "
+                        "is for)")
+
+
+def _mailboxes(entries: list[dict[str, Any]], values: dict[str, dict[str, Any]],
+               problems: list[str]) -> tuple[MailboxConfig, ...]:
+    """The ``[[mailbox]]`` entries: each like [imap], with its own name and addresses."""
+    out = []
+    seen = {values["account"]["email"] or ""}
+    names: set[str] = set()
+    imap_keys = set(ImapConfig.__dataclass_fields__)
+    for number, entry in enumerate(entries, start=1):
+        label = f"[[mailbox]] #{number}"
+        email = entry["email"]
+        if email is None:
+            continue  # already a problem: email is required
+        name = entry["name"] or email
+        if email.lower() in {s.lower() for s in seen}:
+            problems.append(f"{label} email {email} is already another mailbox's; give each "
+                            "mailbox its own address")
+        if name in names:
+            problems.append(f"{label} name {name!r} is taken by another [[mailbox]]; names "
+                            "must differ")
+        seen.add(email)
+        names.add(name)
+        before = len(problems)
+        _derive_server("imap", label, entry, email, problems)
+        if len(problems) > before or entry["host"] is None:
+            continue
+        out.append(MailboxConfig(
+            key=name, name=name, email=email, aliases=entry["aliases"],
+            imap=ImapConfig(**{k: v for k, v in entry.items() if k in imap_keys})))
+    return tuple(out)
 
 
 def _unknown(what: str, name: str, known: Any) -> str:

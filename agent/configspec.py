@@ -18,6 +18,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 APP_NAME = "followup"
 SECURITY_CHOICES = ("ssl", "starttls", "none")
+AUTH_CHOICES = ("password", "oauth2")
+OAUTH_PROVIDERS = ("google", "microsoft", "custom")
+# The OAuth2 provider of well-known mail servers: [imap]/[smtp] oauth_provider by default.
+OAUTH_HOSTS = {
+    "imap.gmail.com": "google", "smtp.gmail.com": "google",
+    "outlook.office365.com": "microsoft", "smtp.office365.com": "microsoft",
+    "imap-mail.outlook.com": "microsoft", "smtp-mail.outlook.com": "microsoft",
+}
 LANGUAGES = ("de", "en")
 DEFAULT_PORTS = {
     "imap": {"ssl": 993, "starttls": 143, "none": 143},
@@ -54,21 +62,95 @@ SECTION_HELP: dict[str, str] = {
     "policy": "When someone is due: the line is cadence_days after your last exchange.",
     "digest": "The morning digest sent to you (never to anyone else).",
     "drafts": "Check-in drafts placed in your Drafts folder for today's picks.",
+    "commands": "Answers to the digest and its one-click links (see README \"Answering the "
+                "digest\").",
     "daemon": "`followup run`: how often it scans between digests.",
     "templates": "Your own copies of the templates (`followup templates export DIR`).",
     "storage": "Where the local database lives.",
+    "mailbox": "Optional, any number: more mailboxes of yours (work, private), each with its own\n"
+               "server and login ([imap] keys). One ledger spans them; a check-in draft goes to\n"
+               "the Drafts of the mailbox that last exchanged mail with that person, From its\n"
+               "email. [account] and [imap] stay your primary mailbox (the digest goes there).",
     "addressbook": "Optional, any number: address books to read (read-only) at every scan.\n"
                    "Give path (a vdir of .vcf files, or one .vcf export) or url (CardDAV).",
 }
 
 # Sections written as arrays of tables ([[addressbook]]): each entry has the section's keys.
-ARRAY_SECTIONS = ("addressbook",)
+ARRAY_SECTIONS = ("mailbox", "addressbook")
 
 LOGIN_HELP = (
     "Password: never in this file. Looked up in the keyring (service \"followup\", this\n"
     "username; `followup password set`), else by running password_command, else from\n"
     "the environment variable {env}."
 )
+OAUTH_HELP = (
+    "With auth = \"oauth2\" there is no password: sign in once with `followup login`; the\n"
+    "refresh token goes to the keyring (service \"followup\", \"oauth2:\" + username)."
+)
+
+
+def login_keys(section: str) -> tuple[Key, ...]:
+    """How followup signs in to a server: the keys [imap], [smtp] and [[mailbox]] share."""
+    return (
+        Key(section, "auth", "choice", "password",
+            "password | oauth2 (SASL XOAUTH2/OAUTHBEARER with a token from `followup login`; "
+            "Microsoft 365 needs it, Gmail allows it).", choices=AUTH_CHOICES),
+        Key(section, "password_command", "command", None,
+            "Command printing the password on its first line; run without a shell."
+            if section == "imap" else "As for [imap]."),
+        Key(section, "token_command", "command", None,
+            "oauth2: command printing the refresh token on its first line (run without a "
+            "shell). Default: the keyring entry `followup login` made."),
+        Key(section, "oauth_provider", "choice", None,
+            "oauth2: google | microsoft | custom. Default: from host (imap.gmail.com, "
+            "smtp.gmail.com: google; outlook.office365.com, smtp.office365.com: microsoft).",
+            choices=OAUTH_PROVIDERS),
+        Key(section, "client_id", "str", None,
+            "oauth2: the client ID of the app you registered (README: \"OAuth2\").",
+            None),
+        Key(section, "client_secret", "str", None,
+            "oauth2: its client secret, where the provider issues one (Google desktop "
+            "apps; not a password: Google documents it as not confidential)."),
+        Key(section, "tenant", "str", "common",
+            "microsoft: your directory (tenant) ID or domain; common, organizations or "
+            "consumers."),
+        Key(section, "authorization_url", "url", None,
+            "custom (or to override): the authorization endpoint (browser sign-in)."),
+        Key(section, "token_url", "url", None, "custom: the token endpoint."),
+        Key(section, "device_authorization_url", "url", None,
+            "custom: the device authorization endpoint (RFC 8628; sign-in on another device)."),
+        Key(section, "scope", "str", None,
+            "oauth2: scopes, space separated. Default: the provider's mail scopes "
+            "(Google https://mail.google.com/; Microsoft IMAP.AccessAsUser.All, SMTP.Send, "
+            "offline_access)."),
+    )
+
+
+def imap_keys(section: str) -> tuple[Key, ...]:
+    """The keys of an IMAP mailbox: [imap], and each [[mailbox]] entry."""
+    default_user = "[account] email" if section == "imap" else "this entry's email"
+    return (
+        Key(section, "host", "host", None, "IMAP server host name.",
+            "imap.example.org" if section == "imap" else None, required=True),
+        Key(section, "port", "port", None, "IMAP port. Default: 993 for ssl, 143 otherwise."),
+        Key(section, "security", "choice", "ssl",
+            "ssl | starttls | none. none sends your password in plaintext and is refused "
+            "unless host is loopback.", "ssl" if section == "imap" else None,
+            choices=SECURITY_CHOICES),
+        Key(section, "username", "str", None, f"Login name. Default: {default_user}.",
+            "alice@example.org" if section == "imap" else None),
+        *login_keys(section),
+        Key(section, "ca_file", "path", None,
+            "PEM file of a private CA to trust. Verification is never switched off."),
+        Key(section, "folders", "strs", None,
+            "Scan only these folders. Default: every folder except Junk, Trash and Drafts "
+            "(on Gmail only All Mail)."),
+        Key(section, "exclude_folders", "strs", [], "Never scan these folders."),
+        Key(section, "timeout", "seconds", 60.0,
+            "Seconds to wait for the server before giving up on a connection.", minimum=1),
+        Key(section, "batch_size", "int", 500, "UIDs per FETCH command while scanning.",
+            minimum=10),
+    )
 
 SPEC: tuple[Key, ...] = (
     Key("account", "email", "email", None, "Your own address.", "alice@example.org",
@@ -80,34 +162,14 @@ SPEC: tuple[Key, ...] = (
     Key("account", "region", "region", None,
         "Two-letter country code for phone numbers written without +country code "
         "(\"DE\"). Default: the country of [digest] timezone, else of [digest] language."),
-    Key("imap", "host", "host", None, "IMAP server host name.", "imap.example.org",
-        required=True),
-    Key("imap", "port", "port", None, "IMAP port. Default: 993 for ssl, 143 otherwise."),
-    Key("imap", "security", "choice", "ssl",
-        "ssl | starttls | none. none sends your password in plaintext and is refused "
-        "unless host is loopback.", "ssl", choices=SECURITY_CHOICES),
-    Key("imap", "username", "str", None, "Login name. Default: [account] email.",
-        "alice@example.org"),
-    Key("imap", "password_command", "command", None,
-        "Command printing the password on its first line; run without a shell.",
-        None),
-    Key("imap", "ca_file", "path", None,
-        "PEM file of a private CA to trust. Verification is never switched off."),
-    Key("imap", "folders", "strs", None,
-        "Scan only these folders. Default: every folder except Junk, Trash and Drafts "
-        "(on Gmail only All Mail)."),
-    Key("imap", "exclude_folders", "strs", [], "Never scan these folders."),
-    Key("imap", "timeout", "seconds", 60.0,
-        "Seconds to wait for the server before giving up on a connection.", minimum=1),
-    Key("imap", "batch_size", "int", 500, "UIDs per FETCH command while scanning.",
-        minimum=10),
+    *imap_keys("imap"),
     Key("smtp", "host", "host", None, "SMTP server host name.", None),
     Key("smtp", "port", "port", None, "Default: 465 for ssl, 587 for starttls, 25 for none."),
     Key("smtp", "security", "choice", "ssl", "ssl | starttls | none (none: loopback only).",
         choices=SECURITY_CHOICES),
     Key("smtp", "username", "str", None,
         "Login name. Without it mail is sent without AUTH (a local relay)."),
-    Key("smtp", "password_command", "command", None, "As for [imap]."),
+    *login_keys("smtp"),
     Key("smtp", "ca_file", "path", None, "As for [imap]."),
     Key("smtp", "timeout", "seconds", 60.0, "Seconds to wait for the server.", minimum=1),
     Key("policy", "cadence_days", "int", 90,
@@ -152,6 +214,9 @@ SPEC: tuple[Key, ...] = (
         minimum=0),
     Key("drafts", "snooze_days", "int", 30,
         "A draft you deleted without sending snoozes that contact this long.", minimum=1),
+    Key("commands", "confirm", "choice", "always",
+        "always: a short confirmation into your INBOX for every command message | errors: "
+        "only when a line could not be done.", choices=("always", "errors")),
     Key("daemon", "scan_interval", "duration", "30m",
         "How often `followup run` scans between digests (e.g. 30m, 2h).", "30m"),
     Key("templates", "dir", "path", None,
@@ -160,6 +225,13 @@ SPEC: tuple[Key, ...] = (
     Key("storage", "path", "path", None,
         "The database. Default: the platform's user data dir, e.g. "
         "~/.local/share/followup/followup.db."),
+    Key("mailbox", "name", "str", None,
+        "What followup calls this mailbox in messages (and keys its sync state by). "
+        "Default: its email.", "work"),
+    Key("mailbox", "email", "email", None, "Your address in this mailbox (From of its drafts).",
+        "alice@work.example", required=True),
+    Key("mailbox", "aliases", "emails", [], "More of your own addresses in this mailbox."),
+    *imap_keys("mailbox"),
     Key("addressbook", "name", "str", None,
         "What followup calls this address book in messages. Default: its path or url."),
     Key("addressbook", "path", "path", None,
@@ -426,10 +498,12 @@ def render_example() -> str:
             if section in ARRAY_SECTIONS:
                 header = f"# [[{section}]]"
             lines += ["", header, *(f"# {line}" for line in SECTION_HELP[section].splitlines())]
-            if section in ("imap", "smtp", "addressbook"):
-                kind = "carddav" if section == "addressbook" else section
+            if section in ("imap", "smtp", "mailbox", "addressbook"):
+                kind = {"addressbook": "carddav", "mailbox": "imap"}.get(section, section)
                 env = f"FOLLOWUP_{kind.upper()}_PASSWORD"
                 lines += [f"# {line}" for line in LOGIN_HELP.format(env=env).splitlines()]
+                if section != "addressbook":
+                    lines += [f"# {line}" for line in OAUTH_HELP.splitlines()]
         if key.kind == "rules":
             lines += [f"# {key.name}: {key.help}",
                       "# [[policy.rule]]", '# match = "*@bigcorp.example"', "# cadence_days = 60",

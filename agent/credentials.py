@@ -118,14 +118,16 @@ def lookup_password(
     )
 
 
-def run_password_command(kind: str, command: str) -> str:
-    """Run ``command`` without a shell; its first line of output is the password."""
+def run_password_command(kind: str, command: str, key: str = "password_command") -> str:
+    """Run ``command`` without a shell; its first line of output is the password (or, for
+    ``key`` token_command, the refresh token)."""
+    where = f"{section(kind)} {key}"
     try:
         argv = shlex.split(command)
     except ValueError as exc:
-        raise CredentialError(f"{section(kind)} password_command cannot be parsed: {exc}") from None
+        raise CredentialError(f"{where} cannot be parsed: {exc}") from None
     if not argv:
-        raise CredentialError(f"{section(kind)} password_command is empty")
+        raise CredentialError(f"{where} is empty")
     try:
         result = subprocess.run(
             argv, capture_output=True, timeout=COMMAND_TIMEOUT, check=False,
@@ -133,15 +135,15 @@ def run_password_command(kind: str, command: str) -> str:
         )
     except FileNotFoundError:
         raise CredentialError(
-            f"{section(kind)} password_command: program {argv[0]!r} not found; check the path"
+            f"{where}: program {argv[0]!r} not found; check the path"
         ) from None
     except PermissionError:
         raise CredentialError(
-            f"{section(kind)} password_command: {argv[0]!r} is not executable"
+            f"{where}: {argv[0]!r} is not executable"
         ) from None
     except subprocess.TimeoutExpired:
         raise CredentialError(
-            f"{section(kind)} password_command did not finish within {COMMAND_TIMEOUT} s "
+            f"{where} did not finish within {COMMAND_TIMEOUT} s "
             "(is it waiting for input?)"
         ) from None
     if result.returncode != 0:
@@ -149,14 +151,35 @@ def run_password_command(kind: str, command: str) -> str:
         reason = redact(result.stderr.decode("utf-8", "replace")).strip().splitlines()
         detail = f": {reason[0][:200]}" if reason else ""
         raise CredentialError(
-            f"{section(kind)} password_command {argv[0]!r} failed with exit status "
+            f"{where} {argv[0]!r} failed with exit status "
             f"{result.returncode}{detail}"
         )
     lines = result.stdout.decode("utf-8", "replace").splitlines()
     secret = lines[0].rstrip("\r") if lines else ""
     if not secret:
-        raise CredentialError(f"{section(kind)} password_command {argv[0]!r} printed nothing")
+        raise CredentialError(f"{where} {argv[0]!r} printed nothing")
     return secret
+
+
+def feed_command(kind: str, command: str, secret: str) -> None:
+    """Run ``command`` without a shell with ``secret`` on its standard input (a password
+    manager's insert command: `followup login --store-command`)."""
+    argv = shlex.split(command) if command.strip() else []
+    if not argv:
+        raise CredentialError("--store-command is empty")
+    try:
+        result = subprocess.run(
+            argv, input=(secret + "\n").encode(), capture_output=True,
+            timeout=COMMAND_TIMEOUT, check=False, env=_child_environment())
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CredentialError(f"--store-command {argv[0]!r} could not run "
+                              f"({type(exc).__name__})") from None
+    if result.returncode != 0:
+        reason = redact(result.stderr.decode("utf-8", "replace")).strip().splitlines()
+        detail = f": {reason[0][:200]}" if reason else ""
+        raise CredentialError(f"--store-command {argv[0]!r} failed with exit status "
+                              f"{result.returncode}{detail}")
+    log.debug("%s refresh token handed to %s", kind, argv[0])
 
 
 def _child_environment() -> dict[str, str]:

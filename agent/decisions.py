@@ -22,6 +22,7 @@ from agent.plan import include_sources, make_plan
 from agent.store import Store
 from agent.store.journal import DraftRecord
 from agent.store.people import Decisions
+from agent.store.touchpoints import TouchRecord
 
 # A cadence longer than this is a typo or means "never": `followup ignore` says that better.
 MAX_CADENCE_DAYS = 3650
@@ -296,6 +297,7 @@ def merge(config: Config, store: Store, keep_ref: str,
     with store.transaction():
         store.people.merge(keep.id, other.id)
         store.journal.move_contact(other.id, keep.id)
+        store.touchpoints.move_contact(other.id, keep.id)
     return keep, other, load(config, store, keep.id)
 
 
@@ -336,6 +338,7 @@ class Profile:
     due_count: int
     picked: bool  # one of today's picks
     pending_drafts: list[DraftRecord]
+    touches: list[TouchRecord]  # logged touchpoints, newest first
 
 
 def show(config: Config, store: Store, ref: str, now: datetime) -> Profile:
@@ -357,6 +360,7 @@ def show(config: Config, store: Store, ref: str, now: datetime) -> Profile:
         due_count=len(due_ids),
         picked=any(s.contact.id == target.id for s in plan.picks),
         pending_drafts=[d for d in store.journal.drafts("pending") if d.contact_id == target.id],
+        touches=store.touchpoints.of(target.id),
     )
 
 

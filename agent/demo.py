@@ -29,6 +29,7 @@ import keyring.backend
 import keyring.backends.null
 
 from agent import plan, service
+from agent.auth import password_login
 from agent.config import Config, load_config, local_timezone_name
 from agent.demo_mail import DEMO_USER, ME, ME_NAME, DemoMailbox, generate
 from agent.demo_server import LOOPBACK, PymapServer, require_pymap
@@ -156,7 +157,8 @@ class DemoSession:
             keyring.set_keyring(self._saved_keyring)
 
     def _mailbox(self) -> Mailbox:
-        return Mailbox.open(self.host, self.port, "none", DEMO_USER, self.password, timeout=30)
+        return Mailbox.open(self.host, self.port, "none",
+                            password_login(DEMO_USER, self.password), timeout=30)
 
     def fill(self) -> DemoMailbox:
         box = generate(self.now)

@@ -7,10 +7,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent import credentials, digest, policy, render, sendmail
+from agent import auth, digest, policy, render, sendmail
 from agent.addressbook import sources as addressbook_source
 from agent.addressbook.phones import default_region
-from agent.config import Config, load_config
+from agent.auth import tokens
+from agent.config import Config, MailboxConfig, ServerLogin, load_config
 from agent.errors import FollowupError
 from agent.mailbox.client import Mailbox
 from agent.model import Contact, Direction
@@ -52,7 +53,8 @@ def run_checks(config_path: Path | None,
     for warning in config.warnings:
         yield Check(None, warning)
     yield from _template_checks(config, now or datetime.now(UTC))
-    yield from _imap_checks(config)
+    for mailbox in config.mailboxes:
+        yield from _imap_checks(config, mailbox)
     if config.digest.delivery == "smtp":
         yield from _smtp_checks(config)
     yield from _addressbook_checks(config)
@@ -75,24 +77,46 @@ def _addressbook_checks(config: Config) -> Iterator[Check]:
             yield Check(check.ok, check.text)
 
 
-def _imap_checks(config: Config) -> Iterator[Check]:
-    imap = config.imap
+def _login_check(kind: str, settings: ServerLogin, username: str,
+                 label: str) -> tuple[Check, auth.Login | None]:
+    """How followup signs in: the password found, or the OAuth2 sign-in with the access
+    token's expiry and scopes; and the Login, when there is one."""
     try:
-        password, source = credentials.lookup_password(
-            "imap", imap.username, imap.password_command)
+        login = auth.login(kind, settings, username, label)
     except FollowupError as exc:
-        yield Check(False, str(exc))
-        return
-    yield Check(True, f"IMAP password for {imap.username} found ({source})")
+        return Check(False, str(exc)), None
+    if not login.oauth2:
+        return Check(True, f"{kind.upper()} password for {username} found "
+                           f"({login.source})"), login
+    acct = auth.oauth_account(kind, settings, username, label)
+    token = tokens.access_token(acct)
+    left = token.seconds_left()
+    expiry = ("the provider gave no expiry" if left is None
+              else f"valid for {max(0, left) / 60:.0f} more minutes")
+    scopes = " ".join(token.scopes) or "not named by the provider"
+    return Check(True, f"{kind.upper()} sign-in for {username}: {login.source}; access "
+                       f"token {expiry}; scopes: {scopes}"), login
 
+
+def _imap_checks(config: Config, source: MailboxConfig) -> Iterator[Check]:
+    imap = source.imap
+    label = auth.mailbox_label(source)
+    if len(config.mailboxes) > 1:
+        yield Check(True, f"mailbox {source.name} ({source.email}), {label}:")
+    check, login = _login_check("imap", imap, imap.username, label)
+    yield check
+    if login is None:
+        return
     try:
-        mailbox = Mailbox.connect(imap, password)
+        mailbox = Mailbox.connect(imap, login, source.key)
     except FollowupError as exc:
         yield Check(False, str(exc))
         return
     with mailbox:
         how = {"ssl": "TLS", "starttls": "STARTTLS", "none": "plaintext (loopback)"}[imap.security]
-        yield Check(True, f"logged in to {imap.host}:{imap.port} as {imap.username} over {how}")
+        method = "with an OAuth2 token" if login.oauth2 else "with a password"
+        yield Check(True, f"logged in to {imap.host}:{imap.port} as {imap.username} over {how} "
+                          f"{method}")
         caps = mailbox.capabilities
         try:
             roles = mailbox.roles()
@@ -195,17 +219,14 @@ def _smtp_checks(config: Config) -> Iterator[Check]:
     smtp = config.smtp
     if smtp is None:  # the config check already demands [smtp] for delivery = "smtp"
         return
-    password = None
+    login = None
     if smtp.username:
-        try:
-            password, source = credentials.lookup_password(
-                "smtp", smtp.username, smtp.password_command)
-        except FollowupError as exc:
-            yield Check(False, str(exc))
+        check, login = _login_check("smtp", smtp, smtp.username, "[smtp]")
+        yield check
+        if login is None:
             return
-        yield Check(True, f"SMTP password for {smtp.username} found ({source})")
     try:
-        session = sendmail.probe(smtp, config.account.email, password=password)
+        session = sendmail.probe(smtp, config.account.email, login=login)
     except FollowupError as exc:
         yield Check(False, str(exc))
         return

@@ -74,3 +74,11 @@ class AddressbookError(FollowupError):
 
     Never stops the mail scan: the sync step shows it as a warning naming the source.
     """
+
+
+class SignInExpired(CredentialError):
+    """The OAuth2 sign-in is gone (refresh token revoked or expired): `followup login` again."""
+
+
+class SignInUnavailable(TransientMailboxError):
+    """The OAuth2 token endpoint could not be reached or failed; worth retrying."""

@@ -29,8 +29,9 @@ _SECOND_LEVEL = {"co", "com", "org", "net", "ac", "gov", "edu"}
 
 
 def self_keys(config: Config) -> frozenset[str]:
-    """Identity keys of the user's own address and aliases: never a contact."""
-    keys = (normalise_address(a) for a in config.account.addresses)
+    """Identity keys of the user's own addresses and aliases, in every mailbox: never a
+    contact."""
+    keys = (normalise_address(a) for a in config.own_addresses)
     return frozenset(k for k in keys if k)
 
 

@@ -13,18 +13,28 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from agent import credentials, language
+from agent import auth, credentials, language
+from agent.auth import password_login
+from agent.auth.signin import sign_in
 from agent.config import local_timezone_name, parse_config_text
-from agent.configspec import CONVERTERS, DEFAULT_PORTS, LANGUAGES, SECURITY_CHOICES, SPEC
+from agent.configspec import (
+    CONVERTERS,
+    DEFAULT_PORTS,
+    LANGUAGES,
+    OAUTH_HOSTS,
+    SECURITY_CHOICES,
+    SPEC,
+)
 from agent.errors import CredentialError, LoginRefused, UsageError
 from agent.mailbox.client import Mailbox
 from agent.mailbox.folders import FolderRoles
 from agent.providers import (
     APP_LOGIN,
+    APP_OR_OAUTH,
     OAUTH_LOGIN,
     PROVIDERS,
     Provider,
@@ -73,6 +83,10 @@ class InitOptions:
     timezone: str | None = None
     digest_time: str | None = None
     force: bool = False
+    auth: str | None = None  # password | oauth2; default: oauth2 where only that works
+    client_id: str | None = None
+    client_secret: str | None = None
+    oauth_flow: str | None = None  # device | browser; default: signin.choose_flow
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,9 @@ class Answers:
     timezone: str
     digest_time: str
     keyring_missing: bool = False
+    oauth_provider: str | None = None  # set: auth = "oauth2"
+    client_id: str | None = None
+    client_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +124,7 @@ Connect = Callable[[str, int, str, str, str], Mailbox]
 
 def _open_mailbox(host: str, port: int, security: str, username: str,
                   password: str) -> Mailbox:
-    return Mailbox.open(host, port, security, username, password, timeout=30)
+    return Mailbox.open(host, port, security, password_login(username, password), timeout=30)
 
 
 def _checker(section: str, name: str) -> Callable[[str], str]:
@@ -209,7 +226,17 @@ def run_init(options: InitOptions, path: Path, ui: Dialogue, *,
         "Time of the morning digest (HH:MM)", flag="--digest-time", default="07:30",
         check=_checker("digest", "time"))
 
-    mailbox, password = _log_in(options, ui, provider, host, port, security, username, connect)
+    answers = Answers(email=email, name=name, imap_host=host, imap_port=port, security=security,
+                      username=username, password_command=options.password_command,
+                      language=language, timezone=timezone, digest_time=digest_time)
+    password: str | None = None
+    oauth_provider = _oauth_provider(options, provider, host)
+    if oauth_provider is not None:
+        answers = _oauth_answers(options, ui, answers, oauth_provider)
+        mailbox = _oauth_log_in(options, ui, answers, path)
+    else:
+        mailbox, password = _log_in(options, ui, provider, host, port, security, username,
+                                    connect)
     with mailbox:
         folders = [f.name for f in mailbox.list_folders() if f.selectable]
         roles = mailbox.roles()
@@ -230,10 +257,7 @@ def run_init(options: InitOptions, path: Path, ui: Dialogue, *,
             ui.say("The config file gets a commented password_command line to fill in: a "
                    "command that prints the password on its first line.")
 
-    answers = Answers(email=email, name=name, imap_host=host, imap_port=port, security=security,
-                      username=username, password_command=options.password_command,
-                      language=language, timezone=timezone, digest_time=digest_time,
-                      keyring_missing=keyring_missing)
+    answers = replace(answers, keyring_missing=keyring_missing)
     text = config_text(answers)
     parse_config_text(text, source=path)  # the file must load exactly as written
     write_private_file(path, text, replace=options.force)
@@ -259,11 +283,7 @@ def _choose_provider(options: InitOptions, email: str, ui: Dialogue) -> Provider
 def _describe_provider(provider: Provider, ui: Dialogue) -> None:
     ui.say(f"{provider.name}: IMAP {provider.imap_host}:{provider.imap_port} "
            f"({provider.imap_security}).")
-    if provider.login == OAUTH_LOGIN:
-        ui.say(f"Warning: {provider.login_note} If your organisation still allows password "
-               "login (some on-premises Exchange servers do), you can try.")
-    else:
-        ui.say(f"Login: {provider.login}. {provider.login_note}")
+    ui.say(f"Login: {provider.login}. {provider.login_note}")
     ui.say(f"Folders: {provider.folders}")
 
 
@@ -278,7 +298,8 @@ def _log_in(options: InitOptions, ui: Dialogue, provider: Provider | None, host:
         credentials.remember(options.password)
         ui.say(f"Connecting to {host}:{port} …")
         return connect(host, port, security, username, options.password), options.password
-    hint = " (an app password)" if provider and provider.login == APP_LOGIN else ""
+    hint = (" (an app password)" if provider and provider.login in (APP_LOGIN, APP_OR_OAUTH)
+            else "")
     attempts = 3
     for attempt in range(1, attempts + 1):
         secret = ui.ask(f"Password{hint} for {username}", flag="--password-stdin or "
@@ -292,6 +313,44 @@ def _log_in(options: InitOptions, ui: Dialogue, provider: Provider | None, host:
                 raise
             ui.say(f"{exc}. Try again.")
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _oauth_provider(options: InitOptions, provider: Provider | None, host: str) -> str | None:
+    """The OAuth2 provider to sign in with, or None for a password."""
+    wanted = options.auth or ("oauth2" if provider and provider.login == OAUTH_LOGIN
+                              else "password")
+    if wanted != "oauth2":
+        return None
+    found = (provider.oauth if provider else None) or OAUTH_HOSTS.get(host.lower())
+    if found is None:
+        raise UsageError("init signs in with OAuth2 at Google and Microsoft; for another "
+                         "provider set [imap] auth = \"oauth2\", oauth_provider = \"custom\" and "
+                         "its URLs by hand (README: OAuth2), then run `followup login`")
+    return found
+
+
+def _oauth_answers(options: InitOptions, ui: Dialogue, answers: Answers,
+                   oauth_provider: str) -> Answers:
+    ui.say("OAuth2: followup signs in with an app registration of your own (README: "
+           "\"OAuth2\" shows the few steps at Google Cloud or Microsoft Entra).")
+    client_id = options.client_id or ui.ask("Client ID of your app registration",
+                                            flag="--client-id")
+    secret = options.client_secret
+    if secret is None and oauth_provider == "google":
+        secret = ui.ask("Client secret of that registration (Google issues one to desktop "
+                        "apps; it is not a password)", flag="--client-secret", default="")
+    return replace(answers, oauth_provider=oauth_provider, client_id=client_id.strip(),
+                   client_secret=(secret or "").strip() or None, password_command=None)
+
+
+def _oauth_log_in(options: InitOptions, ui: Dialogue, answers: Answers, path: Path) -> Mailbox:
+    """Sign in (device code or browser), keep the refresh token, log in with the token."""
+    config = parse_config_text(config_text(answers), source=path)
+    (account,) = auth.oauth_accounts(config)
+    done = sign_in(account, ui.say, flow=options.oauth_flow)
+    ui.say(done.line())
+    ui.say(f"Connecting to {answers.imap_host}:{answers.imap_port} …")
+    return Mailbox.connect(config.imap, auth.imap_login(config.primary))
 
 
 def _show_folders(ui: Dialogue, folders: Sequence[str], roles: FolderRoles,
@@ -338,7 +397,14 @@ def config_text(answers: Answers) -> str:
         f"security = {_q(answers.security)}",
         f"username = {_q(answers.username)}",
     ]
-    if answers.password_command:
+    if answers.oauth_provider:
+        lines += ["auth = \"oauth2\"", f"oauth_provider = {_q(answers.oauth_provider)}",
+                  f"client_id = {_q(answers.client_id or '')}"]
+        if answers.client_secret:
+            lines.append(f"client_secret = {_q(answers.client_secret)}")
+        lines.append(f"# refresh token: in the system keyring (service \"followup\", "
+                     f"oauth2:{answers.username}); `followup login` renews the sign-in")
+    elif answers.password_command:
         lines.append(f"password_command = {_q(answers.password_command)}")
     elif answers.keyring_missing:
         lines += [

@@ -18,13 +18,14 @@ from agent.identity import MergeSuggestion
 from agent.model import ContactState, Direction, Exchange
 from agent.policy import callable_phone
 from agent.store.cards import SourceRecord
+from agent.store.commands import CommandRecord
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 FIELDS = ("id", "name", "email", "addresses", "last_exchange", "last_direction", "last_subject",
           "last_folder", "messages_in", "messages_out", "status", "due_date", "cadence_days",
-          "snooze_until", "tags", "addressbook_tags", "phones", "birthday")
+          "snooze_until", "tags", "addressbook_tags", "phones", "birthday", "last_touch")
 
 
 def iso_utc(value: datetime) -> str:
@@ -55,6 +56,9 @@ def state_record(state: ContactState) -> dict[str, Any]:
                    | ({"seen": iso_utc(p.seen)} if p.seen is not None else {})
                    for p in contact.phones],
         "birthday": contact.birthday,
+        "last_touch": None if contact.touch is None else {
+            "kind": contact.touch.kind, "date": contact.touch.day.isoformat(),
+            "note": contact.touch.note},
     }
 
 
@@ -72,6 +76,8 @@ def states_csv(states: Sequence[ContactState]) -> str:
         record["tags"] = " ".join(record["tags"])
         record["addressbook_tags"] = " ".join(record["addressbook_tags"])
         record["phones"] = " ".join(p["number"] for p in record["phones"])
+        touch = record["last_touch"]
+        record["last_touch"] = f"{touch['date']} {touch['kind']}" if touch else ""
         writer.writerow({k: _csv_safe(v) for k, v in record.items()})
     return buffer.getvalue()
 
@@ -206,6 +212,9 @@ def print_due(due: Sequence[ContactState], picks: Sequence[ContactState],
     console.print(line)
 
 
+TOUCH_WORDS = {"call": "call", "meeting": "meeting", "message": "in touch elsewhere"}
+
+
 def _when(value: datetime, tz: ZoneInfo) -> str:
     return f"{value.astimezone(tz):%Y-%m-%d %H:%M %Z}"
 
@@ -244,6 +253,12 @@ def show_text(profile: Profile, tz: ZoneInfo) -> str:
                      f"{_subject(exchange)} in {exchange.folder}"))
     if contact is not None:
         rows.append(("messages", f"{contact.messages_in} in, {contact.messages_out} out"))
+    if profile.touches:
+        newest = profile.touches[0].touch
+        rows.append(("last touch", f"{newest.day.isoformat()} {TOUCH_WORDS[newest.kind]}"
+                                   + (f": {newest.note}" if newest.note else "")
+                                   + (f" ({len(profile.touches)} logged)"
+                                      if len(profile.touches) > 1 else "")))
 
     decisions = target.decisions
     card_tags = sorted(contact.card_tags) if contact is not None else []
@@ -375,4 +390,37 @@ def addressbook_text(config: Config, records: Sequence[SourceRecord]) -> str:
                      f"{item['birthdays']} birthdays, {len(item['warnings'])} warnings; "
                      f"last read {when}")
         lines += [f"  warning: {w}" for w in item["warnings"]]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- commands by mail
+
+
+def command_records(records: Sequence[CommandRecord]) -> list[dict[str, Any]]:
+    """`followup commands --json`: one object per applied message, oldest first."""
+    return [{
+        "message_id": r.message_id,
+        "folder": r.folder,
+        "sent": iso_utc(r.sent_at),
+        "applied": iso_utc(r.applied_at),
+        "proof": r.proof,
+        "digest": r.digest_day.isoformat() if r.digest_day else None,
+        "subject": r.subject,
+        "results": [{"line": x.line, "ok": x.ok, "text": x.text} for x in r.results],
+        "confirmed": iso_utc(r.confirmed_at) if r.confirmed_at else None,
+    } for r in records]
+
+
+def commands_text(records: Sequence[CommandRecord], tz: ZoneInfo) -> str:
+    if not records:
+        return ("No commands received by mail yet. Answer a digest (e.g. \"snooze 2 30d\") or "
+                "use one of its links; the next scan applies it.")
+    lines = []
+    for r in records:
+        via = f"answer to the digest of {r.digest_day.isoformat()}" if r.digest_day else \
+            "one-click link"
+        lines.append(f"{_when(r.applied_at, tz)}  {via}: {r.subject!r}")
+        lines += [f"    {'ok ' if x.ok else 'no '} {x.text}" for x in r.results]
+        if not r.results:
+            lines.append("    (no command in it)")
     return "\n".join(lines)

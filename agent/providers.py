@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from agent.errors import UsageError
 
 APP_LOGIN = "app password"
+APP_OR_OAUTH = "app password or OAuth2"
 PLAIN_LOGIN = "password"
-OAUTH_LOGIN = "OAuth2 only"
+OAUTH_LOGIN = "OAuth2"
 
 
 @dataclass(frozen=True)
@@ -24,33 +25,36 @@ class Provider:
     smtp_host: str
     smtp_port: int
     smtp_security: str
-    login: str  # PLAIN_LOGIN | APP_LOGIN | OAUTH_LOGIN
+    login: str  # PLAIN_LOGIN | APP_LOGIN | APP_OR_OAUTH | OAUTH_LOGIN
     login_note: str  # what to do before the first login
     folders: str  # what the folder layout looks like there
+    oauth: str | None = None  # the OAuth2 provider ([imap] oauth_provider), where there is one
 
     @property
     def works(self) -> bool:
-        """False where followup cannot log in at all (OAuth2 is not implemented yet)."""
-        return self.login != OAUTH_LOGIN
+        """Whether followup can log in there: with a password, or with OAuth2."""
+        return self.login != OAUTH_LOGIN or self.oauth is not None
 
 
 PROVIDERS: tuple[Provider, ...] = (
     Provider(
         "gmail", "Gmail / Google Workspace", ("gmail.com", "googlemail.com"),
-        "imap.gmail.com", 993, "ssl", "smtp.gmail.com", 465, "ssl", APP_LOGIN,
-        "Create one under Google account → Security → 2-Step Verification → App passwords "
-        "(Workspace admins can switch app passwords off).",
+        "imap.gmail.com", 993, "ssl", "smtp.gmail.com", 465, "ssl", APP_OR_OAUTH,
+        "An app password: Google account → Security → 2-Step Verification → App passwords. "
+        "Or OAuth2 (`followup init --auth oauth2`, works where Workspace admins switched app "
+        "passwords off) with a client ID you register once (README: OAuth2).",
         "[Gmail]/… (or [Google Mail]/…); All Mail holds everything, so only All Mail is "
-        "scanned. Folders hidden from IMAP in Gmail's settings are not seen."),
+        "scanned. Folders hidden from IMAP in Gmail's settings are not seen.", "google"),
     Provider(
         "microsoft", "Microsoft 365 / Outlook.com",
         ("outlook.com", "outlook.de", "hotmail.com", "hotmail.de", "live.com", "live.de",
          "msn.com"),
         "outlook.office365.com", 993, "ssl", "smtp.office365.com", 587, "starttls", OAUTH_LOGIN,
-        "Microsoft has switched off password login for IMAP; followup cannot log in there "
-        "without OAuth2, which it does not implement yet.",
+        "Works with OAuth2 (XOAUTH2; Microsoft has switched off password login for IMAP): "
+        "register an app in Microsoft Entra once (README: OAuth2), `followup init` signs in "
+        "with its client ID (device code).",
         "Sent Items, Drafts, Deleted Items, Junk Email; in German Gesendete Elemente, "
-        "Entwürfe, Gelöschte Elemente."),
+        "Entwürfe, Gelöschte Elemente.", "microsoft"),
     Provider(
         "gmx", "GMX", ("gmx.de", "gmx.net", "gmx.at", "gmx.ch"),
         "imap.gmx.net", 993, "ssl", "mail.gmx.net", 587, "starttls", PLAIN_LOGIN,

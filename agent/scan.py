@@ -9,15 +9,15 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from agent.config import Config
-from agent.headers.meta import exchanges, parse_message
+from agent.config import Config, MailboxConfig
+from agent.headers.meta import Exchanges, MessageMeta, exchanges, parse_message
 from agent.identity import self_keys
 from agent.mailbox.client import FolderStatus, Mailbox
 from agent.mailbox.fetch import FetchedHeader
 from agent.store import Store
-from agent.store.ledger import ExchangeRow, FolderState, MessageRow
+from agent.store.ledger import ExchangeRow, FolderState, HeldRow, MessageRow
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ class ScanSummary:
     new_exchanges: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     repaired: Counter[str] = field(default_factory=Counter)
+    # Every repair with the message it was made to: "FOLDER UID n <Message-ID>: what".
+    repairs: list[str] = field(default_factory=list)
     addresses_refreshed: int = 0
     seconds: float = 0.0
     interrupted: bool = False
@@ -94,45 +96,90 @@ def message_key(meta_message_id: str | None, from_key: str, time_value: datetime
     return prefix + "sha1:" + hashlib.sha1(header, usedforsecurity=False).hexdigest()
 
 
+#: Why a message From the user does not count as sent (README "Security").
+DELIVERED_FROM_OUTSIDE = ("your address in From, but delivered from outside into a folder you "
+                          "do not file sent mail in")
+NO_COUNTERPART = "no counterpart (no usable From/To, or only your own addresses)"
+
+
+class Batch(NamedTuple):
+    """One parsed FETCH batch, ready for ``Ledger.save_batch``."""
+
+    messages: list[MessageRow]
+    rows: list[ExchangeRow]
+    lists: set[str]
+    sent_ids: list[str]  # Message-IDs of the user's own mail
+    held: list[HeldRow]  # replies that count if they answer the user's mail
+
+
 def process_batch(fetched: Sequence[FetchedHeader], own: frozenset[str], now: datetime,
-                  summary: ScanSummary) -> tuple[list[MessageRow], list[ExchangeRow], set[str]]:
-    """Parse and classify one batch; pure apart from counting into ``summary``."""
-    messages: list[MessageRow] = []
-    rows: list[ExchangeRow] = []
-    lists: set[str] = set()
-    for item in fetched:
-        meta = parse_message(item.header, item.internaldate, now)
+                  summary: ScanSummary, *, folder: str = "",
+                  delivered: Callable[[Sequence[int]], set[int]] | None = None) -> Batch:
+    """Parse and classify one batch; pure apart from counting into ``summary`` and asking
+    ``delivered`` which of the UIDs From the user came from outside (None: a folder where
+    the user's own mail is what it says: Sent, Archive, All Mail)."""
+    metas = [parse_message(item.header, item.internaldate, now) for item in fetched]
+    outside: set[int] = set()
+    if delivered is not None:
+        from_me = [item.uid for item, meta in zip(fetched, metas, strict=True)
+                   if _from_self(meta, own) and "\\draft" not in item.flags]
+        if from_me:
+            outside = delivered(from_me)
+    batch = Batch([], [], set(), [], [])
+    for item, meta in zip(fetched, metas, strict=True):
         for problem in meta.problems:
             summary.repaired[problem.split(":", 1)[0]] += 1
+            summary.repairs.append(
+                f"{folder} UID {item.uid} <{meta.message_id or 'no Message-ID'}>: {problem}")
         if meta.list_addresses:
-            lists.update(meta.list_addresses)
+            batch.lists.update(meta.list_addresses)
         from_key = meta.from_[0].key if meta.from_ else ""
         key = message_key(meta.message_id, from_key,
                           meta.time if meta.time_source == "date" else None, item.header,
                           item.gm_msgid)
-        skipped: str | None = None
-        if "\\draft" in item.flags:
-            skipped = "draft"
-        elif meta.automated:
-            skipped = f"automated: {meta.automated}"
-        else:
-            found = exchanges(meta, own)
-            if not found.addrs or found.direction is None:
-                skipped = "no counterpart (no usable From/To, or only your own addresses)"
-            else:
-                direction = found.direction
-                for addr in found.addrs:
-                    rows.append(ExchangeRow(
-                        msg_key=key, address=addr.key, direction=direction, time=meta.time,
-                        subject=meta.subject, message_id=meta.message_id, name=addr.name,
-                        language=meta.language,
-                    ))
+        skipped = _classify(item, meta, key, own, outside, batch)
         if skipped:
             summary.skipped[skipped] += 1
         else:
             summary.counted += 1
-        messages.append(MessageRow(uid=item.uid, msg_key=key, time=meta.time, skipped=skipped))
-    return messages, rows, lists
+        batch.messages.append(MessageRow(uid=item.uid, msg_key=key, time=meta.time,
+                                         skipped=skipped))
+    return batch
+
+
+def _from_self(meta: MessageMeta, own: frozenset[str]) -> bool:
+    return any(addr.key in own for addr in meta.from_)
+
+
+def _classify(item: FetchedHeader, meta: MessageMeta, key: str, own: frozenset[str],
+              outside: set[int], batch: Batch) -> str | None:
+    """Add the message's exchanges (or held exchanges) to ``batch``; why it does not count."""
+    if "\\draft" in item.flags:
+        return "draft"
+    if item.uid in outside:
+        return DELIVERED_FROM_OUTSIDE
+    if meta.message_id and _from_self(meta, own):
+        batch.sent_ids.append(meta.message_id)
+    if meta.automated:
+        parent = meta.parent
+        if meta.automated_soft and parent is not None:
+            # A person's reply can carry a bulk mark; it counts if it answers the user.
+            found = exchanges(meta, own, answers_the_user=True)
+            if found.direction == "in":
+                batch.held.extend(HeldRow(parent, row) for row in _rows(meta, key, found))
+        return f"automated: {meta.automated}"
+    found = exchanges(meta, own)
+    if not found.addrs or found.direction is None:
+        return NO_COUNTERPART
+    batch.rows.extend(_rows(meta, key, found))
+    return None
+
+
+def _rows(meta: MessageMeta, key: str, found: Exchanges) -> list[ExchangeRow]:
+    direction = found.direction or "in"
+    return [ExchangeRow(msg_key=key, address=addr.key, direction=direction, time=meta.time,
+                        subject=meta.subject, message_id=meta.message_id, name=addr.name,
+                        language=meta.language) for addr in found.addrs]
 
 
 def folder_plan(state: FolderState | None, status: FolderStatus) -> tuple[str, int]:
@@ -150,19 +197,24 @@ def folder_plan(state: FolderState | None, status: FolderStatus) -> tuple[str, i
 
 def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
          now: datetime | None = None, progress: Progress | None = None,
-         should_stop: Callable[[], bool] = lambda: False) -> ScanSummary:
-    """Bring the ledger up to date with the mailbox; safe to interrupt at any point."""
+         should_stop: Callable[[], bool] = lambda: False,
+         source: MailboxConfig | None = None) -> ScanSummary:
+    """Bring the ledger up to date with the mailbox ``source`` (default: the primary) that
+    ``mailbox`` is connected to; safe to interrupt at any point."""
     started = time.monotonic()
     now = now or datetime.now(UTC)
     progress = progress or NoProgress()
     summary = ScanSummary()
+    source = source or config.primary
     if full:
         store.ledger.forget()
-    folders = mailbox.folders_to_scan(config.imap.folders, config.imap.exclude_folders)
-    states = store.ledger.folder_states()
+    folders = mailbox.folders_to_scan(source.imap.folders, source.imap.exclude_folders)
+    roles = mailbox.roles()
+    sent_folders = frozenset(name for name in (roles.sent, roles.all, *roles.archive) if name)
+    states = store.ledger.folder_states(source.key)
     for folder in folders:
-        _scan_folder(config, mailbox, store, folder, states.get(folder), now, progress,
-                     should_stop, summary)
+        _scan_folder(config, source, mailbox, store, folder, states.get(folder), now, progress,
+                     should_stop, summary, sent_folders)
         if summary.interrupted:
             break
     summary.addresses_refreshed = store.refresh(now)
@@ -173,9 +225,10 @@ def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
     return summary
 
 
-def _scan_folder(config: Config, mailbox: Mailbox, store: Store, folder: str,
-                 state: FolderState | None, now: datetime, progress: Progress,
-                 should_stop: Callable[[], bool], summary: ScanSummary) -> None:
+def _scan_folder(config: Config, source: MailboxConfig, mailbox: Mailbox, store: Store,
+                 folder: str, state: FolderState | None, now: datetime, progress: Progress,
+                 should_stop: Callable[[], bool], summary: ScanSummary,
+                 sent_folders: frozenset[str]) -> None:
     """One folder: skip it if unchanged, reset it if its UIDs changed meaning, fetch the rest."""
     summary.folders.append(folder)
     status = mailbox.status(folder)
@@ -188,26 +241,31 @@ def _scan_folder(config: Config, mailbox: Mailbox, store: Store, folder: str,
                else "UIDNEXT went backwards")
         log.warning("folder %s: %s, rescanning it", folder, why)
         summary.reset[folder] = why
-        store.ledger.reset_folder(folder, status.uidvalidity)
+        store.ledger.reset_folder(folder, status.uidvalidity, source.key)
     selected = mailbox.select(folder)
     uidvalidity = selected.uidvalidity or status.uidvalidity
     uids = mailbox.uids_after(last_uid)
     own = self_keys(config)
-    batch_size = config.imap.batch_size
+    # Mail From the user counts as sent where the user files sent mail; anywhere else (INBOX,
+    # folders a server-side filter delivers into) only if it was not delivered from outside.
+    delivered = None if folder in sent_folders else mailbox.delivered
+    batch_size = source.imap.batch_size
     progress.folder_started(folder, len(uids))
     for start in range(0, len(uids), batch_size):
         if should_stop():
             summary.interrupted = True
             break
-        batch = uids[start:start + batch_size]
-        fetched = mailbox.fetch_headers(batch)
-        messages, rows, lists = process_batch(fetched, own, now, summary)
+        chunk = uids[start:start + batch_size]
+        fetched = mailbox.fetch_headers(chunk)
+        batch = process_batch(fetched, own, now, summary, folder=folder, delivered=delivered)
         # One transaction: the batch and the folder's new sync state, together.
-        summary.new_exchanges += store.ledger.save_batch(folder, uidvalidity, batch[-1], messages,
-                                                  rows, lists)
+        summary.new_exchanges += store.ledger.save_batch(
+            folder, uidvalidity, chunk[-1], batch.messages, batch.rows, batch.lists, source.key,
+            sent_ids=batch.sent_ids, held=batch.held)
         summary.fetched += len(fetched)
-        progress.advanced(len(batch))
+        progress.advanced(len(chunk))
     progress.folder_done(folder)
     if not summary.interrupted:
         uidnext = max(status.uidnext, selected.uidnext)
-        store.ledger.finish_folder(folder, status.uidvalidity, uidnext, status.highestmodseq, now)
+        store.ledger.finish_folder(folder, status.uidvalidity, uidnext, status.highestmodseq, now,
+                                   source.key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import smtplib
@@ -11,9 +12,10 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import getaddresses
 
-from agent import net
+from agent import credentials, net
+from agent.auth import Login, sasl
 from agent.config import SmtpConfig, is_loopback
-from agent.errors import ConfigError, DeliveryError
+from agent.errors import ConfigError, CredentialError, DeliveryError
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +71,15 @@ def check_recipients(message: EmailMessage, own_address: str) -> None:
 
 
 def send(settings: SmtpConfig, message: EmailMessage, own_address: str, *,
-         password: str | None, hostname: str | None = None) -> None:
+         login: Login | None, hostname: str | None = None) -> None:
     """Send ``message`` to ``own_address`` (envelope and headers); DeliveryError on failure.
 
-    ``password`` is used only when ``settings.username`` is set (AUTH); without a username the
+    ``login`` is used only when ``settings.username`` is set (AUTH); without a username the
     message goes out unauthenticated, as to a local relay.
     """
     check_recipients(message, own_address)
-    with connect(settings, password=password,
+    password = login.secret if login else None
+    with connect(settings, login=login,
                  hostname=hostname or local_hostname(own_address)) as (client, _):
         try:
             # The envelope is given explicitly: whatever the headers say, only the user's
@@ -100,17 +103,18 @@ def send(settings: SmtpConfig, message: EmailMessage, own_address: str, *,
     log.info("digest sent through %s:%d", settings.host, settings.port)
 
 
-def probe(settings: SmtpConfig, own_address: str, *, password: str | None) -> Session:
+def probe(settings: SmtpConfig, own_address: str, *, login: Login | None) -> Session:
     """Connect, EHLO, STARTTLS and AUTH as ``send`` would, and send nothing."""
-    with connect(settings, password=password, hostname=local_hostname(own_address)) as (_, s):
+    with connect(settings, login=login, hostname=local_hostname(own_address)) as (_, s):
         return s
 
 
 @contextlib.contextmanager
-def connect(settings: SmtpConfig, *, password: str | None,
+def connect(settings: SmtpConfig, *, login: Login | None,
             hostname: str) -> Iterator[tuple[smtplib.SMTP, Session]]:
     """A connected, encrypted (unless loopback "none") and, with a username, logged-in client."""
     host, port, security = settings.host, settings.port, settings.security
+    password = login.secret if login else None
     if security == "none" and not is_loopback(host):
         raise ConfigError([f"[smtp] security = \"none\" is refused for {host}: mail and password "
                            "would travel in plaintext; use ssl or starttls"])
@@ -125,15 +129,16 @@ def connect(settings: SmtpConfig, *, password: str | None,
     except (OSError, smtplib.SMTPException) as exc:
         raise DeliveryError(net.scrub(_connect_error(exc, settings), password)) from None
     try:
-        session = _start(client, settings, context, password, hostname)
+        session = _start(client, settings, context, login, hostname)
         yield client, session
     finally:
         _close(client)
 
 
 def _start(client: smtplib.SMTP, settings: SmtpConfig, context: ssl.SSLContext | None,
-           password: str | None, hostname: str) -> Session:
+           login: Login | None, hostname: str) -> Session:
     host, port = settings.host, settings.port
+    password = login.secret if login else None
     try:
         client.ehlo()
         if settings.security == "starttls":
@@ -148,7 +153,7 @@ def _start(client: smtplib.SMTP, settings: SmtpConfig, context: ssl.SSLContext |
             client.ehlo()
         user = settings.username
         if user:
-            if password is None:
+            if login is None:
                 raise DeliveryError(f"no SMTP password for {user}")
             if not client.has_extn("auth"):
                 raise DeliveryError(
@@ -156,20 +161,68 @@ def _start(client: smtplib.SMTP, settings: SmtpConfig, context: ssl.SSLContext |
                     "remove [smtp] username to send without logging in (local relays), or "
                     "check [smtp] port and security"
                 )
-            client.login(user, password)
-    except DeliveryError:
+            _authenticate(client, host, port, login)
+    except (DeliveryError, CredentialError):
         raise
+    except UnicodeError:
+        # Never show the exception: its text quotes the character it could not encode.
+        raise CredentialError(f"the login name or password for {host} cannot be sent "
+                              "(a character the server's login cannot carry)") from None
     except smtplib.SMTPAuthenticationError as exc:
-        said = _said(exc.smtp_code, exc.smtp_error)
+        said = credentials.redact(_said(exc.smtp_code, exc.smtp_error))
+        what = ("the OAuth2 access token was refused (even after renewing it); check that "
+                "the sign-in's scopes include SMTP, or run `followup login`"
+                if login is not None and login.oauth2 else
+                "check [smtp] username and the password (Gmail and iCloud need an app "
+                "password)")
         raise DeliveryError(net.scrub(
-            f"login as {settings.username} on {host} failed (server said: {said}); check "
-            "[smtp] username and the password (Gmail and iCloud need an app password)",
+            f"login as {settings.username} on {host} failed (server said: {said}); {what}",
             password)) from None
     except (OSError, smtplib.SMTPException) as exc:
         raise DeliveryError(net.scrub(_connect_error(exc, settings), password)) from None
     server_name = (client.ehlo_resp or b"").split(b"\n", 1)[0].decode("utf-8", "replace")
     return Session(host, port, HOW[settings.security], settings.username or None,
                    server_name.strip())
+
+
+def _authenticate(client: smtplib.SMTP, host: str, port: int, login: Login) -> None:
+    """AUTH: OAUTHBEARER/XOAUTH2 for a token (renewed once if refused); PLAIN with UTF-8
+    (RFC 4616) for a password that is not ASCII (smtplib's own AUTH takes only ASCII);
+    else smtplib's login (CRAM-MD5, PLAIN or LOGIN, as offered)."""
+    offered = frozenset(client.esmtp_features.get("auth", "").upper().split())
+    if login.oauth2:
+        mechanism = sasl.choose_oauth(offered)
+        initial = sasl.initial_response(mechanism, login.username, login.secret, host, port)
+        try:
+            _sasl(client, mechanism, initial)
+        except smtplib.SMTPAuthenticationError:
+            if login.renew is None:
+                raise
+            log.info("%s refused the access token; renewing it once", host)
+            _sasl(client, mechanism, sasl.initial_response(
+                mechanism, login.username, login.renew(), host, port))
+    elif login.secret.isascii() and login.username.isascii():
+        client.login(login.username, login.secret)
+    elif "PLAIN" in offered:
+        _sasl(client, "PLAIN", sasl.plain(login.username, login.secret))
+    else:
+        raise CredentialError(
+            f"{host} does not offer AUTH PLAIN, the only way to send a password that is not "
+            f"ASCII, so followup cannot log in as {login.username}; ask the provider, or use "
+            "a password of ASCII letters, digits and punctuation")
+
+
+def _sasl(client: smtplib.SMTP, mechanism: str, initial: bytes) -> None:
+    """One AUTH exchange with an initial response (RFC 4954), through smtplib's public
+    ``docmd``: ``SMTP.auth`` would encode the response as ASCII."""
+    encoded = base64.b64encode(initial).decode("ascii")
+    credentials.remember(encoded)
+    code, reply = client.docmd("AUTH", f"{mechanism} {encoded}")
+    if code == 334:  # an error challenge (XOAUTH2, OAUTHBEARER): end it, then comes the NO
+        code, reply = client.docmd(base64.b64encode(sasl.responder(initial)(b"?")).decode()
+                                   if mechanism == "OAUTHBEARER" else "")
+    if code not in (235, 503):  # 503: already authenticated
+        raise smtplib.SMTPAuthenticationError(code, reply)
 
 
 def _close(client: smtplib.SMTP) -> None:

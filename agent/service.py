@@ -1,10 +1,11 @@
-"""One run of the product as one pipeline: scan → settle drafts → plan → signatures → drafts →
-digest.
+"""One run of the product as one pipeline: scan → commands → address books → settle drafts →
+plan → signatures → drafts → digest.
 
 The CLI commands and the daemon all call ``run``, asking for the steps they need
 (``followup scan`` only the scan, ``followup digest`` only plan and digest, the daily cycle
-everything). One lock and at most one IMAP connection per run; a dropped connection runs
-the pipeline again (``Retry``), and every step is idempotent, so nothing happens twice.
+everything). One lock and at most one IMAP connection per mailbox and run (``Sessions``); a dropped
+connection runs the step again (``Retry``), and every step is idempotent, so nothing happens
+twice. Several mailbox ([[mailbox]]) are scanned one after another into one ledger.
 """
 
 from __future__ import annotations
@@ -13,19 +14,27 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from agent import cardsync, credentials, delivery, signature_sync
+from agent import auth, cardsync, delivery, signature_sync
 from agent.cardsync import CardSync
-from agent.config import Config
+from agent.commands.receive import CommandsResult, receive
+from agent.config import Config, MailboxConfig
 from agent.delivery import DigestResult
 from agent.drafts import lifecycle as drafts
 from agent.drafts.lifecycle import DraftsResult, ReconcileResult
-from agent.errors import MailboxError, TransientMailboxError
+from agent.errors import (
+    EXIT_USAGE,
+    CredentialError,
+    FollowupError,
+    MailboxError,
+    TransientMailboxError,
+)
 from agent.mailbox.client import Mailbox
+from agent.model import Contact, ContactState
 from agent.plan import Plan, make_plan, plan_today
 from agent.scan import Progress, ScanSummary, scan
 from agent.signature_sync import SignatureResult
@@ -42,11 +51,25 @@ def open_store(config: Config) -> Store:
     return Store(config.storage.path)
 
 
-def connect(config: Config) -> Mailbox:
-    """Find the password and log in; the password goes no further than the IMAP LOGIN."""
-    imap = config.imap
-    password = credentials.get_password("imap", imap.username, imap.password_command)
-    return Mailbox.connect(imap, password)
+def connect(config: Config, source: MailboxConfig | None = None) -> Mailbox:
+    """Sign in to one mailbox (the primary by default); the password or token goes no
+    further than the server's LOGIN or AUTHENTICATE."""
+    source = source or config.primary
+    return Mailbox.connect(source.imap, auth.imap_login(source), source.key)
+
+
+def as_seen_from(config: Config, source: MailboxConfig) -> Config:
+    """``config`` from one mailbox's side: its address is the user's (the From of its
+    drafts), its [imap] settings are [imap]."""
+    if source.primary:
+        return config
+    account = replace(config.account, email=source.email, aliases=source.aliases)
+    return replace(config, account=account, imap=source.imap)
+
+
+def mailbox_of(config: Config, contact: Contact) -> MailboxConfig:
+    """The mailbox that last exchanged mail with ``contact`` (the primary if it is gone)."""
+    return next((m for m in config.mailboxes if m.key == contact.last_mailbox), config.primary)
 
 
 @contextlib.contextmanager
@@ -68,14 +91,16 @@ class Retry:
     sleep: Callable[[float], None] = time.sleep
     should_stop: Callable[[], bool] = lambda: False
 
-    def run(self, work: Callable[[Mailbox, int], T], config: Config) -> T:
-        """Connect and run ``work(mailbox, attempt)`` until it succeeds or retries run out."""
+    def attempts(self, work: Callable[[int], T],
+                 after_failure: Callable[[], None] = lambda: None) -> T:
+        """``work(attempt)`` until it succeeds or retries run out; ``after_failure`` drops
+        what the failure left broken (the connection)."""
         attempt = 0
         while True:
             try:
-                with connect(config) as mailbox:
-                    return work(mailbox, attempt)
+                return work(attempt)
             except TransientMailboxError as exc:
+                after_failure()
                 if attempt >= len(self.delays) or self.should_stop():
                     raise
                 delay = self.delays[attempt]
@@ -84,12 +109,51 @@ class Retry:
                             attempt + 1, len(self.delays) + 1)
                 self.sleep(delay)
 
+    def run(self, work: Callable[[Mailbox, int], T], config: Config,
+            source: MailboxConfig | None = None) -> T:
+        """Connect and run ``work(mailbox, attempt)`` until it succeeds or retries run out."""
+        def once(attempt: int) -> T:
+            with connect(config, source) as mailbox:
+                return work(mailbox, attempt)
+
+        return self.attempts(once)
+
+
+class Sessions:
+    """A run's IMAP connections: one per mailbox, opened when a step first needs it, kept
+    for the following steps, and opened again (with ``retry``) after it broke."""
+
+    def __init__(self, config: Config, retry: Retry) -> None:
+        self._config = config
+        self._retry = retry
+        self._open: dict[str, Mailbox] = {}
+
+    def run(self, source: MailboxConfig, work: Callable[[MailboxConfig, Mailbox], T]) -> T:
+        """``work(source, mailbox)`` on the connection to ``source``."""
+        def once(_attempt: int) -> T:
+            mailbox = self._open.get(source.key)
+            if mailbox is None:
+                mailbox = self._open[source.key] = connect(self._config, source)
+            return work(source, mailbox)
+
+        return self._retry.attempts(once, after_failure=lambda: self._drop(source.key))
+
+    def _drop(self, key: str) -> None:
+        mailbox = self._open.pop(key, None)
+        if mailbox is not None:
+            mailbox.close()
+
+    def close(self) -> None:
+        for key in list(self._open):
+            self._drop(key)
+
 
 @dataclass(frozen=True)
 class Steps:
     """Which steps of the pipeline a run takes."""
 
     scan: bool = True
+    commands: bool = True  # after the scan: the user's answers to the digest, link messages
     settle: bool = True  # settle pending drafts (sent, deleted, still there)
     digest: bool = True
     drafts: bool = True
@@ -109,12 +173,15 @@ class RunResult:
     """What a run did, step by step (None: the step did not run)."""
 
     scan: ScanSummary | None = None
+    commands: CommandsResult | None = None
     addressbook: CardSync | None = None
     settled: ReconcileResult | None = None
     plan: Plan | None = None
     signatures: SignatureResult | None = None
     digest: DigestResult | None = None
     drafts: DraftsResult | None = None
+    # Mailboxes that failed (with several: the others went on), by name.
+    failures: dict[str, FollowupError] = field(default_factory=dict)
 
 
 def run(config: Config, now: datetime, steps: Steps = CYCLE, *, retry: Retry | None = None,
@@ -123,7 +190,10 @@ def run(config: Config, now: datetime, steps: Steps = CYCLE, *, retry: Retry | N
 
     The scan comes before settling because settling needs Sent up to date: a draft sent
     since the last scan would otherwise look deleted and snooze the contact. A run that
-    needs no server (a digest through SMTP, a dry run) does not connect.
+    needs no server (a digest through SMTP, a dry run) does not connect. With several
+    mailboxes, one that fails (unreachable, login refused) is logged and skipped and the
+    others go on; its error is raised at the end when it needs the user (a sign-in to
+    renew: exit 2) or when it is the primary (the digest's mailbox).
     """
     retry = retry or DEFAULT_RETRY
     if steps.dry_run or steps.output is not None:
@@ -136,8 +206,14 @@ def run(config: Config, now: datetime, steps: Steps = CYCLE, *, retry: Retry | N
             if steps.digest:
                 result.digest = delivery.deliver(config, store, None, today, now)
             return result
-        return retry.run(lambda mailbox, attempt: _pipeline(
-            config, store, mailbox, now, steps, attempt, progress, retry.should_stop), config)
+        sessions = Sessions(config, retry)
+        try:
+            result = _pipeline(config, store, sessions, now, steps, progress,
+                               retry.should_stop)
+        finally:
+            sessions.close()
+    _raise_failures(config, result)
+    return result
 
 
 def _needs_mailbox(config: Config, store: Store, now: datetime, steps: Steps) -> bool:
@@ -148,28 +224,72 @@ def _needs_mailbox(config: Config, store: Store, now: datetime, steps: Steps) ->
     return delivery.wanted(config, store, make_plan(config, store, now))
 
 
-def _pipeline(config: Config, store: Store, mailbox: Mailbox, now: datetime, steps: Steps,
-              attempt: int, progress: Progress | None,
-              should_stop: Callable[[], bool]) -> RunResult:
+def _each(config: Config, result: RunResult, sessions: Sessions,
+          step: Callable[[MailboxConfig, Mailbox], T],
+          sources: Sequence[MailboxConfig] | None = None,
+          stop: Callable[[T], bool] = lambda _done: False) -> list[tuple[MailboxConfig, T]]:
+    """``step(source, mailbox)`` for every mailbox (or ``sources``), each on its connection.
+
+    With several mailboxes, one that fails (server, network, login) is recorded in
+    ``result.failures``, logged and skipped by later steps; the others go on.
+    """
+    done: list[tuple[MailboxConfig, T]] = []
+    for source in config.mailboxes if sources is None else sources:
+        if source.name in result.failures:
+            continue
+        try:
+            found = sessions.run(source, step)
+        except (MailboxError, CredentialError) as exc:
+            if len(config.mailboxes) == 1:
+                raise
+            result.failures[source.name] = exc
+            log.warning("mailbox %s: %s; the other mailboxes go on", source.name, exc)
+            continue
+        done.append((source, found))
+        if stop(found):
+            break
+    return done
+
+
+def _raise_failures(config: Config, result: RunResult) -> None:
+    for name, exc in result.failures.items():
+        if exc.exit_code == EXIT_USAGE or name == config.primary.name:
+            raise exc
+
+
+def _pipeline(config: Config, store: Store, sessions: Sessions, now: datetime, steps: Steps,
+              progress: Progress | None, should_stop: Callable[[], bool]) -> RunResult:
     result = RunResult()
     if steps.scan:
-        # --full forgets the ledger once; a retry resumes instead of starting over.
-        result.scan = scan(config, mailbox, store, full=steps.full and attempt == 0, now=now,
-                           progress=progress, should_stop=should_stop)
+        if steps.full:
+            store.ledger.forget()  # once, before every mailbox
+        scans = _each(config, result, sessions, lambda source, mailbox: scan(
+            config, mailbox, store, now=now, progress=progress, should_stop=should_stop,
+            source=source), stop=lambda summary: should_stop() or summary.interrupted)
+        result.scan = merge_scans(config, scans)
         if should_stop() or result.scan.interrupted:
             return result
+        if steps.commands:
+            # Before anything is planned: a snooze sent from the phone counts today.
+            # The digest goes to the primary mailbox, and so do the answers to it.
+            received = _each(config, result, sessions, lambda _source, mailbox: receive(
+                config, store, mailbox, now), sources=[config.primary])
+            result.commands = received[0][1] if received else None
         # The address books after the mail: addresses the scan just met join their cards.
-        result.addressbook = cardsync.sync(config, store, now, full=steps.full and attempt == 0)
+        result.addressbook = cardsync.sync(config, store, now, full=steps.full)
     if steps.settle:
-        result.settled = drafts.reconcile(config, store, mailbox, now)
+        settled = _each(config, result, sessions, lambda source, mailbox: drafts.reconcile(
+            as_seen_from(config, source), store, mailbox, now))
+        result.settled = merge_settled([r for _, r in settled])
     if not (steps.digest or steps.drafts):
         return result
     result.plan = today = plan_today(config, store, now)
     if steps.digest and delivery.wanted(config, store, today):
-        # Phone numbers for the people the digest will name, from their newest signature;
-        # then the plan once more, so that their rows (and prefer = "call") have them.
-        result.signatures = signature_sync.read(config, store, mailbox, today, now,
-                                                should_stop=should_stop)
+        # Phone numbers for the people the digest will name, from their newest signature
+        # (each mailbox for the messages in it); then the plan once more, so that their rows
+        # (and prefer = "call") have them.
+        result.signatures = read_signatures(config, store, sessions, result, today, now,
+                                            should_stop)
         if result.signatures.found:
             result.plan = today = plan_today(config, store, now)
     # Drafts first, so that the digest can point at each prepared draft instead of offering
@@ -178,17 +298,99 @@ def _pipeline(config: Config, store: Store, mailbox: Mailbox, now: datetime, ste
     failed: MailboxError | None = None
     if steps.drafts:
         try:
-            result.drafts = drafts.create(config, store, mailbox, today, now)
-            result.drafts.reconciled = result.settled
+            made = _each(config, result, sessions, lambda source, mailbox: drafts.create(
+                as_seen_from(config, source), store, mailbox, _picks_of(config, today, source),
+                now))
         except TransientMailboxError:
             raise
         except MailboxError as exc:
-            failed = exc
+            failed, made = exc, []
+        result.drafts = merge_drafts([r for _, r in made]) if made else None
+        if result.drafts is not None:
+            result.drafts.reconciled = result.settled
     if steps.digest:
-        result.digest = delivery.deliver(config, store, mailbox, today, now)
+        if config.digest.delivery == "imap":
+            delivered = _each(config, result, sessions, lambda _source, mailbox: delivery.deliver(
+                config, store, mailbox, today, now), sources=[config.primary])
+            result.digest = delivered[0][1] if delivered else None
+        else:
+            result.digest = delivery.deliver(config, store, None, today, now)
     if failed is not None:
         raise failed
     return result
+
+
+def read_signatures(config: Config, store: Store, sessions: Sessions, result: RunResult,
+                    plan: Plan, now: datetime,
+                    should_stop: Callable[[], bool]) -> SignatureResult:
+    """The signature step on every mailbox's connection, as one result."""
+    read = _each(config, result, sessions, lambda source, mailbox: signature_sync.read(
+        config, store, mailbox, plan, now, source=source.key, should_stop=should_stop))
+    total = SignatureResult()
+    for _source, part in read:
+        total.add(part)
+    return total
+
+
+def _picks_of(config: Config, plan: Plan, source: MailboxConfig) -> Plan:
+    """``plan`` with the picks and replies whose drafts go to ``source`` (all of them with
+    one mailbox)."""
+    if len(config.mailboxes) == 1:
+        return plan
+
+    def here(states: list[ContactState]) -> list[ContactState]:
+        return [s for s in states if mailbox_of(config, s.contact).key == source.key]
+
+    return replace(plan, picks=here(plan.picks), replies=here(plan.replies))
+
+
+def merge_scans(config: Config,
+                scans: Sequence[tuple[MailboxConfig, ScanSummary]]) -> ScanSummary:
+    """One summary for the scans of every mailbox (folders named "mailbox: folder")."""
+    if len(scans) == 1 and len(config.mailboxes) == 1:
+        return scans[0][1]
+    total = ScanSummary()
+    for source, summary in scans:
+        prefix = "" if source.primary else f"{source.name}: "
+        total.folders += [prefix + f for f in summary.folders]
+        total.unchanged += [prefix + f for f in summary.unchanged]
+        total.reset.update({prefix + f: why for f, why in summary.reset.items()})
+        total.fetched += summary.fetched
+        total.counted += summary.counted
+        total.new_exchanges += summary.new_exchanges
+        total.skipped.update(summary.skipped)
+        total.repaired.update(summary.repaired)
+        total.addresses_refreshed += summary.addresses_refreshed
+        total.seconds += summary.seconds
+        total.interrupted = total.interrupted or summary.interrupted
+    return total
+
+
+def merge_settled(results: Sequence[ReconcileResult]) -> ReconcileResult:
+    """How the drafts of every mailbox were settled, as one result."""
+    if len(results) == 1:
+        return results[0]
+    total = ReconcileResult()
+    _extend(total, results, ("pending", "moved", "sent", "declined", "confirmed", "lost"))
+    total.problem = next((p.problem for p in results if p.problem), None)
+    return total
+
+
+def merge_drafts(results: Sequence[DraftsResult]) -> DraftsResult:
+    """The drafts made in every mailbox, as one result (the folder: the first one's)."""
+    if len(results) == 1:
+        return results[0]
+    total = DraftsResult(dry_run=False, folder=next((p.folder for p in results if p.folder),
+                                                    None))
+    _extend(total, results, ("created", "skipped", "problems"))
+    return total
+
+
+def _extend(total: object, parts: Sequence[object], names: Sequence[str]) -> None:
+    """Append each part's lists ``names`` to the same lists of ``total``."""
+    for part in parts:
+        for name in names:
+            getattr(total, name).extend(getattr(part, name))
 
 
 def _preview(config: Config, store: Store, now: datetime, steps: Steps) -> RunResult:
@@ -203,7 +405,7 @@ def _preview(config: Config, store: Store, now: datetime, steps: Steps) -> RunRe
                                                    dry_run=True)
             waiting.update({d.contact_id: "" for d in would.created})
         result.digest = delivery.deliver(config, store, None, today, now, dry_run=True,
-                                       output=steps.output, drafts=waiting)
+                                         output=steps.output, drafts=waiting)
     return result
 
 

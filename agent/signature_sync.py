@@ -6,12 +6,13 @@ address book, read the text part of their newest message to the user — once: a
 remembered by its Message-ID and never fetched again — and keep the numbers of its
 signature (agent.signatures) with the message's date.
 
-Where that message is: the ledger keeps every exchange with its folder and the message's
-key, and every scanned message with its (folder, UID) under the same key, so the newest
-incoming message's UID is one query away and costs no SEARCH. Only when the ledger has no
-UID for it (a folder reset since, a message scanned before the ledger kept one) is it looked
-for with ``UID SEARCH HEADER Message-ID`` in the folder the ledger names: one more command,
-which on Dovecot reads the folder's header cache (README: "Phone numbers from signatures").
+Where that message is: the ledger keeps every exchange with its mailbox, folder and the
+message's key, and every scanned message with its (mailbox, folder, UID) under the same key,
+so the newest incoming message's UID is one query away and costs no SEARCH. Only when the
+ledger has no UID for it (a folder reset since) is it looked for with ``UID SEARCH HEADER
+Message-ID`` in the folder the ledger names: one more command (README: "Phone numbers from
+signatures"). With several mailboxes the step runs once per mailbox, on its connection, for
+the people whose newest message is in it.
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ class SignatureResult:
     found: dict[int, tuple[Phone, ...]] = field(default_factory=dict)  # contact id → numbers
     problems: list[str] = field(default_factory=list)
 
+    def add(self, other: SignatureResult) -> None:
+        """Count ``other`` (another mailbox's turn) in."""
+        self.looked_for += other.looked_for
+        self.fetched += other.fetched
+        self.known += other.known
+        self.no_mail += other.no_mail
+        self.searched += other.searched
+        self.found.update(other.found)
+        self.problems += other.problems
+
     def line(self) -> str:
         numbers = sum(len(p) for p in self.found.values())
         return (f"signatures: {self.looked_for} people without a number in the address book; "
@@ -61,8 +72,9 @@ def message_key(incoming: Incoming) -> str:
 
 
 def read(config: Config, store: Store, mailbox: Mailbox, plan: Plan, now: datetime, *,
-         should_stop: Callable[[], bool] = lambda: False) -> SignatureResult:
-    """Read the signatures of the people ``plan``'s digest shows without a known number.
+         source: str = "", should_stop: Callable[[], bool] = lambda: False) -> SignatureResult:
+    """Read the signatures of the people ``plan``'s digest shows without a known number,
+    whose newest message is in the mailbox ``source`` ("" the primary) on ``mailbox``.
 
     Each message is read at most once, ever. A dropped connection raises (the run retries,
     and what was read is kept); anything else about one message is logged and skipped.
@@ -77,13 +89,17 @@ def read(config: Config, store: Store, mailbox: Mailbox, plan: Plan, now: dateti
         seen.add(contact.id)
         if not contact.has_mail:
             continue
+        incoming = store.ledger.newest_incoming(contact.addresses)
+        if incoming is None:
+            if source == "":
+                result.looked_for += 1
+                result.no_mail += 1
+            continue
+        if incoming.mailbox != source:
+            continue  # in another mailbox: its own turn
         result.looked_for += 1
         if should_stop():
             break
-        incoming = store.ledger.newest_incoming(contact.addresses)
-        if incoming is None:
-            result.no_mail += 1
-            continue
         key = message_key(incoming)
         if store.signatures.was_read(key):
             result.known += 1

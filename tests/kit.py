@@ -21,8 +21,10 @@ from typing import Any, Literal, NoReturn
 import keyring
 import pytest
 
+from agent.auth import password_login
 from agent.cli.root import main
 from agent.config import Config, parse_config_text
+from agent.mailbox.client import Mailbox
 from agent.model import Contact, Direction
 from tests.mailgen import Expected, GeneratedMailbox, build_message
 from tests.servers.account import ImapAccount
@@ -51,6 +53,7 @@ def config_text(
     timezone: str = "Europe/Berlin",
     language: str = "en",
     templates: Path | None = None,
+    imap_extra: str = "",
     extra: str = "",
 ) -> str:
     """A followup config (TOML text): the one config builder of the test suite.
@@ -61,7 +64,8 @@ def config_text(
     writes "none" for a loopback host and leaves the key out otherwise; None always
     leaves it out (followup's default: TLS). The CA file is the account's for starttls
     and ssl. `db` is [storage] path (no [storage] without it). `extra` is appended after
-    the [digest] section: keys before any section header land in [digest].
+    the [digest] section: keys before any section header land in [digest]; `imap_extra`
+    lines go into [imap] (e.g. auth = "oauth2" and its keys).
     """
     if account is not None:
         host = host or "127.0.0.1"
@@ -89,6 +93,8 @@ def config_text(
             lines.append(f'{key} = "{value}"')
         else:
             lines.append(f"{key} = {value:g}" if isinstance(value, float) else f"{key} = {value}")
+    if imap_extra:
+        lines.append(imap_extra.strip("\n"))
     if db is not None:
         lines += ["", "[storage]", f'path = "{db}"']
     if templates is not None:
@@ -241,6 +247,15 @@ def expected_ledger(expected: dict[str, Expected]) -> dict[str, dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- the CLI
+
+
+def open_mailbox(account: ImapAccount, security: str = "none", **options: Any) -> Mailbox:
+    """followup's own connection to a test account (its TLS port with ``security="ssl"``)."""
+    port = account.tls_port if security == "ssl" else account.port
+    assert port is not None
+    return Mailbox.open("127.0.0.1", port, security,
+                        password_login(account.username, account.password), timeout=10,
+                        **options)
 
 
 def run_cli(args: Sequence[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -12,9 +12,8 @@ import quopri
 import pytest
 
 from agent.bodies import html_text, text_of, written
-from agent.mailbox.client import Mailbox
 from agent.mailbox.parts import text_parts
-from tests.kit import ME
+from tests.kit import ME, open_mailbox
 from tests.servers.account import ImapAccount
 
 HEAD = f"From: Mia Example <{ME}>\r\nTo: {ME}\r\nSubject: Re: 3 Kontakte für heute\r\n"
@@ -103,8 +102,7 @@ def test_only_the_text_part_is_fetched(imap_account: ImapAccount, raw: bytes,
                                        expected: str) -> None:
     imap_account.append("INBOX", raw)
     (uid,) = imap_account.folder_uids("INBOX")
-    with Mailbox.open(imap_account.host, imap_account.port, "none", imap_account.username,
-                      imap_account.password) as mailbox:
+    with open_mailbox(imap_account) as mailbox:
         part = mailbox.fetch_text_part("INBOX", uid, cap=2000)
     assert part is not None and len(part) < 2300  # the attachment never came
     assert written(text_of(part)).body == expected
@@ -117,8 +115,7 @@ def test_a_capped_part_still_decodes(imap_account: ImapAccount) -> None:
            + base64.encodebytes(long_text.encode()).decode()).encode()
     imap_account.append("INBOX", raw)
     (uid,) = imap_account.folder_uids("INBOX")
-    with Mailbox.open(imap_account.host, imap_account.port, "none", imap_account.username,
-                      imap_account.password) as mailbox:
+    with open_mailbox(imap_account) as mailbox:
         part = mailbox.fetch_text_part("INBOX", uid, cap=4096)
     assert part is not None
     assert text_of(part).startswith("snooze 1 30d\n")

@@ -199,13 +199,15 @@ def test_content_picks_first_then_the_rest_with_evidence() -> None:
         assert absent not in text
     assert "Waiting for a reply: 1 · Overdue: 3 · Due soon: 2" in text
     assert "Contacts: 8 · Snoozed: 1" in text
-    assert "followup snooze ADDRESS 30d" in text and "followup ignore ADDRESS" in text
+    # The footer says how to answer the digest, not which terminal command to type.
+    assert '"snooze 2 30d", "ignore 3", "called 1"' in text
+    assert "followup snooze" not in text and "followup snooze" not in rendered.html
     # The HTML says the same to a reader.
     visible = page_text(rendered.html).text
     assert "Waiting 12 days for your reply" in visible
     assert "Their mail of 14 November 2026" in visible
     assert "Last mail 120 days ago (29 July 2026), you wrote" in visible
-    assert "followup snooze ADDRESS 30d" in visible
+    assert "Just answer this mail" in visible and "“snooze 2 30d”" in visible
 
 
 def test_german_wording() -> None:
@@ -236,7 +238,9 @@ def test_hostile_names_and_subjects_are_escaped_and_links_stay_links() -> None:
     assert EVIL_NAME in page.text  # shown as text, not run
     links = [value or "" for name, value in page.attributes if name == "href"]
     assert links and all(link.startswith("mailto:") for link in links)
-    reply = next(link for link in links if "subject=" in link)
+    # The reply owed (its own section, after the picks' one-click links to the user).
+    reply = next(link for link in links if "subject=" in link
+                 and unquote(urlsplit(link).path) != config.account.email)
     url = urlsplit(reply)
     assert unquote(url.path) == 'x"><script>@evil.example'
     assert parse_qs(url.query)["subject"] == [f"Re: {EVIL_SUBJECT}"]
@@ -546,7 +550,7 @@ def test_sendmail_refuses_other_recipients_on_the_wire(smtp_sink: SmtpSink,
     msg = digest.build(config, make_plan(config), NOW, Renderer(config))
     msg.replace_header("To", "someone@example.com")
     with pytest.raises(sendmail.RecipientRefused):
-        sendmail.send(config.smtp, msg, ME, password=None)
+        sendmail.send(config.smtp, msg, ME, login=None)
     assert smtp_sink.messages == []
 
 

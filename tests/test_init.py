@@ -220,17 +220,16 @@ def test_interactive_init_asks_again_after_a_wrong_password(
     assert result.roles.sent == "Sent" and "INBOX" in result.scan_folders
 
 
-def test_microsoft_says_honestly_that_it_cannot_log_in(tmp_path: Path) -> None:
-    script = Script(answers=[("email", "anna@outlook.com")])
+def test_microsoft_signs_in_with_oauth2_and_asks_for_the_client_id(tmp_path: Path) -> None:
+    """Microsoft 365 takes only OAuth2: init asks for the app registration's client ID
+    (the sign-in itself is tested against a real server in tests/test_oauth.py)."""
+    from agent.cli.setup import ClickDialogue
 
-    def no_server(*args: object) -> object:
-        raise AssertionError("must not connect")
-
-    with pytest.raises(UsageError, match="cannot log in to Microsoft 365"):
-        run_init(InitOptions(), tmp_path / "config.toml", script,
-                 connect=no_server)  # type: ignore[arg-type]
-    said = "\n".join(script.said)
-    assert "OAuth2" in said and "does not implement" in said
+    ui = ClickDialogue(interactive=False, assume_yes=True)
+    options = InitOptions(email="anna@outlook.com", name="Anna", language="de",
+                          timezone="Europe/Berlin", digest_time="07:30")
+    with pytest.raises(UsageError, match="--client-id"):
+        run_init(options, tmp_path / "config.toml", ui)
     assert not (tmp_path / "config.toml").exists()
 
 
@@ -285,8 +284,9 @@ def test_provider_lookup() -> None:
     assert provider_for_address("a@web.de") is provider_by_key("webde")
     assert provider_for_address("a@me.com") is provider_by_key("icloud")
     assert provider_for_address("a@example.org") is None
-    assert not provider_by_key("microsoft").works
-    assert all(p.works for p in PROVIDERS if p.key != "microsoft")
+    assert all(p.works for p in PROVIDERS)
+    assert provider_by_key("microsoft").oauth == "microsoft"
+    assert provider_by_key("gmail").oauth == "google"
     with pytest.raises(UsageError, match="unknown provider"):
         provider_by_key("aol")
     keys = [p.key for p in PROVIDERS]

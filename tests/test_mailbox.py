@@ -7,18 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from agent.auth import password_login
 from agent.errors import ConfigError, MailboxError
 from agent.mailbox.client import Mailbox
 from agent.mailbox.folders import Folder, choose_scan_folders, discover_roles
-from tests.kit import message
+from tests.kit import message, open_mailbox
 from tests.servers.account import ImapAccount
 
-
-def _open(account: ImapAccount, security: str = "none", **kwargs: object) -> Mailbox:
-    port = account.tls_port if security == "ssl" else account.port
-    assert port is not None
-    return Mailbox.open("127.0.0.1", port, security, account.username, account.password,
-                        timeout=10, **kwargs)  # type: ignore[arg-type]
+_open = open_mailbox
 
 
 def test_login_and_folder_roles(imap_account: ImapAccount) -> None:
@@ -116,26 +112,26 @@ def test_starttls_not_offered_is_refused(pymap_account: ImapAccount) -> None:
 
 def test_wrong_password_and_closed_port(dovecot_account: ImapAccount) -> None:
     with pytest.raises(MailboxError, match=r"login as .* failed") as info:
-        Mailbox.open("127.0.0.1", dovecot_account.port, "none", dovecot_account.username,
-                     "wrong-password-123", timeout=10)
+        Mailbox.open("127.0.0.1", dovecot_account.port, "none",
+                     password_login(dovecot_account.username, "wrong-password-123"), timeout=10)
     assert "wrong-password-123" not in str(info.value)
     from tests.servers.base import free_port
 
     with pytest.raises(MailboxError, match="refused the connection"):
-        Mailbox.open("127.0.0.1", free_port(), "none", "u", "p", timeout=5)
+        Mailbox.open("127.0.0.1", free_port(), "none", password_login("u", "p"), timeout=5)
 
 
 def test_a_refused_login_is_a_login_refused_error(dovecot_account: ImapAccount) -> None:
     from agent.errors import LoginRefused
 
     with pytest.raises(LoginRefused, match=r"login as .* failed"):
-        Mailbox.open("127.0.0.1", dovecot_account.port, "none", dovecot_account.username,
-                     "wrong-password-123", timeout=10)
+        Mailbox.open("127.0.0.1", dovecot_account.port, "none",
+                     password_login(dovecot_account.username, "wrong-password-123"), timeout=10)
 
 
 def test_plaintext_refused_off_loopback() -> None:
     with pytest.raises(ConfigError, match="plaintext"):
-        Mailbox.open("imap.example.org", 143, "none", "u", "p")
+        Mailbox.open("imap.example.org", 143, "none", password_login("u", "p"))
 
 
 def _folders(*specs: tuple[str, str]) -> list[Folder]:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from agent import service
+from agent.auth import password_login
 from agent.config import load_config
 from agent.doctor import CAPABILITY_WORDS
 from agent.mailbox.client import Mailbox
@@ -84,8 +85,8 @@ EXCHANGE_CAPABILITIES = {"IMAP4", "IMAP4REV1", "SASL-IR", "UIDPLUS", "ID", "UNSE
 
 
 def _open(account: ImapAccount) -> Mailbox:
-    return Mailbox.open(account.host, account.port, "none", account.username,
-                        account.password, timeout=10)
+    return Mailbox.open(account.host, account.port, "none",
+                        password_login(account.username, account.password), timeout=10)
 
 
 def _expect(account: ImapAccount) -> Expect:

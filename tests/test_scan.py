@@ -14,18 +14,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent import service
 from agent.config import load_config
 from agent.decisions import resolve
 from agent.mailbox.client import FolderStatus, Mailbox
 from agent.mailbox.fetch import FetchedHeader
 from agent.scan import ScanSummary, folder_plan, process_batch
-from agent.service import run_scan
 from agent.store import Store
 from agent.store.ledger import FolderState
 from tests.kit import (
@@ -102,7 +103,13 @@ def fetched_by_folder(calls: list[tuple[str, list[int]]]) -> dict[str, int]:
 
 
 def scan(path: Path, **kwargs: Any) -> ScanSummary:
-    return run_scan(load_config(path), now=NOW, **kwargs)
+    """The scan step alone: the commands step after it reads new INBOX and Sent headers on
+    its own (tests/test_commands.py), which these fetch counts leave out."""
+    full = kwargs.pop("full", False)
+    summary = service.run(load_config(path), NOW,
+                          replace(service.SCAN, full=full, commands=False), **kwargs).scan
+    assert summary is not None
+    return summary
 
 
 # --------------------------------------------------------------------------- the ledger
@@ -146,8 +153,9 @@ def test_pipeline_matches_generated_ledger_for_many_seeds(tmp_path: Path, seed: 
                                 frozenset(f.lower() for f in m.flags))
                        for uid, m in enumerate((m for m in mailbox.messages
                                                 if m.folder == folder), start=1)]
-            messages, rows, lists = process_batch(fetched, own, NOW, ScanSummary())
-            store.ledger.save_batch(folder, 1, len(fetched), messages, rows, lists)
+            batch = process_batch(fetched, own, NOW, ScanSummary())
+            store.ledger.save_batch(folder, 1, len(fetched), batch.messages, batch.rows,
+                                    batch.lists, sent_ids=batch.sent_ids, held=batch.held)
         store.refresh(NOW)
         for two_way in (True, False):
             contacts = store.people.contacts(own, two_way=two_way)
@@ -383,8 +391,9 @@ def test_store_reset_path_after_uidnext_went_backwards(tmp_path: Path) -> None:
                                 frozenset(f.lower() for f in planted.flags)))
     with Store(tmp_path / "db.sqlite") as store:
         for folder, fetched in by_folder.items():
-            messages, rows, lists = process_batch(fetched, own, NOW, ScanSummary())
-            store.ledger.save_batch(folder, 7, fetched[-1].uid, messages, rows, lists)
+            batch = process_batch(fetched, own, NOW, ScanSummary())
+            store.ledger.save_batch(folder, 7, fetched[-1].uid, batch.messages, batch.rows,
+                                    batch.lists, sent_ids=batch.sent_ids, held=batch.held)
             store.ledger.finish_folder(folder, 7, fetched[-1].uid + 1, None, NOW)
         store.refresh(NOW)
         before = store.people.contacts(own)
@@ -406,7 +415,8 @@ def test_store_reset_path_after_uidnext_went_backwards(tmp_path: Path) -> None:
         # The server renumbered: the same messages come back under new UIDs.
         renumbered = [FetchedHeader(100 + n, f.internaldate, f.header, f.flags)
                       for n, f in enumerate(inbox)]
-        messages_rows, rows, lists = process_batch(renumbered, own, NOW, ScanSummary())
+        messages_rows, rows, lists, _sent, _held = process_batch(renumbered, own, NOW,
+                                                                 ScanSummary())
         added = store.ledger.save_batch("INBOX", 7, renumbered[-1].uid, messages_rows, rows,
                                         lists)
         assert added == 0

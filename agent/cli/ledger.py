@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import click
 
@@ -59,17 +60,28 @@ def scan(app: App, full: bool) -> None:
     config = app.config
     progress = RichProgress() if sys.stderr.isatty() else None
     try:
-        summary = service.run_scan(config, app.now(), full=full, progress=progress)
+        result = service.run(config, app.now(), replace(service.SCAN, full=full),
+                             progress=progress)
     finally:
         if progress:
             progress.stop()
+    summary = result.scan
+    assert summary is not None  # the SCAN steps always scan
     click.echo(summary.line())
+    commands = result.commands
+    if commands is not None and (commands.applied or commands.ignored):
+        click.echo(commands.line())
+    if commands is not None and app.verbose:
+        for ignored in commands.ignored:
+            click.echo(f"  not a command: {ignored.line()}")
     if summary.skipped and app.verbose:
         for reason, count in summary.skipped.most_common():
             click.echo(f"  not counted: {count} × {reason}")
     if summary.repaired and app.verbose:
         for reason, count in summary.repaired.most_common():
             click.echo(f"  repaired: {count} × {reason}")
+        for repair in summary.repairs:  # each with its folder, UID and Message-ID
+            click.echo(f"    {repair}")
 
 
 def _status_filter(value: str | None) -> set[str] | None:

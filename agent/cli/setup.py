@@ -32,8 +32,15 @@ def password() -> None:
     """Store or remove the IMAP, SMTP or CardDAV password in the system keyring."""
 
 
-def _username_for(app: App, kind: str) -> str:
+def _username_for(app: App, kind: str, mailbox: str | None = None) -> str:
     config = app.config
+    if mailbox is not None:
+        found = [m for m in config.mailboxes if mailbox.lower() in (m.name.lower(),
+                                                                     m.email.lower())]
+        if not found:
+            raise UsageError(f"no mailbox named {mailbox!r}; mailboxes: "
+                             + ", ".join(m.name for m in config.mailboxes))
+        return found[0].imap.username
     if kind == "carddav":
         names = [b.username for b in config.addressbook if b.url and b.username]
         if not names:
@@ -52,12 +59,13 @@ def _username_for(app: App, kind: str) -> str:
 @click.option("--carddav", "kind", flag_value="carddav",
               help="The CardDAV password (username of the first [[addressbook]] url).")
 @click.option("--imap", "kind", flag_value="imap", default=True, hidden=True)
+@click.option("--mailbox", metavar="NAME", help="The IMAP password of this [[mailbox]].")
 @click.option("--stdin", "from_stdin", is_flag=True,
               help="Read the password from standard input (scripts).")
 @pass_app
-def password_set(app: App, kind: str, from_stdin: bool) -> None:
+def password_set(app: App, kind: str, mailbox: str | None, from_stdin: bool) -> None:
     """Store the password in the keyring (service "followup", your username)."""
-    username = _username_for(app, kind)
+    username = _username_for(app, kind, mailbox)
     if from_stdin:
         secret = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -82,6 +90,44 @@ def password_delete(app: App, kind: str) -> None:
         click.echo(f"removed the {kind.upper()} password for {username} from the keyring")
     else:
         click.echo(f"the keyring held no {kind.upper()} password for {username}")
+
+
+@click.command()
+@click.option("--mailbox", "mailbox_name", metavar="NAME",
+              help="Sign in only for this mailbox (its [[mailbox]] name or email).")
+@click.option("--device", "flow", flag_value="device",
+              help="Sign in on any other device with a code (RFC 8628; headless machines).")
+@click.option("--browser", "flow", flag_value="browser",
+              help="Sign in in a browser; the answer comes back to 127.0.0.1 (PKCE).")
+@click.option("--port", type=click.IntRange(0, 65535), default=0,
+              help="Port of the browser sign-in's loopback listener (e.g. for ssh -L).")
+@click.option("--store-command", metavar="CMD",
+              help="Hand the refresh token to CMD's standard input instead of the keyring "
+                   "(e.g. \"pass insert -m mail/oauth\"); then set token_command.")
+@pass_app
+def login(app: App, mailbox_name: str | None, flow: str | None, port: int,
+          store_command: str | None) -> None:
+    """OAuth2 sign-in for every section with auth = "oauth2" (device code or browser)."""
+    from agent import auth
+    from agent.auth.signin import sign_in
+
+    config = app.config
+    accounts = auth.oauth_accounts(config)
+    if mailbox_name is not None:
+        chosen = [m for m in config.mailboxes
+                  if mailbox_name.lower() in (m.name.lower(), m.email.lower())]
+        if not chosen:
+            raise UsageError(f"no mailbox named {mailbox_name!r}; mailboxes: "
+                             + ", ".join(m.name for m in config.mailboxes))
+        users = {m.imap.username.lower() for m in chosen}
+        accounts = [a for a in accounts if a.username.lower() in users]
+    if not accounts:
+        raise UsageError("nothing to sign in: no section of the config has auth = \"oauth2\" "
+                         "(set it in [imap] with oauth_provider and client_id; README: OAuth2)")
+    for acct in accounts:
+        done = sign_in(acct, lambda text: click.echo(credentials.redact(text)), flow=flow,
+                       port=port, store_command=store_command)
+        click.echo(credentials.redact(done.line()))
 
 
 class ClickDialogue:
@@ -141,6 +187,14 @@ class ClickDialogue:
 @click.option("--language", type=click.Choice(["de", "en"]), help="Language of the digest.")
 @click.option("--timezone", help="IANA time zone, e.g. Europe/Berlin.")
 @click.option("--digest-time", metavar="HH:MM", help="Local time of the digest (07:30).")
+@click.option("--auth", type=click.Choice(["password", "oauth2"]),
+              help="How to log in (default: oauth2 where only that works, e.g. Microsoft 365).")
+@click.option("--client-id", help="OAuth2: the client ID of your app registration.")
+@click.option("--client-secret", help="OAuth2: its client secret (Google desktop apps).")
+@click.option("--device", "oauth_flow", flag_value="device",
+              help="OAuth2: sign in on another device with a code.")
+@click.option("--browser", "oauth_flow", flag_value="browser",
+              help="OAuth2: sign in in a browser on this machine.")
 @click.option("-y", "--yes", is_flag=True,
               help="Ask nothing: take flags and defaults (scripts).")
 @click.option("--force", is_flag=True, help="Replace an existing config file.")
@@ -148,8 +202,9 @@ class ClickDialogue:
 def init(app: App, email: str | None, name: str | None, provider: str | None,
          imap_host: str | None, imap_port: int | None, security: str | None,
          username: str | None, password_stdin: bool, password_command: str | None,
-         language: str | None, timezone: str | None, digest_time: str | None, yes: bool,
-         force: bool) -> None:
+         language: str | None, timezone: str | None, digest_time: str | None,
+         auth: str | None, client_id: str | None, client_secret: str | None,
+         oauth_flow: str | None, yes: bool, force: bool) -> None:
     """Set up: your address, server, password (into the keyring), and the config file."""
     from agent.init import InitOptions, run_init
 
@@ -164,7 +219,8 @@ def init(app: App, email: str | None, name: str | None, provider: str | None,
         email=email, name=name, provider=provider, imap_host=imap_host, imap_port=imap_port,
         security=security, username=username, password=password,
         password_command=password_command, language=language, timezone=timezone,
-        digest_time=digest_time, force=force)
+        digest_time=digest_time, force=force, auth=auth, client_id=client_id,
+        client_secret=client_secret, oauth_flow=oauth_flow)
     interactive = not yes and not password_stdin and sys.stdin.isatty()
     run_init(options, app.config_path, ClickDialogue(interactive, assume_yes=yes))
     click.echo("Next: `followup doctor` checks everything, `followup scan` reads your "

@@ -98,7 +98,7 @@ def reconcile(config: Config, store: Store, mailbox: Mailbox, now: datetime) -> 
     a missing Drafts folder: the digest must still go out; the pending drafts wait.
     """
     result = ReconcileResult()
-    pending = store.journal.drafts("pending", "appending")
+    pending = store.journal.drafts("pending", "appending", mailbox=mailbox.name)
     if not pending:
         return result
     folder = mailbox.roles().drafts
@@ -196,6 +196,20 @@ def _settle_append(store: Store, record: DraftRecord, hit: FolderDraft | None,
         log.info("the draft to %s never reached Drafts; it will be made again", record.address)
 
 
+def _settle_unanswered(config: Config, store: Store, mailbox: Mailbox, now: datetime) -> None:
+    appending = store.journal.drafts("appending", mailbox=mailbox.name)
+    by_folder: dict[str, list[DraftRecord]] = {}
+    for record in appending:
+        by_folder.setdefault(record.folder, []).append(record)
+    result = ReconcileResult()
+    for folder, records in by_folder.items():
+        uidvalidity, found = inventory(mailbox, folder, batch_size=config.imap.batch_size,
+                                       now=now)
+        for record in records:
+            hit = exact_match(record, uidvalidity, found)
+            _settle_append(store, record, hit, uidvalidity, result)
+
+
 def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, now: datetime,
            *, dry_run: bool = False) -> DraftsResult:
     """Drafts for today's picks (``plan.picks``: check-ins, at most ``[drafts] max_per_day`` a
@@ -209,6 +223,10 @@ def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, no
     """
     if mailbox is None and not dry_run:
         raise ValueError("create() needs a mailbox unless dry_run")
+    if mailbox is not None and not dry_run:
+        # An APPEND of this run that never answered (the connection broke, and the step is
+        # run again): settled first, so that its draft is not made twice nor left unknown.
+        _settle_unanswered(config, store, mailbox, now)
     day = plan.day
     records = store.journal.drafts()
     pending = {r.contact_id: r for r in records if r.state in ("pending", "appending")}
@@ -263,7 +281,8 @@ def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, no
             result.created.append(draft)
             continue
         draft_id = store.journal.add_draft(contact.id, draft.address, day, draft.kind,
-                                           draft.message_id, folder, None, uidvalidity, now)
+                                           draft.message_id, folder, None, uidvalidity, now,
+                                           mailbox=mailbox.name)
         uid = mailbox.append(folder, draft.raw, flags=DRAFT_FLAGS)
         if uid is None:  # no UIDPLUS: find it by its Message-ID
             hits = mailbox.search(folder, ["HEADER", "Message-ID", draft.message_id])

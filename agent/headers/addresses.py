@@ -94,8 +94,10 @@ def normalise_address(address: str) -> str | None:
 
     * trim whitespace and one pair of surrounding ``<>``;
     * exactly one ``@``, a non-empty local part and domain; no whitespace, control
-      characters, quotes or other RFC 5322 specials anywhere (quoted local parts and domain
-      literals are so rare in personal mail that we drop them rather than mis-key them);
+      characters, quotes or other RFC 5322 specials anywhere, except in a quoted local part
+      (``"System Administrator"@x.org``, as bounce generators write): its quotes are dropped
+      when they were not needed, else kept, with letters, digits, spaces, atext symbols,
+      "." and "@" inside only; domain literals are dropped;
     * the domain must contain a dot with no empty labels, except the single-label
       ``localhost`` (used by test and demo servers); one trailing dot (FQDN form) is dropped;
     * local part and domain are lowercased (case-insensitive local parts are pragmatic:
@@ -113,6 +115,8 @@ def normalise_address(address: str) -> str | None:
     text = address.strip()
     if text[:1] == "<" and text[-1:] == ">":
         text = text[1:-1].strip()
+    if text[:1] == '"':
+        return _quoted_key(text)
     if len(text) > MAX_ADDRESS_CHARS or text.count("@") != 1:
         return None
     if _BAD_ADDRESS_CHAR.search(text) is not None:
@@ -142,6 +146,33 @@ def normalise_address(address: str) -> str | None:
         # Lowercasing can lengthen a string (İ → i̇) or, for a handful of code points, not be
         # stable; refusing such keys keeps the function idempotent.
         return None
+    return key
+
+
+# What a quoted local part may hold: letters, digits, spaces and the atext symbols, and "@"
+# and "." (an address quoted whole, as bounce generators write it). No quotes, backslashes or
+# other specials, so a key can go into a header as it is.
+_QUOTED_LOCAL = re.compile(r'"([\w !#$%&\'*+\-/=?^`{|}~.@]+)"@([^"@]+)')
+_DOT_ATOM = re.compile(r"[\w!#$%&'*+\-/=?^`{|}~]+(?:\.[\w!#$%&'*+\-/=?^`{|}~]+)*")
+
+
+def _quoted_key(text: str) -> str | None:
+    """The key of an address with a quoted local part (``"System Administrator"@x.org``):
+    unquoted when the quotes were not needed, else quoted, lowercased, spaces collapsed."""
+    match = _QUOTED_LOCAL.fullmatch(text)
+    if match is None:
+        return None
+    local = " ".join(match[1].split()).lower()
+    if not local:
+        return None
+    if _DOT_ATOM.fullmatch(local) is not None:
+        return normalise_address(f"{local}@{match[2]}")
+    domain_key = normalise_address(f"x@{match[2]}")
+    if domain_key is None:
+        return None
+    key = f'"{local}"@{domain_key[2:]}'
+    if len(key) > MAX_ADDRESS_CHARS or key.lower() != key:
+        return None  # see the end of normalise_address: keys must be stable
     return key
 
 
@@ -197,6 +228,16 @@ def _protect_q_word(match: re.Match[str]) -> str:
     return match.group(0).translate(_Q_SPECIALS)
 
 
+# An address whose local part escapes characters with backslashes instead of quoting them,
+# as old bounce generators write: <Postmaster\@example.com@relay.example>.
+_ESCAPED_LOCAL = re.compile(r'<([^<>"\s]*\\[^<>"\s]*)@([^<>@\s\\]+)>')
+
+
+def _quote_escaped(match: re.Match[str]) -> str:
+    local = re.sub(r"\\(.)", r"\1", match[1])
+    return f'<"{local}"@{match[2]}>'
+
+
 def _parse_address_list(value: str) -> _AddressCacheEntry:
     """Split an address header into Addr objects; notes say what was dropped or repaired."""
     notes: list[str] = []
@@ -204,6 +245,9 @@ def _parse_address_list(value: str) -> _AddressCacheEntry:
         # A comma (or other special) inside an encoded display name must not split the
         # address.  In Q encoding "=2C" *is* a comma, so this changes nothing but the parse.
         value = _Q_WORD.sub(_protect_q_word, value)
+    if "\\" in value:
+        # The stdlib splits <a\@b@c> into pieces and the salvage below would invent "b@c".
+        value = _ESCAPED_LOCAL.sub(_quote_escaped, value)
     pairs = _split_simple(value)
     unusual = pairs is None
     if pairs is None:

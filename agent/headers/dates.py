@@ -70,11 +70,27 @@ def _offset_zone(match: re.Match[str]) -> str:
     return f"{time_end} {sign}{int(hours):02d}{minutes or '00'}"
 
 
+class _ImpossibleDate(ValueError):
+    """A Date that parses but cannot be a real instant (say why in the message)."""
+
+
+# Numbers standing alone (not part of a time, a zone or a negative number): where the year is.
+_STANDALONE_NUMBER = re.compile(r"(?<![\d:+-])(\d{1,4})(?![\d:])")
+
+
+def _year_written(text: str, year: int) -> bool:
+    """Whether ``text`` writes ``year`` as a year: four digits, or two (three) digits of an
+    obsolete year.  parsedate_tz reads "Mon, 01 Jan -5 00:00:00 +0000" as 1 Jan 2000."""
+    numbers = set(_STANDALONE_NUMBER.findall(text))
+    return bool(numbers & {str(year), f"{year % 100:02d}", str(year - 1900)})
+
+
 def _parse_date(value: str, problems: list[str]) -> datetime | None:
     """An RFC 5322 Date (lenient: two-digit years, named zones) as aware UTC, or None.
 
     ``-0000`` ("no zone information") is taken as UTC; so is an unknown zone name, with a
-    note.  The sanity window is applied by the caller.
+    note.  A zone beyond ±14 hours or a year that is not written as one raises
+    _ImpossibleDate.  The sanity window is applied by the caller.
     """
     text = value.strip()
     if not text or len(text) > 200:
@@ -99,6 +115,8 @@ def _parse_date(value: str, problems: list[str]) -> datetime | None:
             return None
         year, month, day, hour, minute, second = parsed[:6]
         offset = parsed[9] or 0
+        if not _year_written(text, year):
+            raise _ImpossibleDate(f"Date: {snip(text)} is unparseable (no valid year)")
     if offset == 0 and _NUMERIC_ZONE.search(text) is None:
         zone_match = _ZONE_AFTER_TIME.search(text)
         zone = zone_match.group(1).upper() if zone_match else ""
@@ -107,8 +125,8 @@ def _parse_date(value: str, problems: list[str]) -> datetime | None:
         elif zone not in _UTC_ZONES:
             problems.append(f"Date: no usable time zone in {snip(text)}; assumed UTC")
     if abs(offset) > _MAX_ZONE_SECONDS:
-        problems.append(f"Date: impossible zone offset in {snip(text)}; assumed UTC")
-        offset = 0
+        # The zone is wrong, so the time is too, by up to a day: the server's time is better.
+        raise _ImpossibleDate(f"Date: {snip(text)} has an impossible zone offset")
     if second == 60:
         second = 59  # leap second
     try:
@@ -151,10 +169,13 @@ def message_time(
     1990-01-01 and not more than a day after ``now`` — else the server's INTERNALDATE.  With
     neither, ``now`` (a deterministic stand-in, noted as a problem)."""
     if date_value is not None:
-        parsed = _parse_date(date_value, problems)
-        if parsed is None:
-            reason = f"Date: {snip(date_value.strip())} is unparseable"
+        try:
+            parsed = _parse_date(date_value, problems)
+        except _ImpossibleDate as exc:
+            parsed, reason = None, str(exc)
         else:
+            reason = f"Date: {snip(date_value.strip())} is unparseable"
+        if parsed is not None:
             clock = as_utc(now) or datetime.now(UTC)
             if parsed >= EARLIEST_SANE_TIME and parsed - FUTURE_TOLERANCE <= clock:
                 return parsed, "date"

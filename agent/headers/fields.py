@@ -21,6 +21,7 @@ from agent.text import one_line
 __all__ = [
     "ANGLE_ID",
     "MAX_ADDRESS_CHARS",
+    "MAX_ADDRESS_LIST_CHARS",
     "MAX_BLOCK_BYTES",
     "MAX_ID_CHARS",
     "MAX_NAME_CHARS",
@@ -36,8 +37,11 @@ __all__ = [
 
 #: Header blocks beyond this are cut (a real HEADER.FIELDS answer is a few KiB).
 MAX_BLOCK_BYTES: Final = 4 * 1024 * 1024
-#: A single header value beyond this is cut before any parsing.
+#: A single header value beyond this is cut before any parsing ...
 MAX_VALUE_CHARS: Final = 64 * 1024
+#: ... except an address list (To, Cc, Bcc, Reply-To), which is only cut with the block: a mail
+#: to 10,000 people has a 300 KB To, and parsing plain lists is linear.
+MAX_ADDRESS_LIST_CHARS: Final = MAX_BLOCK_BYTES
 #: Address lists longer than this skip the stdlib parser (it is recursive on nested
 #: comments/groups) and go to the crude extractor.
 MAX_STDLIB_CHARS: Final = 16 * 1024
@@ -255,14 +259,20 @@ def split_fields(raw: bytes, labels: Mapping[str, str], problems: list[str]) -> 
         if "\n" in value:
             # Unfold: drop the line breaks, keep the whitespace that starts each continuation.
             value = value.replace("\r\n", "").replace("\n", "")
-        if len(value) > MAX_VALUE_CHARS:
+        limit = MAX_ADDRESS_LIST_CHARS if lname in _ADDRESS_LIST_FIELDS else MAX_VALUE_CHARS
+        if len(value) > limit:
             label = labels[lname]
-            problems.append(f"{label}: value of {len(value)} characters cut to {MAX_VALUE_CHARS}")
-            value = value[:MAX_VALUE_CHARS]
+            problems.append(f"{label}: value of {len(value)} characters cut to {limit}")
+            value = value[:limit]
         old = fields.get(lname)
         if old is None:
             fields[lname] = value
         elif lname in _ADDRESS_LIST_FIELDS:
-            fields[lname] = f"{old},{value}"[:MAX_VALUE_CHARS]
+            joined = f"{old},{value}"
+            if len(joined) > limit:
+                problems.append(f"{labels[lname]}: repeated fields of {len(joined)} characters "
+                                f"cut to {limit}")
+                joined = joined[:limit]
+            fields[lname] = joined
     return fields
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Final, Literal
 
 from agent.headers.addresses import Addr, parse_addresses
-from agent.headers.automated import automated_reason, is_automated_address, list_addresses
+from agent.headers.automated import automated_verdict, is_automated_address, list_addresses
 from agent.headers.dates import as_utc, message_time
 from agent.headers.fields import (
     ANGLE_ID,
@@ -49,11 +49,24 @@ HEADER_FIELDS: Final[tuple[str, ...]] = (
     "Precedence",
     "Auto-Submitted",
     "Return-Path",
+    "Sender",
+    "Content-Type",
     "X-Auto-Response-Suppress",
     "X-Autoreply",
     "X-Autorespond",
     "X-Followup-Digest",
     "Content-Language",
+    # Bulk-mailer marks (README "What counts as a person"): Gmail's feedback loop, Amazon
+    # SES, Mailgun, SendGrid, Mailchimp, campaign tools, Exim's bounces.
+    "Feedback-ID",
+    "X-SES-Outgoing",
+    "X-Mailgun-Sid",
+    "X-SG-EID",
+    "X-MC-User",
+    "X-Campaign",
+    "X-CampaignID",
+    "X-Campaign-Id",
+    "X-Failed-Recipients",
 )
 #: Lowercased names of the fields we use, with their spelling in notes.
 _FIELD_LABELS: Final = {name.lower(): name for name in HEADER_FIELDS}
@@ -75,11 +88,22 @@ class MessageMeta:
     in_reply_to: str | None
     references: tuple[str, ...]
     automated: str | None  # None for human mail, else a short reason
+    # The reason is a bulk mark that people's mail can carry too (Precedence: bulk from a
+    # forwarder, a mail service's header): a reply to the user's own mail still counts.
+    automated_soft: bool
     list_addresses: frozenset[str]  # identity keys of mailing lists this message reveals
     language: str | None  # primary subtag of Content-Language, lowercased
     # Repairs made, for the log.  Each note reads "Field: what happened" (the field, or
     # "header" for the block as a whole), so callers can count them by the part before ":".
     problems: tuple[str, ...]
+
+
+    @property
+    def parent(self) -> str | None:
+        """The Message-ID this message answers: In-Reply-To, else the last of References."""
+        if self.in_reply_to is not None:
+            return self.in_reply_to
+        return self.references[-1] if self.references else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,19 +197,22 @@ def _parse(raw: bytes, internaldate: datetime | None, now: datetime | None) -> M
         if subject_value is not None
         else ""
     )
+    to = parse_addresses(get("to"), "To", problems)
+    verdict = automated_verdict(fields, from_, to)
     return MessageMeta(
         message_id=_first_id(get("message-id")),
         time=moment,
         time_source=source,
         subject=subject,
         from_=from_,
-        to=parse_addresses(get("to"), "To", problems),
+        to=to,
         cc=parse_addresses(get("cc"), "Cc", problems),
         bcc=parse_addresses(get("bcc"), "Bcc", problems),
         reply_to=parse_addresses(get("reply-to"), "Reply-To", problems),
         in_reply_to=_first_id(get("in-reply-to")),
         references=_all_ids(get("references")),
-        automated=automated_reason(fields, from_),
+        automated=verdict[0] if verdict is not None else None,
+        automated_soft=verdict is not None and verdict[1],
         list_addresses=list_addresses(fields),
         language=_language(get("content-language")),
         problems=tuple(problems),
@@ -210,6 +237,7 @@ def _fallback_meta(internaldate: datetime | None, now: datetime | None) -> Messa
         in_reply_to=None,
         references=(),
         automated=None,
+        automated_soft=False,
         list_addresses=frozenset(),
         language=None,
         problems=("header: block could not be parsed; kept only the message time",),
@@ -219,10 +247,12 @@ def _fallback_meta(internaldate: datetime | None, now: datetime | None) -> Messa
 # -- exchanges ---------------------------------------------------------------------------------
 
 
-def exchanges(meta: MessageMeta, self_keys: frozenset[str]) -> Exchanges:
+def exchanges(meta: MessageMeta, self_keys: frozenset[str], *,
+              answers_the_user: bool = False) -> Exchanges:
     """SPEC "Exchange": whom this message is an exchange with, and in which direction.
 
-    * Automated mail (including every list post) is no exchange at all.
+    * Automated mail (including every list post) is no exchange at all — unless its verdict
+      is soft and ``answers_the_user`` (it replies to a message the user sent).
     * Sent by the user (a From key in ``self_keys``): "out" to every address in To, Cc and
       Bcc, except the user's own addresses, this message's list addresses and automated
       addresses.
@@ -233,7 +263,7 @@ def exchanges(meta: MessageMeta, self_keys: frozenset[str]) -> Exchanges:
     Addresses are deduplicated by key, first occurrence kept.  Lists seen in *other* messages
     are the store's business (SPEC: a known list is never a contact).
     """
-    if meta.automated is not None:
+    if meta.automated is not None and not (answers_the_user and meta.automated_soft):
         return _NO_EXCHANGE
     excluded = meta.list_addresses
     senders = meta.from_

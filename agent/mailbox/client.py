@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import socket
@@ -16,9 +17,16 @@ from typing import Any
 import imapclient
 from imapclient import exceptions as imap_errors
 
-from agent import net
+from agent import credentials, net
+from agent.auth import Login, sasl
 from agent.config import ImapConfig, is_loopback
-from agent.errors import ConfigError, LoginRefused, MailboxError, TransientMailboxError
+from agent.errors import (
+    ConfigError,
+    CredentialError,
+    LoginRefused,
+    MailboxError,
+    TransientMailboxError,
+)
 from agent.mailbox.fetch import (
     FETCH_BODY,
     PRIVATE_CALL_ERRORS,
@@ -93,22 +101,79 @@ def _start_tls(client: imapclient.IMAPClient, context: ssl.SSLContext | None, ho
     _no_delay(client)
 
 
-def _log_in(client: imapclient.IMAPClient, host: str, username: str, password: str) -> None:
+def _log_in(client: imapclient.IMAPClient, host: str, port: int, login: Login) -> None:
+    """LOGIN, or AUTHENTICATE: OAUTHBEARER/XOAUTH2 for a token (renewed once if refused),
+    PLAIN with UTF-8 (RFC 4616, RFC 6855) for a password LOGIN cannot carry (not ASCII) or
+    when the server disables LOGIN."""
+    capabilities = frozenset(as_text(c).upper() for c in client.capabilities())
+    offered = frozenset(c[5:] for c in capabilities if c.startswith("AUTH="))
     try:
-        client.login(username, password)
+        if login.oauth2:
+            _oauth_login(client, host, port, login, offered)
+        elif (login.secret.isascii() and login.username.isascii()
+              and "LOGINDISABLED" not in capabilities):
+            _refused_as_error(client.login, host, login, login.username, login.secret)
+        elif "PLAIN" in offered:
+            _sasl(client, host, login, "PLAIN", sasl.plain(login.username, login.secret))
+        else:
+            why = ("disables LOGIN" if "LOGINDISABLED" in capabilities
+                   else "takes only ASCII passwords with LOGIN")
+            raise CredentialError(
+                f"{host} {why} and does not offer AUTHENTICATE PLAIN, so followup cannot log "
+                f"in as {login.username} with this password; ask the provider, or use a "
+                "password of ASCII letters, digits and punctuation")
+    except UnicodeError:
+        # Never show the exception: its text quotes the character it could not encode.
+        raise CredentialError(f"the login name or password for {host} cannot be sent "
+                              "(a character the server's login cannot carry)") from None
+
+
+def _oauth_login(client: imapclient.IMAPClient, host: str, port: int, login: Login,
+                 offered: frozenset[str]) -> None:
+    mechanism = sasl.choose_oauth(offered)
+    initial = sasl.initial_response(mechanism, login.username, login.secret, host, port)
+    try:
+        _sasl(client, host, login, mechanism, initial)
+    except LoginRefused:
+        if login.renew is None:
+            raise
+        log.info("%s refused the access token; renewing it once", host)
+        token = login.renew()
+        _sasl(client, host, login, mechanism,
+              sasl.initial_response(mechanism, login.username, token, host, port),
+              hint="even after renewing the access token; check that the sign-in's scopes "
+                   "include IMAP, or run `followup login`")
+
+
+def _sasl(client: imapclient.IMAPClient, host: str, login: Login, mechanism: str,
+          initial: bytes, hint: str = "") -> None:
+    # The base64 form is what a protocol log would show: scrub it like the secret.
+    credentials.remember(base64.b64encode(initial).decode())
+    _refused_as_error(client.sasl_login, host, login, mechanism, sasl.responder(initial),
+                      hint=hint)
+
+
+def _refused_as_error(call: Any, host: str, login: Login, *args: Any, hint: str = "") -> None:
+    username = login.username
+    try:
+        call(*args)
     except imap_errors.LoginError as exc:
         if isinstance(exc.__context__, imap_errors.IMAPClientAbortError | OSError):
             # imapclient turns every failure of LOGIN into LoginError, a connection that
             # broke half-way too: that is worth a retry, and no reason to doubt the password.
             raise TransientMailboxError(f"connection to {host} broke during login") from None
-        said = net.scrub(as_text(exc.args[0] if exc.args else exc), password)
+        said = credentials.redact(net.scrub(as_text(exc.args[0] if exc.args else exc),
+                                            login.secret))
         said = said.removeprefix("b'").removesuffix("'")
+        if login.oauth2:
+            raise LoginRefused(f"{host} refused the OAuth2 access token for {username} "
+                               f"(server said: {said}){'; ' + hint if hint else ''}") from None
         raise LoginRefused(
             f"login as {username} on {host} failed (server said: {said}); check "
             "[imap] username and the password (Gmail and iCloud need an app password)"
         ) from None
     except imap_errors.IMAPClientError as exc:
-        said = net.scrub(str(exc), password)
+        said = credentials.redact(net.scrub(str(exc), login.secret))
         raise LoginRefused(f"login as {username} on {host} failed: {said}") from None
 
 
@@ -119,6 +184,7 @@ class Mailbox:
                  timeout: float | None = None) -> None:
         self._client = client
         self.host = host
+        self.name = ""  # the key of the mailbox in the config ("" for the primary)
         self.timeout = timeout  # the socket timeout, for "did not answer" errors
         self._capabilities: frozenset[str] | None = None
         self._selected: str | None = None
@@ -132,14 +198,14 @@ class Mailbox:
     # ------------------------------------------------------------------ connect
 
     @classmethod
-    def connect(cls, settings: ImapConfig, password: str) -> Mailbox:
-        return cls.open(
-            settings.host, settings.port, settings.security, settings.username, password,
-            ca_file=settings.ca_file, timeout=settings.timeout,
-        )
+    def connect(cls, settings: ImapConfig, login: Login, name: str = "") -> Mailbox:
+        mailbox = cls.open(settings.host, settings.port, settings.security, login,
+                           ca_file=settings.ca_file, timeout=settings.timeout)
+        mailbox.name = name
+        return mailbox
 
     @classmethod
-    def open(cls, host: str, port: int, security: str, username: str, password: str, *,
+    def open(cls, host: str, port: int, security: str, login: Login, *,
              ca_file: Path | None = None, timeout: float = 60.0) -> Mailbox:
         if security == "none" and not is_loopback(host):
             raise ConfigError([f"[imap] security = \"none\" is refused for {host}: the password "
@@ -151,20 +217,20 @@ class Mailbox:
                 use_uid=True,
             )
         except (OSError, imap_errors.IMAPClientError) as exc:
-            raise _connect_error(exc, host, port, timeout, password) from None
+            raise _connect_error(exc, host, port, timeout, login.secret) from None
         client.normalise_times = False
         _no_delay(client)
         mailbox = cls(client, host, timeout)
         try:
             if security == "starttls":
                 _start_tls(client, context, host, port)
-            _log_in(client, host, username, password)
-        except MailboxError:
+            _log_in(client, host, port, login)
+        except (MailboxError, CredentialError):
             mailbox.close()
             raise
         except (OSError, imap_errors.IMAPClientError) as exc:
             mailbox.close()
-            raise _connect_error(exc, host, port, timeout, password) from None
+            raise _connect_error(exc, host, port, timeout, login.secret) from None
         return mailbox
 
     def close(self) -> None:
@@ -292,6 +358,35 @@ class Mailbox:
         else:
             parsed = self._fetch(uids, items)
         return [parsed[uid] for uid in uids if uid in parsed]  # the rest: expunged meanwhile
+
+    def delivered(self, uids: Sequence[int]) -> set[int]:
+        """Which of ``uids`` (in the selected folder) were delivered by a mail server.
+
+        Every server that delivers a message adds a Received line to it (RFC 5321 4.4), the
+        receiving server's own on top, and a sender cannot remove it; a message that the
+        user's mail program APPENDed (a sent mail filed away) has none. Only the first bytes
+        of the field are fetched: presence is the answer. A server that refuses the FETCH
+        makes every one count as delivered (then the user's own mail there is not counted as
+        sent, which is the safe side: README "Security").
+        """
+        if not uids:
+            return set()
+        item = "BODY.PEEK[HEADER.FIELDS (RECEIVED)]<0.16>"
+        try:
+            response = self._call(self._client.fetch, list(uids), [item])
+        except TransientMailboxError:
+            raise
+        except MailboxError as exc:
+            log.warning("%s refused to show Received fields (%s); your own mail in this "
+                        "folder is not counted as sent", self.host, exc)
+            return set(uids)
+        found = set()
+        for uid, fields in response.items():
+            value = next((v for k, v in fields.items()
+                          if isinstance(k, bytes) and k.startswith(b"BODY[")), b"")
+            if isinstance(value, bytes) and value.strip():
+                found.add(uid)
+        return found
 
     def _fetch(self, uids: Sequence[int], items: Sequence[str]) -> dict[int, FetchedHeader]:
         """One FETCH: the fast path while imaplib's private calls work on this connection,

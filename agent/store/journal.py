@@ -29,6 +29,7 @@ class DraftRecord:
     uidvalidity: int | None
     created_at: datetime
     state: str
+    mailbox: str = ""  # whose Drafts folder: "" the primary, else a [[mailbox]] name
 
 
 def _draft(row: Row) -> DraftRecord:
@@ -36,7 +37,8 @@ def _draft(row: Row) -> DraftRecord:
         id=row["id"], contact_id=row["contact_id"], address=row["address"],
         day=date.fromisoformat(row["day"]), kind=row["kind"], message_id=row["message_id"],
         folder=row["folder"], uid=row["uid"], uidvalidity=row["uidvalidity"],
-        created_at=from_epoch(row["created_at"]) or _NEVER, state=row["state"])
+        created_at=from_epoch(row["created_at"]) or _NEVER, state=row["state"],
+        mailbox=row["mailbox"])
 
 
 class Journal:
@@ -107,14 +109,15 @@ class Journal:
 
     def add_draft(self, contact_id: int, address: str, day: date, kind: str, message_id: str,
                   folder: str, uid: int | None, uidvalidity: int | None, now: datetime,
-                  state: str = "appending") -> int:
+                  mailbox: str = "", state: str = "appending") -> int:
         """Record a draft; ``appending`` (the default) before its APPEND, so that a draft the
         server stored is always known by its Message-ID, whatever happens next."""
         with self._db.transaction():
             table = self._db.table("drafts").insert(
                 {"contact_id": contact_id, "address": address, "day": day.isoformat(),
                  "kind": kind, "message_id": message_id, "folder": folder, "uid": uid,
-                 "uidvalidity": uidvalidity, "created_at": epoch(now), "state": state})
+                 "uidvalidity": uidvalidity, "created_at": epoch(now), "mailbox": mailbox,
+                 "state": state})
             return int(table.last_rowid or 0)
 
     def confirm_draft(self, draft_id: int, uid: int | None, uidvalidity: int | None) -> None:
@@ -128,10 +131,12 @@ class Journal:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM drafts WHERE id = ? AND state = 'appending'", (draft_id,))
 
-    def drafts(self, *states: str) -> list[DraftRecord]:
-        """Drafts in any of ``states`` (all when none is given), oldest first."""
+    def drafts(self, *states: str, mailbox: str | None = None) -> list[DraftRecord]:
+        """Drafts in any of ``states`` (all when none is given) of ``mailbox`` (every
+        mailbox: None), oldest first."""
         rows = self._db.query("SELECT * FROM drafts ORDER BY id")
-        return [_draft(r) for r in rows if not states or r["state"] in states]
+        return [_draft(r) for r in rows if (not states or r["state"] in states)
+                and (mailbox is None or r["mailbox"] == mailbox)]
 
     def resolve_draft(self, draft_id: int, state: str, now: datetime) -> None:
         """Settle a draft: ``sent`` or ``declined``."""

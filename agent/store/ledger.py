@@ -7,6 +7,7 @@ sync state; ``forget`` empties it for ``scan --full``. Nothing here is a user de
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,7 +65,8 @@ class Incoming:
     folder: str  # the folder the ledger names for it (where it was first seen)
     message_id: str | None
     msg_key: int  # the ledger's identity of the message
-    copies: tuple[tuple[str, int], ...]  # (folder, uid) of every copy the scan saw
+    copies: tuple[tuple[str, int], ...]  # (folder, uid) of every copy in ``mailbox``
+    mailbox: str = ""  # the mailbox it was first seen in ("" the primary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +81,29 @@ class ExchangeRow:
     language: str | None
 
 
+def id_digest(message_id: str) -> int:
+    """A Message-ID as a signed 63-bit integer: how ``sent_ids`` and ``held`` name messages."""
+    data = message_id.encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") >> 1
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRow:
+    """An exchange that counts only once the user's message it answers is seen (issue 20)."""
+
+    parent: str  # the Message-ID it answers
+    exchange: ExchangeRow
+
+
 def _exchange(row: Row) -> Exchange:
     return Exchange(row["address"], row["direction"], from_epoch(row["time"]) or _NEVER,
                     row["subject"], row["folder"], row["message_id"])
+
+
+# The newest display name and language seen for an address win.
+_NEWER_NAME = ("ON CONFLICT (address) DO UPDATE SET name = excluded.name, time = excluded.time, "
+               "language = coalesce(excluded.language, language) "
+               "WHERE excluded.time >= address_names.time")
 
 
 def _marks(values: Sequence[object]) -> str:
@@ -96,80 +118,135 @@ class Ledger:
 
     # ------------------------------------------------------------------ sync state
 
-    def folder_states(self) -> dict[str, FolderState]:
+    def folder_states(self, mailbox: str = "") -> dict[str, FolderState]:
+        """The sync state of every folder of ``mailbox`` ("" the primary), by name."""
         return {row["name"]: FolderState(**row) for row in self._db.query(
-            "SELECT name, uidvalidity, last_uid, uidnext, highestmodseq FROM folders")}
+            "SELECT name, uidvalidity, last_uid, uidnext, highestmodseq FROM folders "
+            "WHERE mailbox = ?", (mailbox,))}
 
-    def folder_state(self, name: str) -> FolderState | None:
-        return self.folder_states().get(name)
+    def folder_state(self, name: str, mailbox: str = "") -> FolderState | None:
+        return self.folder_states(mailbox).get(name)
 
-    def reset_folder(self, name: str, uidvalidity: int) -> None:
+    def reset_folder(self, name: str, uidvalidity: int, mailbox: str = "") -> None:
         """Forget what was seen in a folder (its UIDs mean nothing any more).
 
         Exchanges stay: they are keyed by message, so a rescan of the same mail adds nothing.
         """
         with self._db.transaction() as conn:
-            conn.execute("DELETE FROM messages WHERE folder = ?", (name,))
+            conn.execute("DELETE FROM messages WHERE mailbox = ? AND folder = ?",
+                         (mailbox, name))
             conn.execute(
-                "INSERT INTO folders (name, uidvalidity, last_uid, uidnext) VALUES (?, ?, 0, 0) "
-                "ON CONFLICT (name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+                "INSERT INTO folders (mailbox, name, uidvalidity, last_uid, uidnext) "
+                "VALUES (?, ?, ?, 0, 0) "
+                "ON CONFLICT (mailbox, name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
                 "last_uid = 0, uidnext = 0, highestmodseq = NULL",
-                (name, uidvalidity),
+                (mailbox, name, uidvalidity),
             )
 
     def save_batch(self, folder: str, uidvalidity: int, last_uid: int,
                    messages: Sequence[MessageRow], exchanges: Sequence[ExchangeRow],
-                   list_addresses: Iterable[str]) -> int:
-        """Record one fetched batch and advance the folder's sync state, atomically.
+                   list_addresses: Iterable[str], mailbox: str = "", *,
+                   sent_ids: Sequence[str] = (), held: Sequence[HeldRow] = ()) -> int:
+        """Record one fetched batch of ``mailbox`` and advance the folder's sync state,
+        atomically.
 
-        Returns how many exchanges were new (a message seen in two folders counts once).
-        The hot path of a scan: plain ``executemany`` with positional tuples, measured.
+        ``sent_ids`` are the Message-IDs of the user's own mail in the batch; ``held`` are
+        replies that count only if they answer one of those (in this batch, an earlier one
+        or a later one: see :meth:`_release_held`). Returns how many exchanges were new (a
+        message seen in two folders, or in two mailboxes, counts once). The hot path of a
+        scan: plain ``executemany`` with positional tuples, measured.
         """
         with self._db.transaction() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO messages (folder, uid, msg_key, time, skipped) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(folder, m.uid, key_id(m.msg_key), epoch(m.time), m.skipped)
-                 for m in messages],
-            )
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO exchanges (msg_key, address, direction, time, subject, "
-                "folder, message_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(key_id(e.msg_key), e.address, e.direction, epoch(e.time), e.subject, folder,
-                  e.message_id) for e in exchanges],
-            )
-            added = conn.total_changes - before
-            conn.executemany(
-                "INSERT INTO address_names (address, name, time, language) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (address) DO UPDATE SET name = excluded.name, "
-                "time = excluded.time, language = coalesce(excluded.language, language) "
-                "WHERE excluded.time >= address_names.time",
-                [(e.address, e.name, epoch(e.time), e.language if e.direction == "in" else None)
-                 for e in exchanges if e.name],
-            )
-            conn.executemany("INSERT OR IGNORE INTO dirty (address) VALUES (?)",
-                             [(e.address,) for e in exchanges])
-            conn.executemany("INSERT OR IGNORE INTO lists (address) VALUES (?)",
-                             [(a,) for a in list_addresses])
+            added = self._save_exchanges(conn, mailbox, folder, messages, exchanges,
+                                         list_addresses)
+            if sent_ids or held:
+                added += self._hold_and_release(conn, mailbox, folder, sent_ids, held)
             conn.execute(
-                "INSERT INTO folders (name, uidvalidity, last_uid) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+                "INSERT INTO folders (mailbox, name, uidvalidity, last_uid) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (mailbox, name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
                 "last_uid = max(last_uid, excluded.last_uid)",
-                (folder, uidvalidity, last_uid),
+                (mailbox, folder, uidvalidity, last_uid),
             )
         return added
 
+    def _save_exchanges(self, conn: sqlite3.Connection, mailbox: str, folder: str,
+                        messages: Sequence[MessageRow], exchanges: Sequence[ExchangeRow],
+                        list_addresses: Iterable[str]) -> int:
+        conn.executemany(
+            "INSERT OR IGNORE INTO messages (mailbox, folder, uid, msg_key, time, skipped) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(mailbox, folder, m.uid, key_id(m.msg_key), epoch(m.time), m.skipped)
+             for m in messages],
+        )
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO exchanges (msg_key, address, direction, time, subject, "
+            "folder, message_id, mailbox) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(key_id(e.msg_key), e.address, e.direction, epoch(e.time), e.subject, folder,
+              e.message_id, mailbox) for e in exchanges],
+        )
+        added = conn.total_changes - before
+        conn.executemany(
+            "INSERT INTO address_names (address, name, time, language) VALUES (?, ?, ?, ?) "  # noqa: S608 - fixed text
+            + _NEWER_NAME,
+            [(e.address, e.name, epoch(e.time), e.language if e.direction == "in" else None)
+             for e in exchanges if e.name],
+        )
+        conn.executemany("INSERT OR IGNORE INTO dirty (address) VALUES (?)",
+                         [(e.address,) for e in exchanges])
+        conn.executemany("INSERT OR IGNORE INTO lists (address) VALUES (?)",
+                         [(a,) for a in list_addresses])
+        return added
+
+    def _hold_and_release(self, conn: sqlite3.Connection, mailbox: str, folder: str,
+                          sent_ids: Sequence[str], held: Sequence[HeldRow]) -> int:
+        """Remember the user's sent Message-IDs and the held replies; release every held
+        reply whose parent is now known. Returns how many exchanges that added.
+
+        Costs one 8-byte row per sent message and one row per held reply (replies that
+        carry a bulk mark: few), and these statements only in batches that have either.
+        """
+        conn.executemany("INSERT OR IGNORE INTO sent_ids (id) VALUES (?)",
+                         [(id_digest(ident),) for ident in sent_ids])
+        conn.executemany(
+            "INSERT OR IGNORE INTO held (parent, msg_key, address, time, subject, folder, "
+            "message_id, name, language, mailbox) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(id_digest(h.parent), key_id(e.msg_key), e.address, epoch(e.time), e.subject,
+              folder, e.message_id, e.name, e.language, mailbox)
+             for h in held for e in (h.exchange,)])
+        return self._release_held(conn)
+
+    @staticmethod
+    def _release_held(conn: sqlite3.Connection) -> int:
+        """Held replies whose parent the user sent become exchanges ("in")."""
+        answered = "FROM held WHERE parent IN (SELECT id FROM sent_ids)"
+        before = conn.total_changes
+        conn.execute(
+            "INSERT OR IGNORE INTO exchanges (msg_key, address, direction, time, subject, "
+            f"folder, message_id, mailbox) SELECT msg_key, address, 'in', time, subject, "
+            f"folder, message_id, mailbox {answered}")
+        added = conn.total_changes - before
+        if not added and conn.execute(f"SELECT 1 {answered} LIMIT 1").fetchone() is None:
+            return 0
+        conn.execute(
+            "INSERT INTO address_names (address, name, time, language) "
+            f"SELECT address, name, time, language {answered} AND name != '' " + _NEWER_NAME)
+        conn.execute(f"INSERT OR IGNORE INTO dirty (address) SELECT address {answered}")
+        conn.execute("UPDATE messages SET skipped = NULL "  # noqa: S608
+                     f"WHERE msg_key IN (SELECT msg_key {answered})")
+        conn.execute(f"DELETE {answered}")
+        return added
+
     def finish_folder(self, folder: str, uidvalidity: int, uidnext: int,
-                      highestmodseq: int | None, now: datetime) -> None:
+                      highestmodseq: int | None, now: datetime, mailbox: str = "") -> None:
         with self._db.transaction() as conn:
             conn.execute(
-                "INSERT INTO folders (name, uidvalidity, last_uid, uidnext, highestmodseq, "
-                "scanned_at) VALUES (?, ?, 0, ?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+                "INSERT INTO folders (mailbox, name, uidvalidity, last_uid, uidnext, "
+                "highestmodseq, scanned_at) VALUES (?, ?, ?, 0, ?, ?, ?) "
+                "ON CONFLICT (mailbox, name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
                 "uidnext = excluded.uidnext, highestmodseq = excluded.highestmodseq, "
                 "scanned_at = excluded.scanned_at",
-                (folder, uidvalidity, uidnext, highestmodseq, epoch(now)),
+                (mailbox, folder, uidvalidity, uidnext, highestmodseq, epoch(now)),
             )
 
     def refresh_aggregates(self) -> int:
@@ -184,12 +261,12 @@ class Ledger:
             conn.execute("""
                 INSERT OR REPLACE INTO addresses (address, name, language, last_time,
                     last_direction, last_subject, last_folder, last_message_id, last_in,
-                    last_out, messages_in, messages_out)
+                    last_out, messages_in, messages_out, last_mailbox)
                 SELECT r.address, coalesce(n.name, ''), n.language, r.time, r.direction,
                     r.subject, r.folder, r.message_id, agg.last_in, agg.last_out,
-                    agg.n_in, agg.n_out
+                    agg.n_in, agg.n_out, r.mailbox
                 FROM (
-                    SELECT address, direction, subject, folder, message_id, time,
+                    SELECT address, direction, subject, folder, message_id, time, mailbox,
                         row_number() OVER (PARTITION BY address
                                            ORDER BY time DESC, direction DESC, msg_key) AS rn
                     FROM exchanges WHERE address IN (SELECT address FROM dirty)
@@ -250,23 +327,26 @@ class Ledger:
 
     def newest_incoming(self, addresses: Iterable[str]) -> Incoming | None:
         """The newest message from any of ``addresses`` to the user, with the UIDs of its
-        copies: the scan keeps each message's (folder, UID) with its key, so nothing needs to
-        be searched for on the server. The ledger's own folder comes first."""
+        copies in the mailbox it was first seen in: the scan keeps each message's (folder,
+        UID) with its key, so nothing needs to be searched for on the server. The ledger's
+        own folder comes first."""
         keys = list(addresses)
         if not keys:
             return None
         rows = self._db.query(
-            "SELECT address, time, subject, folder, message_id, msg_key "  # noqa: S608
-            f"FROM exchanges WHERE address IN ({_marks(keys)}) AND direction = 'in' "
+            "SELECT address, time, subject, folder, message_id, msg_key, "  # noqa: S608
+            f"mailbox FROM exchanges WHERE address IN ({_marks(keys)}) AND direction = 'in' "
             "ORDER BY time DESC, msg_key LIMIT 1", keys)
         if not rows:
             return None
         row = rows[0]
         copies = tuple((r["folder"], r["uid"]) for r in self._db.query(
-            "SELECT folder, uid FROM messages WHERE msg_key = ? "
-            "ORDER BY folder = ? DESC, folder, uid DESC", (row["msg_key"], row["folder"])))
+            "SELECT folder, uid FROM messages WHERE msg_key = ? AND mailbox = ? "
+            "ORDER BY folder = ? DESC, folder, uid DESC",
+            (row["msg_key"], row["mailbox"], row["folder"])))
         return Incoming(row["address"], from_epoch(row["time"]) or _NEVER, row["subject"],
-                        row["folder"], row["message_id"], row["msg_key"], copies)
+                        row["folder"], row["message_id"], row["msg_key"], copies,
+                        row["mailbox"])
 
     def sent_to_since(self, addresses: Iterable[str], since: datetime) -> bool:
         """Whether the user wrote to any of ``addresses`` at or after ``since``."""

@@ -20,6 +20,7 @@ import sqlite_utils
 # Tables rebuilt from the mailbox by `scan --full`. Everything else is the user's.
 LEDGER_TABLES = (
     "folders", "messages", "exchanges", "addresses", "address_names", "lists", "dirty",
+    "sent_ids", "held",
 )
 # Tables read from the address books; each sync replaces what changed at a source.
 CARD_TABLES = ("addressbooks", "cards", "card_addresses", "card_tags", "phones")
@@ -208,7 +209,116 @@ def _m3_address_books(db: sqlite_utils.Database) -> None:
     """)
 
 
-def _m4_signatures(db: sqlite_utils.Database) -> None:
+def _m4_replies_to_the_user(db: sqlite_utils.Database) -> None:
+    db.executescript("""
+    -- Derived from the mailbox like the ledger: a reply to the user's own mail is a person's
+    -- even when it carries a bulk mark (issue 20). The scan remembers what the user sent and
+    -- holds such replies until the message they answer is seen, in any folder, at any scan.
+    CREATE TABLE sent_ids (id INTEGER PRIMARY KEY);  -- 63-bit digests of sent Message-IDs
+    CREATE TABLE held (                 -- soft-automated replies waiting for their parent
+        parent INTEGER NOT NULL,        -- digest of the Message-ID they answer
+        msg_key INTEGER NOT NULL,
+        address TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        subject TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        message_id TEXT,
+        name TEXT NOT NULL,
+        language TEXT,
+        UNIQUE (msg_key, address)
+    );
+    CREATE INDEX held_by_parent ON held (parent);
+    """)
+
+
+def _m5_several_mailboxes(db: sqlite_utils.Database) -> None:
+    """Several mailboxes ([[mailbox]]): sync state and messages are kept per mailbox; each
+    exchange, address and draft remembers its mailbox. '' is the primary ([account]/[imap]),
+    which is what everything before this version was."""
+    db.executescript("""
+    CREATE TABLE folders_by_mailbox (
+        mailbox TEXT NOT NULL DEFAULT '',   -- '' the primary, else the [[mailbox]] name
+        name TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        last_uid INTEGER NOT NULL DEFAULT 0,
+        uidnext INTEGER NOT NULL DEFAULT 0,
+        highestmodseq INTEGER,
+        scanned_at INTEGER,
+        PRIMARY KEY (mailbox, name)
+    );
+    INSERT INTO folders_by_mailbox (name, uidvalidity, last_uid, uidnext, highestmodseq,
+                                    scanned_at)
+        SELECT name, uidvalidity, last_uid, uidnext, highestmodseq, scanned_at FROM folders;
+    DROP TABLE folders;
+    ALTER TABLE folders_by_mailbox RENAME TO folders;
+
+    CREATE TABLE messages_by_mailbox (
+        mailbox TEXT NOT NULL DEFAULT '',
+        folder TEXT NOT NULL,
+        uid INTEGER NOT NULL,
+        msg_key INTEGER NOT NULL,
+        time INTEGER NOT NULL,
+        skipped TEXT,
+        PRIMARY KEY (mailbox, folder, uid)
+    ) WITHOUT ROWID;
+    INSERT INTO messages_by_mailbox (folder, uid, msg_key, time, skipped)
+        SELECT folder, uid, msg_key, time, skipped FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_by_mailbox RENAME TO messages;
+
+    -- The mailbox a message was first seen in; a message in two mailboxes counts once.
+    ALTER TABLE exchanges ADD COLUMN mailbox TEXT NOT NULL DEFAULT '';
+    -- The mailbox of the newest exchange: where a check-in draft goes, From which address.
+    ALTER TABLE addresses ADD COLUMN last_mailbox TEXT NOT NULL DEFAULT '';
+    ALTER TABLE drafts ADD COLUMN mailbox TEXT NOT NULL DEFAULT '';
+    -- Replies held for their parent (schema 4) remember their mailbox too.
+    ALTER TABLE held ADD COLUMN mailbox TEXT NOT NULL DEFAULT '';
+    """)
+
+
+def _m6_touchpoints_and_commands(db: sqlite_utils.Database) -> None:
+    db.executescript("""
+    -- The user's: contact outside the mailbox (a call, a meeting), kept like decisions.
+    CREATE TABLE touchpoints (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        contact_id INTEGER NOT NULL REFERENCES contacts (id),
+        kind TEXT NOT NULL CHECK (kind IN ('call', 'meeting', 'message')),
+        day TEXT NOT NULL,              -- local calendar day, ISO
+        time INTEGER NOT NULL,          -- epoch seconds: the start of that day, local time
+        note TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL,           -- cli | mail (a command in a message to followup)
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX touchpoints_by_contact ON touchpoints (contact_id, time);
+
+    -- The journal: commands received by mail, each applied once, with what they did.
+    CREATE TABLE commands (
+        message_id TEXT PRIMARY KEY,    -- of the command message, without < >
+        folder TEXT NOT NULL,           -- where it was found first
+        uid INTEGER NOT NULL,
+        sent_at INTEGER NOT NULL,       -- its Date (epoch seconds)
+        applied_at INTEGER NOT NULL,
+        proof TEXT NOT NULL,            -- digest | link: how it showed it came from the user
+        digest_day TEXT,                -- the digest it answers, ISO day
+        subject TEXT NOT NULL,
+        results TEXT NOT NULL,          -- JSON list of {line, ok, text}
+        confirmed_at INTEGER            -- the confirmation reached the INBOX (NULL: not yet)
+    );
+    CREATE TABLE command_folders (      -- how far INBOX and Sent were looked at for commands
+        folder TEXT PRIMARY KEY,
+        uidvalidity INTEGER NOT NULL,
+        last_uid INTEGER NOT NULL
+    );
+    CREATE TABLE digest_rows (          -- each digest's numbered rows, as the user saw them
+        day TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        contact_id INTEGER NOT NULL,
+        PRIMARY KEY (day, number)
+    );
+    """)
+
+
+def _m7_signatures(db: sqlite_utils.Database) -> None:
     db.executescript("""
     -- Messages whose signature was read for phone numbers (agent.signature_sync): each is
     -- fetched once. Its numbers are rows of `phones` with source 'signature', the sender's
@@ -230,6 +340,9 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _m1_initial,
     _m2_secret_and_digest_attempts,
     _m3_address_books,
-    _m4_signatures,
+    _m4_replies_to_the_user,
+    _m5_several_mailboxes,
+    _m6_touchpoints_and_commands,
+    _m7_signatures,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -25,7 +25,7 @@ _DECISIONS = "SELECT id, name, snooze_until, ignored, cadence_days, language FRO
 _ADDRESS_ROWS = """
     SELECT ca.contact_id, a.address, a.name, a.language, a.last_time, a.last_direction,
         a.last_subject, a.last_folder, a.last_message_id, a.last_in, a.last_out,
-        a.messages_in, a.messages_out
+        a.messages_in, a.messages_out, a.last_mailbox
     FROM addresses AS a JOIN contact_addresses AS ca ON ca.address = a.address
 """
 
@@ -63,6 +63,7 @@ def _contact(contact_id: int, rows: list[Row], decision: Row | None,
         last_direction=newest["last_direction"],
         last_subject=newest["last_subject"],
         last_folder=newest["last_folder"],
+        last_mailbox=newest["last_mailbox"],
         last_message_id=newest["last_message_id"],
         last_in=from_epoch(last_in),
         last_out=from_epoch(last_out),

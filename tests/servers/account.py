@@ -58,7 +58,10 @@ class ImapAccount:
         # APPEND then waits ~40 ms for a delayed ACK.
         client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            client.login(self.username, self.password)
+            if self.password.isascii():
+                client.login(self.username, self.password)
+            else:  # LOGIN takes only ASCII: AUTHENTICATE PLAIN carries UTF-8
+                client.plain_login(self.username, self.password)
         except BaseException:
             with contextlib.suppress(Exception):
                 client.shutdown()

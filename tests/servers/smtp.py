@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,11 +40,44 @@ class _SinkHandler:
             mail_from=envelope.mail_from or "",
             rcpt_tos=tuple(envelope.rcpt_tos),
             data=data,
-            authenticated_as=auth.login.decode() if isinstance(auth, LoginPassword) else None,
+            authenticated_as=(auth.login.decode() if isinstance(auth, LoginPassword)
+                              else auth if isinstance(auth, str) else None),
             tls=session.ssl is not None,
         )
         self._sink._record(message)
         return "250 Message accepted for delivery"
+
+
+def _fields(blob: bytes) -> dict[str, str]:
+    """The key=value fields of an XOAUTH2 or OAUTHBEARER message."""
+    return dict(p.split("=", 1) for p in blob.decode().split("\x01") if "=" in p)
+
+
+class _TokenSinkHandler(_SinkHandler):
+    """AUTH XOAUTH2 and OAUTHBEARER: aiosmtpd offers every ``auth_<MECH>`` of the handler."""
+
+    async def _token_auth(self, server: SMTP, args: list[str], user_of: Callable[
+            [dict[str, str], bytes], str]) -> AuthResult:
+        blob = (base64.b64decode(args[1]) if len(args) == 2
+                else await server.challenge_auth(""))
+        assert isinstance(blob, bytes)
+        fields = _fields(blob)
+        user, token = user_of(fields, blob), fields.get("auth", "")[len("Bearer "):]
+        if self._sink.token_check is not None and self._sink.token_check(user, token):
+            return AuthResult(success=True, auth_data=user)
+        await server.challenge_auth(json.dumps({"status": "401", "schemes": "bearer"}))
+        return AuthResult(success=False, handled=False,
+                          message="535 5.7.8 Username and Password not accepted")
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._token_auth(server, args, lambda f, _b: f.get("user", ""))
+
+    async def auth_OAUTHBEARER(self, server: SMTP, args: list[str]) -> AuthResult:
+        def user(_fields: dict[str, str], blob: bytes) -> str:
+            gs2 = blob.decode().split("\x01", 1)[0]  # n,a=USER,
+            return gs2.split("a=", 1)[1].rstrip(",").replace("=2C", ",").replace("=3D", "=")
+
+        return await self._token_auth(server, args, user)
 
 
 class SmtpSink(LoopbackService):
@@ -59,9 +95,17 @@ class SmtpSink(LoopbackService):
         tls: TlsFiles | None = None,
         username: str | None = None,
         password: str | None = None,
+        token_check: Callable[[str, str], bool] | None = None,
+        mechanisms: tuple[str, ...] = ("XOAUTH2", "OAUTHBEARER"),
+        auth_exclude: tuple[str, ...] = (),
     ) -> None:
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")
+        # With token_check: AUTH takes OAuth2 tokens (`mechanisms` of XOAUTH2, OAUTHBEARER)
+        # and nothing else; token_check(user, token) says whether a token is good.
+        self.token_check = token_check
+        self.mechanisms = mechanisms
+        self.auth_exclude = auth_exclude  # built-in mechanisms not to offer (e.g. PLAIN)
         self.host = host
         self.port = port or 0
         self.tls = tls
@@ -99,9 +143,16 @@ class SmtpSink(LoopbackService):
                 authenticator=self._authenticate,
                 auth_required=True,
                 auth_require_tls=self.tls is not None,
+                auth_exclude_mechanism=list(self.auth_exclude),
             )
+        handler = _SinkHandler(self)
+        if self.token_check is not None:
+            handler = _TokenSinkHandler(self)
+            hidden = ["LOGIN", "PLAIN", *({"XOAUTH2", "OAUTHBEARER"} - set(self.mechanisms))]
+            kwargs.update(auth_required=True, auth_require_tls=self.tls is not None,
+                          auth_exclude_mechanism=hidden)
         self._controller = Controller(
-            _SinkHandler(self),
+            handler,
             hostname=self.host,
             port=self.port,
             server_hostname="localhost",  # else socket.getfqdn(): slow without DNS

@@ -174,6 +174,18 @@ CREATE TABLE folders (
     );
 INSERT INTO "folders" VALUES('INBOX',1000,8,0,NULL,NULL);
 INSERT INTO "folders" VALUES('Sent',1001,1,0,NULL,NULL);
+CREATE TABLE held (                 -- soft-automated replies waiting for their parent
+        parent INTEGER NOT NULL,        -- digest of the Message-ID they answer
+        msg_key INTEGER NOT NULL,
+        address TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        subject TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        message_id TEXT,
+        name TEXT NOT NULL,
+        language TEXT,
+        UNIQUE (msg_key, address)
+    );
 CREATE TABLE kept_apart (           -- addresses the user split off: no card joins them again
         address TEXT PRIMARY KEY,
         since INTEGER NOT NULL
@@ -221,21 +233,14 @@ CREATE TABLE "secrets" (
    "name" TEXT PRIMARY KEY,
    "value" TEXT NOT NULL
 );
-CREATE TABLE signature_reads (
-        message TEXT PRIMARY KEY,       -- its Message-ID (or the ledger's key without one)
-        address TEXT NOT NULL,          -- the sender (identity key)
-        sent INTEGER NOT NULL,          -- epoch seconds: the message's time
-        read_at INTEGER NOT NULL,
-        numbers INTEGER NOT NULL,       -- how many numbers its signature gave
-        outcome TEXT NOT NULL           -- read | no text | gone | unreadable
-    );
+CREATE TABLE sent_ids (id INTEGER PRIMARY KEY);
 CREATE INDEX exchanges_by_address ON exchanges (address, time);
 CREATE INDEX contact_addresses_by_contact ON contact_addresses (contact_id);
 CREATE INDEX drafts_by_state ON drafts (state, contact_id);
 CREATE INDEX card_addresses_by_address ON card_addresses (address);
 CREATE INDEX phones_by_card ON phones (card_id);
 CREATE INDEX phones_by_address ON phones (address);
-CREATE INDEX phones_by_source ON phones (source, address);
+CREATE INDEX held_by_parent ON held (parent);
 DELETE FROM "sqlite_sequence";
 INSERT INTO "sqlite_sequence" VALUES('contacts',8);
 INSERT INTO "sqlite_sequence" VALUES('drafts',4);
