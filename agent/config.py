@@ -120,6 +120,7 @@ class PolicyConfig:
     two_way: bool
     daily_picks: int
     rule: tuple[Rule, ...]
+    reply_window_days: int = 30  # a reply is owed this long after their message
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,8 @@ class DigestConfig:
     delivery: str
     send_empty: bool
     birthday_days: int
+    max_replies: int = 3  # replies owed in their own section
+    prefer: str = "mail"  # call | mail: what the digest puts first
 
     @property
     def tz(self) -> ZoneInfo:

@@ -16,6 +16,7 @@ from email.utils import format_datetime
 from urllib.parse import quote
 
 from agent import policy, sendmail
+from agent.addressbook.phones import shown
 from agent.commands.grammar import ACTIONS, Action, link_message
 from agent.config import Config
 from agent.message import (
@@ -68,10 +69,13 @@ class Row:
     mailto: str  # a URL-encoded mailto: link ("Re: subject" for replies)
     on_record: bool = True  # False: known only from the address book, no contact yet
     birthday_in: int | None = None  # days to their next birthday (0: today), None: unknown
-    phone: str = ""  # the first phone number from the address book, "" without one
+    phone: str = ""  # the number to call (E.164; a card's first, else their signature's), ""
     draft_folder: str = ""  # where a prepared draft waits, in the client's words; "" none
     number: int = 0  # its number in this digest (1, 2, …): "snooze 2 30d" in an answer
     actions: tuple[Link, ...] = ()  # one-click links: snooze 30 days, not this person, called
+    phone_shown: str = ""  # the number as people write it: "+49 30 1234567"
+    phone_source: str = ""  # addressbook | signature
+    tel: str = ""  # a tel: URL of the number ("tel:+49301234567"), "" without one
 
     @property
     def days_past_line(self) -> int:
@@ -98,6 +102,7 @@ class Counts:
     due: int
     snoozed: int
     contacts: int  # every contact that is not ignored
+    replies: int = 0  # replies owed in today's own section
 
     @property
     def total_due(self) -> int:
@@ -174,6 +179,8 @@ def row(state: ContactState, day: date, config: Config, draft_folder: str | None
             if reply else mailto(email))
     due_date = state.due_date
     on_record = policy.clock_start(contact) is not None
+    number_to_call = policy.callable_phone(contact) or ""
+    phone = next((p for p in contact.phones if p.number == number_to_call), None)
     return Row(
         id=contact.id,
         name=name or email,
@@ -192,13 +199,22 @@ def row(state: ContactState, day: date, config: Config, draft_folder: str | None
         mailto=link,
         on_record=on_record,
         birthday_in=policy.birthday_in(contact, day),
-        phone=contact.phones[0].number if contact.phones else "",
+        phone=number_to_call,
+        phone_shown=shown(number_to_call) if number_to_call else "",
+        phone_source=phone.source if phone else "",
+        tel=tel(number_to_call),
         draft_folder=("" if draft_folder is None else
                       folder_words(one_line(draft_folder), language) if draft_folder
                       else FOLDER_WORDS["drafts"][language]),
         number=number,
         actions=actions(config, contact.id, name or email, secret),
     )
+
+
+def tel(number: str) -> str:
+    """A tel: URL (RFC 3966) of an E.164 number: only "+" and digits get into the href."""
+    digits = "".join(c for c in number if c.isdigit())
+    return f"tel:+{digits}" if number.startswith("+") and digits else ""
 
 
 def birthday_row(state: ContactState, when: date, day: date) -> BirthdayRow:
@@ -211,8 +227,9 @@ def birthday_row(state: ContactState, when: date, day: date) -> BirthdayRow:
 
 
 def numbered(plan: Plan) -> list[ContactState]:
-    """The digest's rows in the order they are numbered: the picks (1, 2, …), then the rest."""
-    return [*plan.picks, *plan.rest]
+    """The digest's rows in the order they are numbered: the picks (1, 2, …), the replies
+    owed, then the rest."""
+    return plan.shown
 
 
 def context(config: Config, plan: Plan, now: datetime,
@@ -236,13 +253,17 @@ def context(config: Config, plan: Plan, now: datetime,
         due=statuses.count("due"),
         snoozed=statuses.count("snoozed"),
         contacts=sum(1 for s in statuses if s != "ignored"),
+        replies=len(plan.replies),
     )
+    picks, replies = len(plan.picks), len(plan.picks) + len(plan.replies)
     return {
         "day": plan.day,
         "now": now,
         "user": User(one_line(config.account.name), config.account.email),
-        "picks": rows[:len(plan.picks)],
-        "rest": rows[len(plan.picks):],
+        "picks": rows[:picks],
+        "replies": rows[picks:replies],
+        "rest": rows[replies:],
+        "prefer": config.digest.prefer,
         "counts": counts,
         "drafts_enabled": config.drafts.enabled,
         "birthdays": [birthday_row(s, when, plan.day) for s, when in plan.birthdays],

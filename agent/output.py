@@ -16,6 +16,7 @@ from agent.drafts.compose import Draft
 from agent.drafts.lifecycle import DraftsResult
 from agent.identity import MergeSuggestion
 from agent.model import ContactState, Direction, Exchange
+from agent.policy import callable_phone
 from agent.store.cards import SourceRecord
 from agent.store.commands import CommandRecord
 
@@ -52,6 +53,7 @@ def state_record(state: ContactState) -> dict[str, Any]:
         "tags": sorted(contact.tags),
         "addressbook_tags": sorted(contact.card_tags),
         "phones": [{"number": p.number, "type": p.type, "source": p.source}
+                   | ({"seen": iso_utc(p.seen)} if p.seen is not None else {})
                    for p in contact.phones],
         "birthday": contact.birthday,
         "last_touch": None if contact.touch is None else {
@@ -162,19 +164,25 @@ def merge_suggestions_text(suggestions: Sequence[MergeSuggestion]) -> str:
 # --------------------------------------------------------------------------- due and show
 
 
-def due_records(due: Sequence[ContactState], picks: Sequence[ContactState]) -> list[dict[str, Any]]:
-    """``contacts --json`` records plus ``urgency`` and ``picked``, in the order given."""
+def due_records(due: Sequence[ContactState], picks: Sequence[ContactState],
+                replies: Sequence[ContactState] = ()) -> list[dict[str, Any]]:
+    """``contacts --json`` records plus ``urgency``, ``picked`` and ``reply_today`` (in
+    today's replies owed), in the order given."""
     picked = {s.contact.id for s in picks}
-    return [{**state_record(s), "urgency": round(s.urgency, 4), "picked": s.contact.id in picked}
-            for s in due]
+    replying = {s.contact.id for s in replies}
+    return [{**state_record(s), "urgency": round(s.urgency, 4), "picked": s.contact.id in picked,
+             "reply_today": s.contact.id in replying} for s in due]
 
 
-def due_json(due: Sequence[ContactState], picks: Sequence[ContactState]) -> str:
-    return json.dumps(due_records(due, picks), ensure_ascii=False, indent=2)
+def due_json(due: Sequence[ContactState], picks: Sequence[ContactState],
+             replies: Sequence[ContactState] = ()) -> str:
+    return json.dumps(due_records(due, picks, replies), ensure_ascii=False, indent=2)
 
 
-def print_due(due: Sequence[ContactState], picks: Sequence[ContactState]) -> None:
-    """The due list as a table, most urgent first; ``*`` marks today's picks."""
+def print_due(due: Sequence[ContactState], picks: Sequence[ContactState],
+              replies: Sequence[ContactState] = ()) -> None:
+    """The due list as a table, most urgent first; ``*`` marks today's picks, ``r`` today's
+    replies owed; the phone number to call, where one is known."""
     from rich.table import Table
     from rich.text import Text
 
@@ -183,18 +191,25 @@ def print_due(due: Sequence[ContactState], picks: Sequence[ContactState]) -> Non
         console.print("Nobody is waiting, overdue or due today.")
         return
     picked = {s.contact.id for s in picks}
+    replying = {s.contact.id for s in replies}
     table = Table(header_style="bold")
-    for column in ("", "id", "name", "email", "status", "due", "why"):
-        table.add_column(column, overflow="fold" if column == "why" else "ellipsis")
+    for column in ("", "id", "name", "email", "status", "due", "phone", "why"):
+        table.add_column(column, overflow="fold" if column == "why" else "ellipsis",
+                         no_wrap=column == "phone")
     for state in due:
         contact = state.contact
+        mark = "*" if contact.id in picked else "r" if contact.id in replying else ""
         table.add_row(
-            "*" if contact.id in picked else "", str(contact.id), Text(contact.name),
+            mark, str(contact.id), Text(contact.name),
             Text(contact.email), Text(state.status, style=STATUS_STYLE.get(state.status, "")),
-            state.due_date.isoformat() if state.due_date else "", Text(state.reason),
+            state.due_date.isoformat() if state.due_date else "", callable_phone(contact) or "",
+            Text(state.reason),
         )
     console.print(table)
-    console.print(f"* today's picks ({len(picked)} of {len(due)})")
+    line = f"* today's picks ({len(picked)} of {len(due)})"
+    if replying:
+        line += f"; r: today's replies owed ({len(replying)})"
+    console.print(line)
 
 
 TOUCH_WORDS = {"call": "call", "meeting": "meeting", "message": "in touch elsewhere"}
@@ -250,7 +265,10 @@ def show_text(profile: Profile, tz: ZoneInfo) -> str:
     rows.append(("tags", ", ".join([*sorted(decisions.tags),
                                     *(f"{t} (address book)" for t in card_tags)]) or "none"))
     if contact is not None and contact.phones:
-        rows.append(("phones", ", ".join(f"{p.number} ({p.type})" for p in contact.phones)))
+        rows.append(("phones", ", ".join(
+            f"{p.number} ({p.type}" + (f", from their signature of {p.seen:%Y-%m-%d})"
+                                       if p.source == "signature" and p.seen else ")")
+            for p in contact.phones)))
     if contact is not None and contact.birthday:
         rows.append(("birthday", contact.birthday))
     chosen = []

@@ -4,13 +4,10 @@ phone width in headless Chromium."""
 
 from __future__ import annotations
 
-import email
 import json
 import re
 import shutil
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.policy import default as default_policy
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -23,7 +20,7 @@ from agent.plan import Plan
 from agent.render import Renderer
 from agent.store import Store
 from tests.browser import browser_session, dump_dom
-from tests.kit import ME, make_config, make_contact, message, write_config
+from tests.kit import ME, drafts_of, make_config, make_contact, message, write_config
 from tests.servers.account import ImapAccount
 
 NOW = datetime(2026, 11, 26, 6, 30, tzinfo=UTC)  # 07:30 in Berlin
@@ -50,8 +47,9 @@ PEOPLE = [
 def plan_of(config: Config, people: list[Contact] = PEOPLE) -> Plan:
     states = policy.evaluate(people, config.policy, config.digest.tz, NOW)
     day = policy.today(NOW, config.digest.tz)
-    return Plan(day=day, states=states, due=policy.ranked(states),
-                picks=policy.pick_today(states, config.policy.daily_picks, day))
+    picks = policy.pick_today(states, config.policy.daily_picks, day)
+    return Plan(day=day, states=states, due=policy.ranked(states), picks=picks,
+                replies=policy.replies_today(states, config.digest.max_replies, picks))
 
 
 def hrefs(html: str) -> list[str]:
@@ -108,18 +106,6 @@ def test_a_pick_with_a_prepared_draft_points_to_it_not_to_a_blank_draft() -> Non
 
 
 # --------------------------------------------------------------------------- drafts in Drafts
-
-
-def drafts_of(account: ImapAccount) -> dict[str, EmailMessage]:
-    found: dict[str, EmailMessage] = {}
-    with account.client() as client:
-        client.select_folder(account.drafts_folder, readonly=True)
-        uids = client.search("ALL")
-        for data in (client.fetch(uids, ["BODY.PEEK[]"]).values() if uids else []):
-            parsed = email.message_from_bytes(bytes(data[b"BODY[]"]), policy=default_policy)
-            assert isinstance(parsed, EmailMessage)
-            found[parsed["To"].addresses[0].addr_spec] = parsed
-    return found
 
 
 def converse(account: ImapAccount, person: str, subjects: list[str], days: int,

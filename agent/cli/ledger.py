@@ -151,19 +151,20 @@ def show(app: App, contact: str) -> None:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True,
-              help="JSON list: the `contacts --json` fields plus urgency and picked.")
+              help="JSON list: the `contacts --json` fields plus urgency, picked and "
+                   "reply_today.")
 @pass_app
 def due(app: App, as_json: bool) -> None:
     """Who to contact now, most urgent first.
 
-    Waiting on your reply, overdue, then due soon; * marks today's picks (those the
-    digest and drafts use).
+    Waiting on your reply, overdue, then due soon; * marks today's picks, r today's
+    replies owed (those the digest and drafts use); phone: the number to call.
     """
     from agent import output, plan, service
 
     with service.open_store(app.config) as store:
         today_plan = plan.make_plan(app.config, store, app.now())
     if as_json:
-        click.echo(output.due_json(today_plan.listed, today_plan.picks))
+        click.echo(output.due_json(today_plan.listed, today_plan.picks, today_plan.replies))
     else:
-        output.print_due(today_plan.listed, today_plan.picks)
+        output.print_due(today_plan.listed, today_plan.picks, today_plan.replies)

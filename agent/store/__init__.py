@@ -4,8 +4,10 @@
 ``store.ledger`` (what the mailbox says, rebuildable), ``store.people`` (contacts and the
 user's decisions, kept) with ``store.touchpoints`` (calls and meetings the user logged, kept),
 ``store.journal`` (what followup did, kept) with ``store.commands`` (commands received by
-mail) and ``store.cards`` (what the address books say, rebuilt at every sync).
-``store.contacts()`` reads people with what their cards and touchpoints add.
+mail), ``store.cards`` (what the address books say, rebuilt at every sync) and
+``store.signatures`` (phone numbers read from signatures). ``store.contacts()`` reads people
+with what their cards and touchpoints add (and, without a number on a card, the numbers of
+their newest signature).
 ``store.transaction()`` makes several of their writes one atomic step.
 """
 
@@ -26,6 +28,7 @@ from agent.store.database import Database
 from agent.store.journal import Journal
 from agent.store.ledger import Ledger
 from agent.store.people import People
+from agent.store.signatures import SignatureNumbers, Signatures, newest_of
 from agent.store.touchpoints import Touchpoints
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
@@ -42,6 +45,7 @@ class Store:
         self.cards = Cards(self.database)
         self.touchpoints = Touchpoints(self.database)
         self.commands = CommandLog(self.database)
+        self.signatures = Signatures(self.database)
 
     @property
     def path(self) -> Path:
@@ -77,6 +81,7 @@ class Store:
         own = frozenset(self_addresses)
         profiles = self.cards.profiles(include_sources)
         touches = self.touchpoints.latest()
+        signed = self.signatures.numbers()
         out = []
         for contact in self.people.contacts(own, two_way=False,
                                             include_ignored=include_ignored):
@@ -84,7 +89,8 @@ class Store:
             if two_way and not (contact.messages_in and contact.messages_out) and not (
                     profile is not None and profile.include):
                 continue
-            out.append(with_touch(with_card(contact, profile), touches.get(contact.id)))
+            out.append(with_touch(with_signature(with_card(contact, profile), signed),
+                                  touches.get(contact.id)))
         for contact_id, profile in sorted(profiles.items()):
             card_only = self._card_only(contact_id, profile, own)
             if card_only is not None and (include_ignored or not card_only.ignored):
@@ -99,7 +105,8 @@ class Store:
         touch = self.touchpoints.latest().get(contact_id)
         contact = self.people.contact(contact_id, own)
         if contact is not None:
-            return with_touch(with_card(contact, profile), touch)
+            return with_touch(with_signature(with_card(contact, profile),
+                                             self.signatures.numbers()), touch)
         card_only = None if profile is None else self._card_only(contact_id, profile, own)
         return None if card_only is None else with_touch(card_only, touch)
 
@@ -146,3 +153,11 @@ def with_card(contact: Contact, profile: CardProfile | None) -> Contact:
     return replace(contact, name=profile.user_name or profile.name or contact.name,
                    card_tags=frozenset(profile.tags), phones=tuple(profile.phones),
                    birthday=profile.birthday)
+
+
+def with_signature(contact: Contact, numbers: dict[str, SignatureNumbers]) -> Contact:
+    """``contact`` with the numbers of their newest signature, unless a card gives one:
+    an address book's number always wins."""
+    if contact.phones:
+        return contact
+    return replace(contact, phones=newest_of(contact.addresses, numbers))

@@ -2,8 +2,9 @@
 
 Tables fall into families that ``scan --full`` treats differently: the ledger (derived from
 the mailbox, rebuildable: ``LEDGER_TABLES``), the address book's cards (rebuilt from their
-sources at every sync: ``CARD_TABLES``) and everything else (the user's decisions and the
-journal of what followup did: kept for good).
+sources at every sync: ``CARD_TABLES``; ``phones`` also holds the numbers read from
+signatures, ``SIGNATURE_TABLES``) and everything else (the user's decisions and the journal
+of what followup did: kept for good).
 
 Add a migration by appending a function to ``MIGRATIONS``; use sqlite-utils' table API or
 ``db.execute`` (both stay inside the migration's transaction; ``sqlite3.Connection
@@ -23,6 +24,8 @@ LEDGER_TABLES = (
 )
 # Tables read from the address books; each sync replaces what changed at a source.
 CARD_TABLES = ("addressbooks", "cards", "card_addresses", "card_tags", "phones")
+# Read from the newest message of a contact: which messages were read (numbers in `phones`).
+SIGNATURE_TABLES = ("signature_reads",)
 
 
 def _m1_initial(db: sqlite_utils.Database) -> None:
@@ -315,6 +318,24 @@ def _m6_touchpoints_and_commands(db: sqlite_utils.Database) -> None:
     """)
 
 
+def _m7_signatures(db: sqlite_utils.Database) -> None:
+    db.executescript("""
+    -- Messages whose signature was read for phone numbers (agent.signature_sync): each is
+    -- fetched once. Its numbers are rows of `phones` with source 'signature', the sender's
+    -- address and `seen` = the message's time. Kept through `scan --full` (the same message
+    -- gives the same numbers); nobody's decision.
+    CREATE TABLE signature_reads (
+        message TEXT PRIMARY KEY,       -- its Message-ID (or the ledger's key without one)
+        address TEXT NOT NULL,          -- the sender (identity key)
+        sent INTEGER NOT NULL,          -- epoch seconds: the message's time
+        read_at INTEGER NOT NULL,
+        numbers INTEGER NOT NULL,       -- how many numbers its signature gave
+        outcome TEXT NOT NULL           -- read | no text | gone | unreadable
+    );
+    CREATE INDEX phones_by_source ON phones (source, address);
+    """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _m1_initial,
     _m2_secret_and_digest_attempts,
@@ -322,5 +343,6 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _m4_replies_to_the_user,
     _m5_several_mailboxes,
     _m6_touchpoints_and_commands,
+    _m7_signatures,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
