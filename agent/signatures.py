@@ -10,7 +10,8 @@ else's message never gets this far. The rules, in order:
 2. **Numbers**: runs of digits with spaces, brackets, dots, slashes and dashes on one line
    (``+49 (0) 30 / 123 456-7``), read with ``agent.addressbook.phones.read_written``.
 3. **Labels**: the words before a number in its segment of the line (segments end at
-   ``|``, ``·``, ``•``, ``,`` and ``;``), or after it ("030 1234567 (Büro)"):
+   ``|``, ``·``, ``•``, ``,`` and ``;``), or after it when no other number follows, or in
+   brackets ("030 1234567 (Büro)"):
    Tel., Telefon, Fon, Phone, Office, Direkt, Durchwahl → work (cell when the numbering plan
    says mobile); Mobil, Handy, Mobile, Cell → cell; Fax, Telefax → never taken; Zentrale,
    Switchboard, Main, Empfang, Reception, Sekretariat, Hotline → the switchboard. A single
@@ -18,9 +19,10 @@ else's message never gets this far. The rules, in order:
    all counts when the number stands alone in its segment. Other words before it (IBAN,
    USt-IdNr., HRB, a date, a sentence) and it is left alone.
 4. **The switchboard**: numbers labelled so, numbers written with a "-0" extension
-   (``+49 40 555 123-0``) and every number in a legal paragraph (HRB, Amtsgericht,
-   "Geschäftsführer:", Registered office, VAT, confidential …) are taken only when the
-   signature gives no other number: a direct line wins.
+   (``+49 40 555 123-0``), a number ending in 0 that starts another one of the signature
+   (``+49 89 1234 0`` beside ``+49 89 1234 567``) and every number in a legal paragraph
+   (HRB, Amtsgericht, "Geschäftsführer:", Registered office, VAT, confidential …) are
+   taken only when the signature gives no other number: a direct line wins.
 5. **Country** of a number written without its country code: the first country where it is
    valid and written as there (a national number starts with the trunk 0 in DE, AT, CH, GB …),
    out of the countries the signature names (Deutschland, UK, USA, "CA 94107" …), the
@@ -45,11 +47,14 @@ MAX_LINE = 100
 PHONE_WORDS = frozenset({
     "tel", "telefon", "telephone", "tele", "fon", "phone", "ph", "office", "büro", "buero",
     "direkt", "direct", "durchwahl", "dw", "festnetz", "landline", "work", "geschäftlich",
-    "call", "nr", "nummer", "number", "no", "rufnummer", "telefonnummer",
+    "call", "nr", "nummer", "number", "no", "rufnummer", "telefonnummer", "dd", "ddi",
+    # the neighbours' words, for contacts abroad
+    "tél", "téléphone", "telefono", "teléfono", "tlf", "tfn",
 })
 CELL_WORDS = frozenset({"mobil", "mobile", "handy", "cell", "cellphone", "mob", "mobiltelefon",
-                        "mobilnummer", "whatsapp", "signal"})
-FAX_WORDS = frozenset({"fax", "telefax", "fx", "faxnummer"})
+                        "mobilnummer", "whatsapp", "signal", "natel", "gsm", "portable",
+                        "cellulare", "móvil", "movil", "mobiel"})
+FAX_WORDS = frozenset({"fax", "telefax", "fx", "faxnummer", "télécopie"})
 SWITCHBOARD_WORDS = frozenset({
     "zentrale", "vermittlung", "switchboard", "main", "empfang", "reception", "sekretariat",
     "hotline", "hauptnummer", "service", "kundenservice", "support", "info",
@@ -125,6 +130,7 @@ def numbers(body: str, signature: str, *, sender: str,
     block = signature_block(body, signature)
     candidates = list(_candidates(block))
     regions = _regions(block, candidates, sender, default_region)
+    read_ones: list[Found] = []
     direct: list[Found] = []
     switchboard: list[Found] = []
     for candidate in candidates:
@@ -139,12 +145,24 @@ def numbers(body: str, signature: str, *, sender: str,
             "other" if candidate.label == "none" else "work")
         is_switchboard = (candidate.label == "switchboard" or candidate.legal
                           or bool(EXTENSION_ZERO.search(candidate.raw)))
-        found = Found(read.number, kind, candidate.words, is_switchboard)
+        read_ones.append(Found(read.number, kind, candidate.words, is_switchboard))
+    for found in read_ones:
+        is_switchboard = found.switchboard or _base_of(found.number, read_ones)
         (switchboard if is_switchboard else direct).append(found)
     taken: dict[str, Found] = {}
     for found in direct or switchboard:
         taken.setdefault(found.number, found)
     return list(taken.values())
+
+
+def _base_of(number: str, others: Sequence[Found]) -> bool:
+    """Whether ``number`` is the "0" of a private exchange whose extension is among
+    ``others``: ``+49 89 1234 0`` beside ``+49 89 1234 567`` (written without "-0")."""
+    if not number.endswith("0"):
+        return False
+    base = number[:-1]
+    return any(o.number != number and o.number.startswith(base) and len(o.number) >= len(number)
+               for o in others)
 
 
 def _candidates(block: str) -> list[_Candidate]:
@@ -166,7 +184,13 @@ def _in_segment(segment: str, legal: bool) -> list[_Candidate]:
         start = matches[index - 1].end() if index else 0
         end = matches[index + 1].start() if index + 1 < len(matches) else len(segment)
         before = segment[start:match.start()]
+        if index and before.lstrip().startswith("(") and ")" in before:
+            before = before[before.index(")") + 1:]  # the bracket belongs to the number before
         after = segment[match.end():end]
+        if index + 1 < len(matches) and not after.lstrip().startswith("("):
+            # "T 030 1234567  F 030 1234568": words between two numbers label the next one;
+            # only a bracket after a number is its own ("030 1234567 (Büro) 0171 …").
+            after = ""
         label, words = _label(before, after)
         if label is not None:
             out.append(_Candidate(match.group().strip(), label, words, legal))

@@ -148,3 +148,35 @@ def test_written_numbers() -> None:
 def test_never_raises(body: str, signature: str) -> None:
     for found in numbers(body, signature, sender="x@y.example", default_region="DE"):
         assert found.number.startswith("+") and found.type in ("cell", "work", "other")
+
+
+def test_words_between_two_numbers_label_the_next_one() -> None:
+    # Two spaces are not a segment's end: the F belongs to the fax, not to the phone.
+    assert numbers_in("T +49 30 1234567  F +49 30 1234568") == ["+49301234567"]
+    assert numbers_in("030 1234567 F 030 1234568") == ["+49301234567"]
+    assert numbers_in("Tel 030 1234567 Mobil 0171 2345678") == ["+49301234567",
+                                                                "+491712345678"]
+    # A bracket after a number is its own label.
+    assert numbers_in("Tel. 030 1234567 (Fax) 0171 2345678") == ["+491712345678"]
+
+
+def test_a_private_exchange_written_without_its_dash() -> None:
+    # "…1234 0" beside "…1234 567": the 0 is the switchboard, the extension is the line.
+    assert numbers_in("Telefon +49 89 1234 0\nDurchwahl +49 89 1234 567") == [
+        "+49891234567"]
+    assert numbers_in("Telefon +49 89 1234 0") == ["+498912340"]  # alone, it is taken
+    assert numbers_in("T +44 20 7946 0000\nD 020 7946 0958") == [
+        "+442079460000", "+442079460958"]  # no common stem: two lines
+
+
+@pytest.mark.parametrize(("line", "sender", "expected"), [
+    ("DD: 020 7946 0018 | Mob: 07911 123456", "jane@firm.co.uk",
+     ["+442079460018", "+447911123456"]),
+    ("Tél. : +33 1 23 45 67 89\nPortable : 06 12 34 56 78", "luc@agence.fr",
+     ["+33123456789", "+33612345678"]),
+    ("Natel 079 123 45 67", "urs@firma.ch", ["+41791234567"]),
+    ("Tel. +39 02 1234 5678 | Cellulare +39 347 123 4567", "gio@studio.it",
+     ["+390212345678", "+393471234567"]),
+])
+def test_the_neighbours_labels(line: str, sender: str, expected: list[str]) -> None:
+    assert numbers_in(f"Anna Berg\n{line}", sender=sender) == expected
