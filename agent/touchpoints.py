@@ -65,13 +65,17 @@ def touch_day(text: str | None, today: date) -> date:
             day = None
     if day is None:
         raise UsageError(f"{text.strip()!r} is not a day; use a date like "
-                         f"{today.isoformat()} (or today, yesterday)")
+                         f"{today.isoformat()} (or today, yesterday)",
+                         de=f"„{text.strip()}“ ist kein Tag; ein Datum wie "
+                            f"{today.isoformat()} (oder heute, gestern)")
     if day > today:
         raise UsageError(f"{day.isoformat()} is in the future (today is {today.isoformat()}); "
-                         "log a touchpoint once it happened")
+                         "log a touchpoint once it happened",
+                         de=f"{day.isoformat()} liegt in der Zukunft (heute ist "
+                            f"{today.isoformat()})")
     if day < EARLIEST:
         raise UsageError(f"{day.isoformat()} is before {EARLIEST.year}; give the day it "
-                         "happened")
+                         "happened", de=f"{day.isoformat()} liegt vor {EARLIEST.year}")
     return day
 
 

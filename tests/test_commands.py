@@ -251,6 +251,22 @@ def test_the_confirmation_speaks_the_users_language(setup: Setup) -> None:
         assert [r.ok for r in record.results] == [True, False, True]
 
 
+@pytest.mark.parametrize("setup", ["de"], indirect=True)
+def test_why_a_line_did_nothing_is_said_in_german_too(setup: Setup) -> None:
+    text = ("zurückstellen 9 30d\r\nignorieren niemand@nirgends.example\r\n"
+            "zurückstellen 1 bald\r\nangerufen 1 2027-05-01\r\nrhythmus 1 0\r\n")
+    put(setup, thunderbird(setup.digest_id, text=text), "inbox")
+    setup.scan()
+    (confirmation,) = confirmations(setup.account)
+    body = confirmation.get_body(("plain",)).get_content()
+    for said in ("hat keine Nummer 9", "kein Kontakt hat die Adresse niemand@nirgends.example",
+                 "„bald“ ist keine Dauer", "2027-05-01 liegt in der Zukunft",
+                 "ein Rhythmus von 0 Tagen ist keiner"):
+        assert said in body, body
+    for english in ("not done", "is not", "give ", "did you mean", "followup contacts"):
+        assert english not in body, body
+
+
 def test_only_errors_are_confirmed_with_confirm_errors(
         setup: Setup, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from dataclasses import replace

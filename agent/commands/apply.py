@@ -43,7 +43,7 @@ def apply(config: Config, store: Store, lines: Sequence[Line], context: Context,
             results.append(Result(line.line, True, _run(config, store, line, context, now,
                                                          german)))
         except UsageError as exc:
-            reason = str(exc)
+            reason = exc.said_in(config.digest.language)
             text = (f"„{line.line}“ nicht ausgeführt: {reason}" if german
                     else f"'{line.line}' not done: {reason}")
             results.append(Result(line.line, False, text))
@@ -72,7 +72,9 @@ def _who(store: Store, text: str, context: Context) -> str:
         found = store.commands.row(context.digest_day, int(value))
         if found is None:
             raise UsageError(f"the digest of {context.digest_day.isoformat()} has no number "
-                             f"{value} (write #{value} for the contact with that id)")
+                             f"{value} (write #{value} for the contact with that id)",
+                             de=f"die followup-Mail vom {context.digest_day.isoformat()} hat keine "
+                                f"Nummer {value} (#{value} ist der Kontakt mit dieser Nummer)")
         return str(found)
     return value
 
