@@ -254,16 +254,17 @@ def test_the_confirmation_speaks_the_users_language(setup: Setup) -> None:
 @pytest.mark.parametrize("setup", ["de"], indirect=True)
 def test_why_a_line_did_nothing_is_said_in_german_too(setup: Setup) -> None:
     text = ("zurückstellen 9 30d\r\nignorieren niemand@nirgends.example\r\n"
-            "zurückstellen 1 bald\r\nangerufen 1 2027-05-01\r\nrhythmus 1 0\r\n")
+            "zurückstellen 1 bald\r\nangerufen 1 2027-05-01\r\nrhythmus 1 0\r\n"
+            "ignorieren\r\n")
     put(setup, thunderbird(setup.digest_id, text=text), "inbox")
     setup.scan()
     (confirmation,) = confirmations(setup.account)
     body = confirmation.get_body(("plain",)).get_content()
     for said in ("hat keine Nummer 9", "kein Kontakt hat die Adresse niemand@nirgends.example",
                  "„bald“ ist keine Dauer", "2027-05-01 liegt in der Zukunft",
-                 "ein Rhythmus von 0 Tagen ist keiner"):
+                 "ein Rhythmus von 0 Tagen ist keiner", "„ignorieren“: so nicht – ignorieren WER"):
         assert said in body, body
-    for english in ("not done", "is not", "give ", "did you mean", "followup contacts"):
+    for english in ("not done", "is not", "give ", "did you mean", "followup contacts", "WHO"):
         assert english not in body, body
 
 

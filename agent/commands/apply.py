@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from agent import decisions, policy, touchpoints
-from agent.commands.grammar import GERMAN, USAGE, Command, Line, NotCommand
+from agent.commands.grammar import GERMAN, USAGE, USAGE_DE, Command, Line, NotCommand
 from agent.config import Config
 from agent.errors import UsageError
 from agent.model import TouchKind
@@ -53,7 +53,7 @@ def apply(config: Config, store: Store, lines: Sequence[Line], context: Context,
 def _not_a_command(line: NotCommand, german: bool) -> str:
     if line.verb is not None:
         word = GERMAN.get(line.verb, line.verb) if german else line.verb
-        return (f"„{line.line}“: so nicht – {word} {USAGE[line.verb]}" if german
+        return (f"„{line.line}“: so nicht – {word} {USAGE_DE[line.verb]}" if german
                 else f"'{line.line}': expected {line.verb} {USAGE[line.verb]}")
     text = f"„{line.word}“ ist kein Befehl" if german else f"'{line.word}' is not a command"
     if line.suggestion:

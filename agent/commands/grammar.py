@@ -57,6 +57,11 @@ USAGE: dict[Verb, str] = {
     "called": "WHO [DATE]", "met": "WHO [DATE]", "done": "WHO [DATE]",
     "cadence": "WHO DAYS|default", "tag": "WHO TAG…",
 }
+USAGE_DE: dict[Verb, str] = {
+    "snooze": "WER DAUER", "unsnooze": "WER", "ignore": "WER", "unignore": "WER",
+    "called": "WER [DATUM]", "met": "WER [DATUM]", "done": "WER [DATUM]",
+    "cadence": "WER TAGE|standard", "tag": "WER TAG…",
+}
 
 KEY_TAG = re.compile(r"\[followup ([0-9a-f]{32})\]", re.IGNORECASE)
 # A link's subject: "<words> (<command>) [followup <key>]".
