@@ -120,6 +120,7 @@ class PolicyConfig:
     two_way: bool
     daily_picks: int
     rule: tuple[Rule, ...]
+    reply_window_days: int = 30  # a reply is owed this long after their message
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,8 @@ class DigestConfig:
     delivery: str
     send_empty: bool
     birthday_days: int
+    max_replies: int = 3  # replies owed in their own section
+    prefer: str = "mail"  # call | mail: what the digest puts first
 
     @property
     def tz(self) -> ZoneInfo:
@@ -141,6 +144,11 @@ class DraftsConfig:
     enabled: bool
     max_per_day: int
     snooze_days: int
+
+
+@dataclass(frozen=True)
+class CommandsConfig:
+    confirm: str  # always | errors
 
 
 @dataclass(frozen=True)
@@ -190,6 +198,7 @@ class Config:
     storage: StorageConfig
     addressbook: tuple[AddressbookConfig, ...] = ()
     mailbox: tuple[MailboxConfig, ...] = ()  # the [[mailbox]] entries, beyond the primary
+    commands: CommandsConfig = CommandsConfig(confirm="always")
     source: Path | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
@@ -217,6 +226,7 @@ SECTION_CLASSES: dict[str, type[Any]] = {
     "policy": PolicyConfig,
     "digest": DigestConfig,
     "drafts": DraftsConfig,
+    "commands": CommandsConfig,
     "daemon": DaemonConfig,
     "templates": TemplatesConfig,
     "storage": StorageConfig,
@@ -359,6 +369,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
         policy=PolicyConfig(**values["policy"]),
         digest=DigestConfig(**values["digest"]),
         drafts=DraftsConfig(**values["drafts"]),
+        commands=CommandsConfig(**values["commands"]),
         daemon=DaemonConfig(**values["daemon"]),
         templates=TemplatesConfig(**values["templates"]),
         storage=StorageConfig(**values["storage"]),

@@ -62,6 +62,8 @@ SECTION_HELP: dict[str, str] = {
     "policy": "When someone is due: the line is cadence_days after your last exchange.",
     "digest": "The morning digest sent to you (never to anyone else).",
     "drafts": "Check-in drafts placed in your Drafts folder for today's picks.",
+    "commands": "Answers to the digest and its one-click links (see README \"Answering the "
+                "digest\").",
     "daemon": "`followup run`: how often it scans between digests.",
     "templates": "Your own copies of the templates (`followup templates export DIR`).",
     "storage": "Where the local database lives.",
@@ -177,9 +179,14 @@ SPEC: tuple[Key, ...] = (
     Key("policy", "reply_after_days", "int", 7,
         "They wrote last and you have not answered for this many days: 'waiting on you'.",
         minimum=1),
+    Key("policy", "reply_window_days", "int", 30,
+        "A reply is owed only this many days after their message; after that their clock "
+        "runs like anyone's (a check-in, not an apology).", minimum=1),
     Key("policy", "two_way", "bool", True,
         "true: only people you wrote to AND who wrote to you become contacts."),
-    Key("policy", "daily_picks", "int", 3, "How many people to contact each day.", minimum=1),
+    Key("policy", "daily_picks", "int", 3,
+        "How many people to get in touch with each day (overdue and due; replies owed "
+        "have their own cap, [digest] max_replies).", minimum=1),
     Key("policy", "rule", "rules", [],
         "Per address, domain or tag: [[policy.rule]] match = \"*@bigcorp.example\" "
         "cadence_days = 60 (or ignore = true, language = \"de\")."),
@@ -195,10 +202,21 @@ SPEC: tuple[Key, ...] = (
         "\"Birthdays this week\": birthdays from today through this many days ahead, "
         "less one (0: no such section). A birthday today or tomorrow makes a pick.",
         minimum=0),
+    Key("digest", "max_replies", "int", 3,
+        "At most this many replies owed in their own section of the digest (each with a "
+        "reply draft); the rest are listed below.", minimum=0),
+    Key("digest", "prefer", "choice", "mail",
+        "call: picks with a known phone number come first and the digest says \"call\" | "
+        "mail: write first.", choices=("call", "mail")),
     Key("drafts", "enabled", "bool", True, "Create check-in drafts for today's picks.", True),
-    Key("drafts", "max_per_day", "int", 3, "At most this many new drafts per day.", minimum=0),
+    Key("drafts", "max_per_day", "int", 3,
+        "At most this many new check-in drafts per day (reply drafts: [digest] max_replies).",
+        minimum=0),
     Key("drafts", "snooze_days", "int", 30,
         "A draft you deleted without sending snoozes that contact this long.", minimum=1),
+    Key("commands", "confirm", "choice", "always",
+        "always: a short confirmation into your INBOX for every command message | errors: "
+        "only when a line could not be done.", choices=("always", "errors")),
     Key("daemon", "scan_interval", "duration", "30m",
         "How often `followup run` scans between digests (e.g. 30m, 2h).", "30m"),
     Key("templates", "dir", "path", None,

@@ -22,6 +22,7 @@ from agent.plan import include_sources, make_plan
 from agent.store import Store
 from agent.store.journal import DraftRecord
 from agent.store.people import Decisions
+from agent.store.touchpoints import TouchRecord
 
 # A cadence longer than this is a typo or means "never": `followup ignore` says that better.
 MAX_CADENCE_DAYS = 3650
@@ -79,26 +80,33 @@ def resolve(store: Store, ref: str) -> int:
     """
     text = ref.strip()
     if not text:
-        raise UsageError("give a contact id or an address; `followup contacts` lists them")
+        raise UsageError("give a contact id or an address; `followup contacts` lists them",
+                         de="nenne eine Kontakt-Nummer oder eine Adresse")
     found = store.people.id_of(text)
     if found is None and (card_key := normalise_address(text)) is not None:
         found = store.cards.contact_of(card_key)  # someone known only from a card
     if found is not None:
         return found
     if text.isascii() and text.isdigit():
-        raise UsageError(f"no contact has the id {text}; `followup contacts` lists them")
+        raise UsageError(f"no contact has the id {text}; `followup contacts` lists them",
+                         de=f"kein Kontakt hat die Nummer {text}")
     key = normalise_address(text)
     if key is not None:
-        raise UsageError(f"no contact has the address {text}; {_hint(store, key)}")
-    raise UsageError(f"{text!r} is neither a contact id nor an address; {_hint(store, text)}")
+        raise UsageError(f"no contact has the address {text}; {_hint(store, key)}",
+                         de=f"kein Kontakt hat die Adresse {text}{_hint(store, key, 'de')}")
+    raise UsageError(f"{text!r} is neither a contact id nor an address; {_hint(store, text)}",
+                     de=f"„{text}“ ist weder eine Kontakt-Nummer noch eine Adresse"
+                        f"{_hint(store, text, 'de')}")
 
 
-def _hint(store: Store, text: str) -> str:
+def _hint(store: Store, text: str, language: str = "en") -> str:
     close = [f"{a} ({name})" if name else a for a, name in store.people.close_matches(text)]
+    german = language == "de"
     if not close:
-        return "`followup contacts` lists everyone"
-    listed = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
-    return f"did you mean {listed}?"
+        return "" if german else "`followup contacts` lists everyone"
+    joined = " oder " if german else " or "
+    listed = close[0] if len(close) == 1 else f"{', '.join(close[:-1])}{joined}{close[-1]}"
+    return f" – meintest du {listed}?" if german else f"did you mean {listed}?"
 
 
 def find(config: Config, store: Store, ref: str) -> Target:
@@ -106,7 +114,8 @@ def find(config: Config, store: Store, ref: str) -> Target:
     key = normalise_address(ref)
     if key is not None and key in self_keys(config):
         raise UsageError(f"{ref.strip()} is your own address ([account] email or aliases); "
-                         "followup never treats you as a contact")
+                         "followup never treats you as a contact",
+                         de=f"{ref.strip()} ist deine eigene Adresse")
     return load(config, store, resolve(store, ref))
 
 
@@ -158,25 +167,34 @@ def snooze_end(text: str, today: date) -> date:
         count, unit = int(match[1]), match[2].lower()
         if count == 0:
             raise UsageError(f"a snooze of {value} ends before it starts; give at least 1d "
-                             "(`followup unsnooze` ends a snooze)")
+                             "(`followup unsnooze` ends a snooze)",
+                             de=f"{value} ist keine Dauer; mindestens 1d (unsnooze beendet "
+                                "das Zurückstellen)")
         try:
             if unit == "m":
                 return add_months(today, count)
             return today + timedelta(days=count * (7 if unit == "w" else 1))
         except (OverflowError, ValueError):
             raise UsageError(f"a snooze of {value} ends after the year 9999; "
-                             "`followup ignore` leaves a contact out for good") from None
+                             "`followup ignore` leaves a contact out for good",
+                             de=f"{value} endet nach dem Jahr 9999; ignorieren lässt "
+                                "jemanden für immer aus") from None
     if not _ISO_DATE.fullmatch(value):
         raise UsageError(f"{value!r} is not a snooze duration; use e.g. 30d, 6w, 3m (months) "
-                         "or a date like 2026-12-24")
+                         "or a date like 2026-12-24",
+                         de=f"„{value}“ ist keine Dauer; z. B. 30d, 6w, 3m (Monate) oder ein "
+                            "Datum wie 2026-12-24")
     try:
         until = date.fromisoformat(value)
     except ValueError:
         raise UsageError(f"{value} is not a day in the calendar; use a date like "
-                         "2026-12-24") from None
+                         "2026-12-24", de=f"{value} gibt es im Kalender nicht; ein Datum wie "
+                                          "2026-12-24") from None
     if until < today:
         raise UsageError(f"{value} is in the past (today is {today.isoformat()}); "
-                         "give a later date")
+                         "give a later date",
+                         de=f"{value} liegt in der Vergangenheit (heute ist "
+                            f"{today.isoformat()})")
     return until
 
 
@@ -188,14 +206,19 @@ def cadence_value(text: str) -> int | None:
     match = _DAYS.fullmatch(value)
     if match is None:
         raise UsageError(f"{text!r} is not a number of days; give e.g. 45, or `default` to "
-                         "follow the rules and [policy] cadence_days again")
+                         "follow the rules and [policy] cadence_days again",
+                         de=f"„{text}“ ist keine Zahl von Tagen; z. B. 45, oder standard")
     days = int(match[1])
     if days < 1:
         raise UsageError("a cadence of 0 days is not a cadence; `followup ignore` stops "
-                         "reminders for a contact")
+                         "reminders for a contact",
+                         de="ein Rhythmus von 0 Tagen ist keiner; ignorieren beendet die "
+                            "Erinnerungen")
     if days > MAX_CADENCE_DAYS:
         raise UsageError(f"a cadence of {days} days is more than {MAX_CADENCE_DAYS} (ten "
-                         "years); `followup ignore` stops reminders for a contact")
+                         "years); `followup ignore` stops reminders for a contact",
+                         de=f"{days} Tage sind mehr als {MAX_CADENCE_DAYS} (zehn Jahre); "
+                            "ignorieren beendet die Erinnerungen")
     return days
 
 
@@ -209,10 +232,13 @@ def clean_tags(values: Sequence[str]) -> list[str]:
                 continue
             if not _TAG.fullmatch(tag):
                 raise UsageError(f"tag {part.strip()!r} has a space in it; a tag is one word "
-                                 "like client or family")
+                                 "like client or family",
+                                 de=f"der Tag „{part.strip()}“ enthält ein Leerzeichen; ein "
+                                    "Tag ist ein Wort wie kunde oder familie")
             tags.append(tag)
     if not tags:
-        raise UsageError("give at least one tag, e.g. client or family")
+        raise UsageError("give at least one tag, e.g. client or family",
+                         de="nenne mindestens einen Tag, z. B. kunde oder familie")
     return list(dict.fromkeys(tags))
 
 
@@ -296,6 +322,7 @@ def merge(config: Config, store: Store, keep_ref: str,
     with store.transaction():
         store.people.merge(keep.id, other.id)
         store.journal.move_contact(other.id, keep.id)
+        store.touchpoints.move_contact(other.id, keep.id)
     return keep, other, load(config, store, keep.id)
 
 
@@ -336,6 +363,7 @@ class Profile:
     due_count: int
     picked: bool  # one of today's picks
     pending_drafts: list[DraftRecord]
+    touches: list[TouchRecord]  # logged touchpoints, newest first
 
 
 def show(config: Config, store: Store, ref: str, now: datetime) -> Profile:
@@ -357,6 +385,7 @@ def show(config: Config, store: Store, ref: str, now: datetime) -> Profile:
         due_count=len(due_ids),
         picked=any(s.contact.id == target.id for s in plan.picks),
         pending_drafts=[d for d in store.journal.drafts("pending") if d.contact_id == target.id],
+        touches=store.touchpoints.of(target.id),
     )
 
 

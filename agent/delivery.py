@@ -15,7 +15,7 @@ from typing import Literal
 
 from agent import auth, sendmail
 from agent.config import Config
-from agent.digest import message_id, render, to_message
+from agent.digest import message_id, numbered, render, to_message
 from agent.errors import DeliveryError, FollowupError, TransientMailboxError, UsageError
 from agent.mailbox.client import Mailbox
 from agent.plan import Plan
@@ -91,8 +91,9 @@ def deliver(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, n
         log.info("no digest for %s: %s", plan.day, skipped.replace("_", " "))
         return result
 
-    rendered = render(config, plan, now, Renderer(config), drafts)
-    ident = message_id(config, plan.day, store.journal.secret(create=send))
+    secret = store.journal.secret(create=send)
+    rendered = render(config, plan, now, Renderer(config), drafts, secret)
+    ident = message_id(config, plan.day, secret)
     message = to_message(config, rendered, plan.day, now, ident)
     result = replace(result, subject=rendered.subject, text=rendered.text, message=message,
                      problems=rendered.problems)
@@ -103,7 +104,10 @@ def deliver(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, n
         return result
 
     uid = None
+    # The numbers the user sees ("snooze 2 30d" in an answer), kept before the digest leaves.
+    rows = [s.contact.id for s in numbered(plan)]
     if delivery == "smtp":
+        store.commands.record_rows(plan.day, rows)
         send_smtp(config, message)
     else:
         if mailbox is None:
@@ -114,7 +118,9 @@ def deliver(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, n
             # this installation tried to append, carrying its secret, counts.
             log.info("today's digest is already in the INBOX; recording it")
         else:
-            store.journal.attempt_digest(plan.day, ident, now)
+            with store.transaction():
+                store.journal.attempt_digest(plan.day, ident, now)
+                store.commands.record_rows(plan.day, rows)
             uid = append_to_inbox(mailbox, message, config.account.email)
     store.journal.record_digest(plan.day, delivery, rendered.subject, now)
     log.info("digest for %s delivered (%s): %s", plan.day, delivery, rendered.subject)

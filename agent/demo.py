@@ -70,6 +70,10 @@ class DemoResult:
     def picks(self) -> list[ContactState]:
         return self.cycle.plan.picks if self.cycle.plan else []
 
+    @property
+    def replies(self) -> list[ContactState]:
+        return self.cycle.plan.replies if self.cycle.plan else []
+
 
 def config_text(port: int, directory: Path, language: str, timezone: str) -> str:
     return f"""# Written by `followup demo`: the embedded demo server, nothing of yours.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.policy
 import logging
 import random
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
@@ -193,7 +194,20 @@ def _their_mail(person: Person, body: str) -> str:
     first = person.name.split()[0]
     hello = "Hallo Sam," if person.language == "de" else "Hi Sam,"
     bye = "Beste Grüße" if person.language == "de" else "Cheers"
-    return f"{hello}\n\n{body}\n\n{bye}\n{first}\n"
+    return f"{hello}\n\n{body}\n\n{bye}\n{first}\n{_signature(person)}"
+
+
+def _signature(person: Person) -> str:
+    """Two in three people sign with a phone number (the digest's Call button reads it);
+    fixed by the address, so every message of one person has the same signature."""
+    number = zlib.crc32(person.address.encode())
+    if number % 3 == 0:
+        return ""
+    if person.language == "de":
+        return (f"\n-- \n{person.name}\nTel. +49 (0)30 / 2345 6{number % 100:02d}\n"
+                f"Fax +49 (0)30 / 2345 6999\n")
+    # Ofcom's range for drama: numbers that reach nobody.
+    return f"\n-- \n{person.name}\nM +44 7700 900{number % 1000:03d}\n"
 
 
 def _reply(subject: str, language: str) -> str:

@@ -16,6 +16,8 @@ from email.utils import format_datetime
 from urllib.parse import quote
 
 from agent import policy, sendmail
+from agent.addressbook.phones import shown
+from agent.commands.grammar import ACTIONS, Action, link_message
 from agent.config import Config
 from agent.message import (
     Verbatim,
@@ -39,6 +41,14 @@ DIGEST_HEADER = "X-Followup-Digest"
 
 
 @dataclass(frozen=True)
+class Link:
+    """A one-click action of a row: a mailto: link to the user that runs one command."""
+
+    action: Action  # snooze | ignore | called
+    url: str
+
+
+@dataclass(frozen=True)
 class Row:
     """One contact as the digest templates see it; every string is one line, no CR/LF."""
 
@@ -59,8 +69,13 @@ class Row:
     mailto: str  # a URL-encoded mailto: link ("Re: subject" for replies)
     on_record: bool = True  # False: known only from the address book, no contact yet
     birthday_in: int | None = None  # days to their next birthday (0: today), None: unknown
-    phone: str = ""  # the first phone number from the address book, "" without one
+    phone: str = ""  # the number to call (E.164; a card's first, else their signature's), ""
     draft_folder: str = ""  # where a prepared draft waits, in the client's words; "" none
+    number: int = 0  # its number in this digest (1, 2, …): "snooze 2 30d" in an answer
+    actions: tuple[Link, ...] = ()  # one-click links: snooze 30 days, not this person, called
+    phone_shown: str = ""  # the number as people write it: "+49 30 1234567"
+    phone_source: str = ""  # addressbook | signature
+    tel: str = ""  # a tel: URL of the number ("tel:+49301234567"), "" without one
 
     @property
     def days_past_line(self) -> int:
@@ -87,6 +102,7 @@ class Counts:
     due: int
     snoozed: int
     contacts: int  # every contact that is not ignored
+    replies: int = 0  # replies owed in today's own section
 
     @property
     def total_due(self) -> int:
@@ -99,11 +115,15 @@ class User:
     email: str
 
 
-def mailto(address: str, subject: str = "", in_reply_to: str | None = None) -> str:
-    """A mailto: URL (RFC 6068) in which no address or subject can end the href or add fields.
+def mailto(address: str, subject: str = "", in_reply_to: str | None = None,
+           body: str = "") -> str:
+    """A mailto: URL (RFC 6068) in which no address, subject or body can end the href or add
+    fields.
 
     ``In-Reply-To`` carries its angle brackets (``%3C…%3E``, as in RFC 6068's example):
-    Thunderbird and neomutt drop a bare id and the reply starts a new thread.
+    Thunderbird and neomutt drop a bare id and the reply starts a new thread. Every value is
+    UTF-8 percent-encoded, a space as ``%20`` and ``+`` as ``%2B`` (a web mailer reading the
+    URL as a form would turn a bare ``+`` into a space), line breaks as ``%0D%0A``.
     """
     url = "mailto:" + quote(address, safe="@+")
     fields = []
@@ -111,7 +131,22 @@ def mailto(address: str, subject: str = "", in_reply_to: str | None = None) -> s
         fields.append("subject=" + quote(subject, safe=""))
     if in_reply_to:
         fields.append("In-Reply-To=" + quote(f"<{in_reply_to.strip('<> ')}>", safe=""))
+    if body:
+        fields.append("body=" + quote(body.replace("\r\n", "\n").replace("\n", "\r\n"),
+                                      safe=""))
     return url + ("?" + "&".join(fields) if fields else "")
+
+
+def actions(config: Config, contact_id: int, name: str,
+            secret: bytes | None) -> tuple[Link, ...]:
+    """The one-click links of a row: each opens a message to the user with one command."""
+    own = ascii_address(config.account.email) or config.account.email
+    links = []
+    for action in ACTIONS:
+        subject, body = link_message(action, contact_id, name, config.digest.language, secret,
+                                     config.account.email)
+        links.append(Link(action, mailto(own, subject, body=body)))
+    return tuple(links)
 
 
 FOLDER_WORDS = {"inbox": {"de": "Posteingang", "en": "Inbox"},
@@ -128,8 +163,10 @@ def folder_words(name: str, language: str) -> str:
     return name.rsplit("/", 1)[-1] or name
 
 
-def row(state: ContactState, day: date, config: Config, draft_folder: str | None = None) -> Row:
-    """One contact for the templates; ``draft_folder``: where their prepared draft waits."""
+def row(state: ContactState, day: date, config: Config, draft_folder: str | None = None,
+        number: int = 0, secret: bytes | None = None) -> Row:
+    """One contact for the templates; ``draft_folder``: where their prepared draft waits;
+    ``number``: its place in the digest; ``secret`` keys its one-click links."""
     contact = state.contact
     language = config.digest.language
     tz = config.digest.tz
@@ -142,6 +179,8 @@ def row(state: ContactState, day: date, config: Config, draft_folder: str | None
             if reply else mailto(email))
     due_date = state.due_date
     on_record = policy.clock_start(contact) is not None
+    number_to_call = policy.callable_phone(contact) or ""
+    phone = next((p for p in contact.phones if p.number == number_to_call), None)
     return Row(
         id=contact.id,
         name=name or email,
@@ -160,11 +199,22 @@ def row(state: ContactState, day: date, config: Config, draft_folder: str | None
         mailto=link,
         on_record=on_record,
         birthday_in=policy.birthday_in(contact, day),
-        phone=contact.phones[0].number if contact.phones else "",
+        phone=number_to_call,
+        phone_shown=shown(number_to_call) if number_to_call else "",
+        phone_source=phone.source if phone else "",
+        tel=tel(number_to_call),
         draft_folder=("" if draft_folder is None else
                       folder_words(one_line(draft_folder), language) if draft_folder
                       else FOLDER_WORDS["drafts"][language]),
+        number=number,
+        actions=actions(config, contact.id, name or email, secret),
     )
+
+
+def tel(number: str) -> str:
+    """A tel: URL (RFC 3966) of an E.164 number: only "+" and digits get into the href."""
+    digits = "".join(c for c in number if c.isdigit())
+    return f"tel:+{digits}" if number.startswith("+") and digits else ""
 
 
 def birthday_row(state: ContactState, when: date, day: date) -> BirthdayRow:
@@ -176,15 +226,25 @@ def birthday_row(state: ContactState, when: date, day: date) -> BirthdayRow:
                        days=(when - day).days, age=age, mailto=mailto(email) if email else "")
 
 
+def numbered(plan: Plan) -> list[ContactState]:
+    """The digest's rows in the order they are numbered: the picks (1, 2, …), the replies
+    owed, then the rest."""
+    return plan.shown
+
+
 def context(config: Config, plan: Plan, now: datetime,
-            drafts: Mapping[int, str] | None = None) -> dict[str, object]:
+            drafts: Mapping[int, str] | None = None,
+            secret: bytes | None = None) -> dict[str, object]:
     """Everything the digest templates may use (documented in the README).
 
     ``drafts`` maps a contact id to the folder their prepared draft waits in ("" when the
     folder is not known yet, as in a preview): such a row points there, not to a blank
-    compose window that would make a second draft.
+    compose window that would make a second draft. ``secret`` keys the one-click links
+    (without it, a preview, they carry a key that never works).
     """
     drafts = drafts or {}
+    rows = [row(s, plan.day, config, drafts.get(s.contact.id), number, secret)
+            for number, s in enumerate(numbered(plan), start=1)]
     statuses = [s.status for s in plan.states]
     counts = Counts(
         picks=len(plan.picks),
@@ -193,13 +253,17 @@ def context(config: Config, plan: Plan, now: datetime,
         due=statuses.count("due"),
         snoozed=statuses.count("snoozed"),
         contacts=sum(1 for s in statuses if s != "ignored"),
+        replies=len(plan.replies),
     )
+    picks, replies = len(plan.picks), len(plan.picks) + len(plan.replies)
     return {
         "day": plan.day,
         "now": now,
         "user": User(one_line(config.account.name), config.account.email),
-        "picks": [row(s, plan.day, config, drafts.get(s.contact.id)) for s in plan.picks],
-        "rest": [row(s, plan.day, config, drafts.get(s.contact.id)) for s in plan.rest],
+        "picks": rows[:picks],
+        "replies": rows[picks:replies],
+        "rest": rows[replies:],
+        "prefer": config.digest.prefer,
         "counts": counts,
         "drafts_enabled": config.drafts.enabled,
         "birthdays": [birthday_row(s, when, plan.day) for s, when in plan.birthdays],
@@ -220,8 +284,8 @@ class Rendered:
 
 
 def render(config: Config, plan: Plan, now: datetime, renderer: Renderer,
-           drafts: Mapping[int, str] | None = None) -> Rendered:
-    values = context(config, plan, now, drafts)
+           drafts: Mapping[int, str] | None = None, secret: bytes | None = None) -> Rendered:
+    values = context(config, plan, now, drafts, secret)
     before = len(renderer.problems)
     subject = one_line(renderer.render("digest.subject.j2", **values))
     text = renderer.render("digest.txt.j2", subject=subject, **values)

@@ -15,9 +15,21 @@ class FollowupError(Exception):
 
 
 class UsageError(FollowupError):
-    """The command line asks for something impossible (unknown contact, bad duration)."""
+    """The command line asks for something impossible (unknown contact, bad duration).
+
+    ``de`` is the same in German, where a command in a mail can lead to it: the answer to a
+    digest confirms in the digest's language (agent.commands).
+    """
 
     exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, de: str | None = None) -> None:
+        super().__init__(message)
+        self.de = de
+
+    def said_in(self, language: str) -> str:
+        """The message in ``language`` (``de`` or English)."""
+        return self.de if language == "de" and self.de is not None else str(self)
 
 
 class ConfigError(FollowupError):

@@ -57,6 +57,20 @@ class Card:
     tags: tuple[str, ...] = ()
 
 
+TouchKind = Literal["call", "meeting", "message"]
+TOUCH_KINDS: tuple[TouchKind, ...] = ("call", "meeting", "message")
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """A touchpoint the user logged: contact outside the mailbox on a local calendar day."""
+
+    kind: TouchKind
+    day: date
+    time: datetime  # aware UTC: the start of ``day`` in the user's time zone
+    note: str = ""
+
+
 @dataclass(frozen=True)
 class Contact:
     """A person: one or more addresses, their mail history in numbers, and the user's decisions.
@@ -89,11 +103,12 @@ class Contact:
     phones: tuple[Phone, ...] = ()
     birthday: str | None = None  # YYYY-MM-DD, or --MM-DD without a year
     # The last logged touchpoint (a call, a meeting); the clock runs from the later of this
-    # and last_exchange. Filled by the touchpoint log (a later issue); None until then.
+    # and last_exchange. ``touch`` is that touchpoint itself (kind, day, note).
     last_touch: datetime | None = None
     # The mailbox of the newest exchange ("" the primary, else a [[mailbox]] name): a
     # check-in draft goes to its Drafts folder, From its address.
     last_mailbox: str = ""
+    touch: Touch | None = None
 
     @property
     def has_mail(self) -> bool:

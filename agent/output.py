@@ -16,14 +16,16 @@ from agent.drafts.compose import Draft
 from agent.drafts.lifecycle import DraftsResult
 from agent.identity import MergeSuggestion
 from agent.model import ContactState, Direction, Exchange
+from agent.policy import callable_phone
 from agent.store.cards import SourceRecord
+from agent.store.commands import CommandRecord
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 FIELDS = ("id", "name", "email", "addresses", "last_exchange", "last_direction", "last_subject",
           "last_folder", "messages_in", "messages_out", "status", "due_date", "cadence_days",
-          "snooze_until", "tags", "addressbook_tags", "phones", "birthday")
+          "snooze_until", "tags", "addressbook_tags", "phones", "birthday", "last_touch")
 
 
 def iso_utc(value: datetime) -> str:
@@ -51,8 +53,12 @@ def state_record(state: ContactState) -> dict[str, Any]:
         "tags": sorted(contact.tags),
         "addressbook_tags": sorted(contact.card_tags),
         "phones": [{"number": p.number, "type": p.type, "source": p.source}
+                   | ({"seen": iso_utc(p.seen)} if p.seen is not None else {})
                    for p in contact.phones],
         "birthday": contact.birthday,
+        "last_touch": None if contact.touch is None else {
+            "kind": contact.touch.kind, "date": contact.touch.day.isoformat(),
+            "note": contact.touch.note},
     }
 
 
@@ -70,6 +76,8 @@ def states_csv(states: Sequence[ContactState]) -> str:
         record["tags"] = " ".join(record["tags"])
         record["addressbook_tags"] = " ".join(record["addressbook_tags"])
         record["phones"] = " ".join(p["number"] for p in record["phones"])
+        touch = record["last_touch"]
+        record["last_touch"] = f"{touch['date']} {touch['kind']}" if touch else ""
         writer.writerow({k: _csv_safe(v) for k, v in record.items()})
     return buffer.getvalue()
 
@@ -156,19 +164,25 @@ def merge_suggestions_text(suggestions: Sequence[MergeSuggestion]) -> str:
 # --------------------------------------------------------------------------- due and show
 
 
-def due_records(due: Sequence[ContactState], picks: Sequence[ContactState]) -> list[dict[str, Any]]:
-    """``contacts --json`` records plus ``urgency`` and ``picked``, in the order given."""
+def due_records(due: Sequence[ContactState], picks: Sequence[ContactState],
+                replies: Sequence[ContactState] = ()) -> list[dict[str, Any]]:
+    """``contacts --json`` records plus ``urgency``, ``picked`` and ``reply_today`` (in
+    today's replies owed), in the order given."""
     picked = {s.contact.id for s in picks}
-    return [{**state_record(s), "urgency": round(s.urgency, 4), "picked": s.contact.id in picked}
-            for s in due]
+    replying = {s.contact.id for s in replies}
+    return [{**state_record(s), "urgency": round(s.urgency, 4), "picked": s.contact.id in picked,
+             "reply_today": s.contact.id in replying} for s in due]
 
 
-def due_json(due: Sequence[ContactState], picks: Sequence[ContactState]) -> str:
-    return json.dumps(due_records(due, picks), ensure_ascii=False, indent=2)
+def due_json(due: Sequence[ContactState], picks: Sequence[ContactState],
+             replies: Sequence[ContactState] = ()) -> str:
+    return json.dumps(due_records(due, picks, replies), ensure_ascii=False, indent=2)
 
 
-def print_due(due: Sequence[ContactState], picks: Sequence[ContactState]) -> None:
-    """The due list as a table, most urgent first; ``*`` marks today's picks."""
+def print_due(due: Sequence[ContactState], picks: Sequence[ContactState],
+              replies: Sequence[ContactState] = ()) -> None:
+    """The due list as a table, most urgent first; ``*`` marks today's picks, ``r`` today's
+    replies owed; the phone number to call, where one is known."""
     from rich.table import Table
     from rich.text import Text
 
@@ -177,18 +191,28 @@ def print_due(due: Sequence[ContactState], picks: Sequence[ContactState]) -> Non
         console.print("Nobody is waiting, overdue or due today.")
         return
     picked = {s.contact.id for s in picks}
+    replying = {s.contact.id for s in replies}
     table = Table(header_style="bold")
-    for column in ("", "id", "name", "email", "status", "due", "why"):
-        table.add_column(column, overflow="fold" if column == "why" else "ellipsis")
+    for column in ("", "id", "name", "email", "status", "due", "phone", "why"):
+        table.add_column(column, overflow="fold" if column == "why" else "ellipsis",
+                         no_wrap=column == "phone")
     for state in due:
         contact = state.contact
+        mark = "*" if contact.id in picked else "r" if contact.id in replying else ""
         table.add_row(
-            "*" if contact.id in picked else "", str(contact.id), Text(contact.name),
+            mark, str(contact.id), Text(contact.name),
             Text(contact.email), Text(state.status, style=STATUS_STYLE.get(state.status, "")),
-            state.due_date.isoformat() if state.due_date else "", Text(state.reason),
+            state.due_date.isoformat() if state.due_date else "", callable_phone(contact) or "",
+            Text(state.reason),
         )
     console.print(table)
-    console.print(f"* today's picks ({len(picked)} of {len(due)})")
+    line = f"* today's picks ({len(picked)} of {len(due)})"
+    if replying:
+        line += f"; r: today's replies owed ({len(replying)})"
+    console.print(line)
+
+
+TOUCH_WORDS = {"call": "call", "meeting": "meeting", "message": "in touch elsewhere"}
 
 
 def _when(value: datetime, tz: ZoneInfo) -> str:
@@ -229,13 +253,22 @@ def show_text(profile: Profile, tz: ZoneInfo) -> str:
                      f"{_subject(exchange)} in {exchange.folder}"))
     if contact is not None:
         rows.append(("messages", f"{contact.messages_in} in, {contact.messages_out} out"))
+    if profile.touches:
+        newest = profile.touches[0].touch
+        rows.append(("last touch", f"{newest.day.isoformat()} {TOUCH_WORDS[newest.kind]}"
+                                   + (f": {newest.note}" if newest.note else "")
+                                   + (f" ({len(profile.touches)} logged)"
+                                      if len(profile.touches) > 1 else "")))
 
     decisions = target.decisions
     card_tags = sorted(contact.card_tags) if contact is not None else []
     rows.append(("tags", ", ".join([*sorted(decisions.tags),
                                     *(f"{t} (address book)" for t in card_tags)]) or "none"))
     if contact is not None and contact.phones:
-        rows.append(("phones", ", ".join(f"{p.number} ({p.type})" for p in contact.phones)))
+        rows.append(("phones", ", ".join(
+            f"{p.number} ({p.type}" + (f", from their signature of {p.seen:%Y-%m-%d})"
+                                       if p.source == "signature" and p.seen else ")")
+            for p in contact.phones)))
     if contact is not None and contact.birthday:
         rows.append(("birthday", contact.birthday))
     chosen = []
@@ -357,4 +390,37 @@ def addressbook_text(config: Config, records: Sequence[SourceRecord]) -> str:
                      f"{item['birthdays']} birthdays, {len(item['warnings'])} warnings; "
                      f"last read {when}")
         lines += [f"  warning: {w}" for w in item["warnings"]]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- commands by mail
+
+
+def command_records(records: Sequence[CommandRecord]) -> list[dict[str, Any]]:
+    """`followup commands --json`: one object per applied message, oldest first."""
+    return [{
+        "message_id": r.message_id,
+        "folder": r.folder,
+        "sent": iso_utc(r.sent_at),
+        "applied": iso_utc(r.applied_at),
+        "proof": r.proof,
+        "digest": r.digest_day.isoformat() if r.digest_day else None,
+        "subject": r.subject,
+        "results": [{"line": x.line, "ok": x.ok, "text": x.text} for x in r.results],
+        "confirmed": iso_utc(r.confirmed_at) if r.confirmed_at else None,
+    } for r in records]
+
+
+def commands_text(records: Sequence[CommandRecord], tz: ZoneInfo) -> str:
+    if not records:
+        return ("No commands received by mail yet. Answer a digest (e.g. \"snooze 2 30d\") or "
+                "use one of its links; the next scan applies it.")
+    lines = []
+    for r in records:
+        via = f"answer to the digest of {r.digest_day.isoformat()}" if r.digest_day else \
+            "one-click link"
+        lines.append(f"{_when(r.applied_at, tz)}  {via}: {r.subject!r}")
+        lines += [f"    {'ok ' if x.ok else 'no '} {x.text}" for x in r.results]
+        if not r.results:
+            lines.append("    (no command in it)")
     return "\n".join(lines)

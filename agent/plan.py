@@ -1,8 +1,10 @@
-"""Today's plan: every contact's state, the due list and the picks — decided once, recorded once.
+"""Today's plan: every contact's state, the due list, the picks and the replies owed —
+decided once, recorded once.
 
 The digest, the drafts, ``followup due`` and ``followup show`` all read the same plan, so
 they agree on who is picked today. ``plan_today`` records the picks before anything is
-delivered: a retry, or a second run later the same day, keeps them.
+delivered: a retry, or a second run later the same day, keeps them. The replies owed today
+follow from the states alone (oldest message first), so they need no record.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ class Plan:
     day: date
     states: list[ContactState]
     due: list[ContactState]  # waiting, overdue and due, most urgent first
-    picks: list[ContactState]
+    picks: list[ContactState]  # people to get in touch with (overdue, due, birthdays …)
     birthdays: list[tuple[ContactState, date]] = field(default_factory=list)  # this week
+    replies: list[ContactState] = field(default_factory=list)  # replies owed, own cap
 
     @property
     def listed(self) -> list[ContactState]:
@@ -36,8 +39,14 @@ class Plan:
 
     @property
     def rest(self) -> list[ContactState]:
-        picked = {s.contact.id for s in self.picks}
-        return [s for s in self.due if s.contact.id not in picked]
+        """The due list without today's picks and replies: the digest's "Also due"."""
+        shown = {s.contact.id for s in (*self.picks, *self.replies)}
+        return [s for s in self.due if s.contact.id not in shown]
+
+    @property
+    def shown(self) -> list[ContactState]:
+        """Everyone the digest names (picks, replies, the rest), in the digest's order."""
+        return [*self.picks, *self.replies, *self.rest]
 
 
 def include_sources(config: Config) -> list[str]:
@@ -63,9 +72,12 @@ def make_plan(config: Config, store: Store, now: datetime) -> Plan:
     day = policy.today(now, config.digest.tz)
     picks = policy.pick_today(states, config.policy.daily_picks, day,
                               store.journal.pick_history())
+    replies = policy.replies_today(states, config.digest.max_replies, picks)
+    if config.digest.prefer == "call":
+        picks, replies = policy.call_first(picks), policy.call_first(replies)
     birthdays = policy.upcoming_birthdays(states, day, config.digest.birthday_days)
     return Plan(day=day, states=states, due=policy.ranked(states), picks=picks,
-                birthdays=birthdays)
+                birthdays=birthdays, replies=replies)
 
 
 def plan_today(config: Config, store: Store, now: datetime) -> Plan:

@@ -28,9 +28,11 @@ Statuses, the first that applies wins:
 
 ``ignored``  ignored by the user or a rule; no due date.
 ``snoozed``  today is on or before ``snooze_until``.
-``waiting``  they wrote last and have had no answer for more than ``reply_after_days`` days. A
-             person who wrote 200 days ago and never got an answer is waiting, not overdue:
-             what they need is a reply, not a check-in.
+``waiting``  a reply is owed: they wrote last, have had no answer for more than
+             ``reply_after_days`` days, and their message is at most ``reply_window_days``
+             (30) days old. After that window their clock runs like anyone's (overdue, due
+             or ok below): someone who wrote 200 days ago and never got an answer needs a
+             check-in that refers to their message, not an apology for a slow reply.
 ``overdue``  today is past the due date (the line: the local date of the last exchange plus
              the cadence).
 ``due``      today is within ``lead_days`` days before the due date, or on it.
@@ -43,8 +45,9 @@ Urgency (higher is more urgent), one number that orders all three actionable sta
 ``due``      1 / (2 + d),                    d = days until the line        → (0, 0.5]
 others       0
 
-So a reply owed beats any check-in, and lateness is measured in cadences: a 45-day key client
-20 days past the line outranks a 365-day acquaintance 20 days past it.
+So in the due list a reply owed ranks above any check-in, and lateness is measured in
+cadences: a 45-day key client 20 days past the line outranks a 365-day acquaintance 20 days
+past it.
 
 The clock (``clock_start``) runs from the later of the last exchange and the last logged
 touchpoint (``Contact.last_touch``). Someone with neither — a person known only from an
@@ -55,24 +58,32 @@ Birthdays (``Contact.birthday``, from the address book): ``upcoming_birthdays`` 
 from today through ``[digest] birthday_days`` − 1 days ahead (a 29 February birthday falls
 on 28 February in other years); ignored and snoozed people are left out.
 
-Today's picks (``pick_today``): first everyone whose birthday is today or tomorrow (not
-ignored, not snoozed; due or not), then waiting contacts, then overdue, then due, each group
-taken whole while it fits in the remaining slots. Last, if a slot is still free, **one**
-person with no contact on record: the one picked longest ago (never picked first; ties by
-contact id), or without a history the one the day number points at in id order. So with m
-such people they come up at most one a day, each within m days of free slots, and never
-instead of anyone who is due. Due contacts that do not fit are taken
-closest to the line first (they move on to overdue soon enough). Waiting and overdue groups
-that do not fit are rotated, because they do not move on by themselves: the group is kept in an
-order that does not change from day to day (by last exchange, then contact id), and the day
-number moves a window of the free slots along that order. The same states and day give the same
-picks, with no stored state; and with a fixed set of m overdue contacts and r slots left after
-the waiting ones, every overdue contact is picked within ceil(m / r) consecutive days. (While
-the waiting contacts alone fill the day, nobody else is picked: replies come first.) The caller
-may also pass when each contact was last picked (from the drafts and digests in the store): in
+Today's picks (``pick_today``) are the ``daily_picks`` people to get in touch with: first
+everyone whose birthday is today or tomorrow (not ignored, not snoozed; due or not), then
+overdue, then due, each group taken whole while it fits in the remaining slots. Replies owed
+are not picks: they have their own list and cap (``replies_today``, ``[digest]
+max_replies``), so a backlog of replies never starves the network. Last, if a slot is still
+free, **one** person with no contact on record: the one picked longest ago (never picked
+first; ties by contact id), or without a history the one the day number points at in id
+order. So with m such people they come up at most one a day, each within m days of free
+slots, and never instead of anyone who is due. Due contacts that do not fit are taken
+closest to the line first (they move on to overdue soon enough). An overdue group that does
+not fit is rotated, because it does not move on by itself: the group is kept in an order that
+does not change from day to day (by last exchange, then contact id), and the day number moves a
+window of the free slots along that order. The same states and day give the same picks, with no
+stored state; and with a fixed set of m overdue contacts and r free slots, every overdue
+contact is picked within ceil(m / r) consecutive days. The caller may also pass when each
+contact was last picked (from the drafts and digests in the store): in
 a rotated group, contacts picked today come first (so a second run on the same day agrees with
 the first), then those never picked, then the least recently picked; the window only breaks
 ties. That keeps the rotation fair when the set changes from day to day, as it does in real life.
+
+Replies owed today (``replies_today``): the waiting contacts that are not picks, oldest message
+first (most urgent), at most ``max_replies``; the rest stay on the due list. They leave it by
+themselves: by an answer, or when the window closes.
+
+With ``[digest] prefer = "call"`` (``call_first``), picks and replies with a phone number come
+first among equals (the same status), in urgency order otherwise; who is picked does not change.
 """
 
 from __future__ import annotations
@@ -89,8 +100,12 @@ from agent.model import Contact, ContactState, Status
 NO_RECORD = "no contact on record"
 
 OWN_SETTING = "your setting for this contact"
-# The statuses that ask the user to act, in the order pick_today serves them.
+# The statuses that ask the user to act (the due list), most urgent first.
 ACTIONABLE: tuple[Status, ...] = ("waiting", "overdue", "due")
+# The statuses of people to get in touch with, in the order pick_today serves them.
+PICKED: tuple[Status, ...] = ("overdue", "due")
+# Phone numbers that reach a person (a fax or a pager does not).
+CALLABLE_TYPES = frozenset({"cell", "work", "home", "other"})
 
 
 @dataclass(frozen=True)
@@ -190,13 +205,16 @@ def _state(contact: Contact, policy: PolicyConfig, tz: ZoneInfo, day: date) -> C
     exchange = f"last exchange {_ago(since, last)} ({contact.last_direction})"
     if start is not contact.last_exchange:
         exchange = f"last touchpoint {_ago(since, last)}"
+    elif contact.last_direction == "in" and since > policy.reply_window_days:
+        exchange = (f"they wrote last, {_ago(since, last)}: past the "
+                    f"{policy.reply_window_days}-day reply window, so their clock runs")
 
     status: Status
     urgency = 0.0
     if snoozed and contact.snooze_until is not None:
         status, reason = "snoozed", f"snoozed until {contact.snooze_until.isoformat()}; {exchange}"
     elif contact.last_direction == "in" and start is contact.last_exchange \
-            and since > policy.reply_after_days:
+            and policy.reply_after_days < since <= policy.reply_window_days:
         status = "waiting"
         reason = f"they wrote last, {_ago(since, last)}, and are waiting for your reply"
         urgency = 2 + since / (since + policy.reply_after_days)
@@ -311,7 +329,7 @@ def pick_today(states: Sequence[ContactState], daily_picks: int, day: date,
     picks: list[ContactState] = [s for _, _, s in birthdays][:daily_picks]
     chosen = {s.contact.id for s in picks}
     candidates = [s for s in ranked(states) if s.contact.id not in chosen]
-    for status in ACTIONABLE:
+    for status in PICKED:
         slots = daily_picks - len(picks)
         if slots <= 0:
             break
@@ -325,6 +343,27 @@ def pick_today(states: Sequence[ContactState], daily_picks: int, day: date,
     if len(picks) < daily_picks and unrecorded:
         picks.append(_slowly(unrecorded, day, history))
     return sorted(picks, key=_most_urgent_first)
+
+
+def replies_today(states: Sequence[ContactState], max_replies: int,
+                  picks: Sequence[ContactState] = ()) -> list[ContactState]:
+    """Today's replies owed: waiting contacts that are not ``picks``, most urgent (oldest
+    message) first, at most ``max_replies``."""
+    picked = {s.contact.id for s in picks}
+    return [s for s in ranked(states)
+            if s.status == "waiting" and s.contact.id not in picked][:max_replies]
+
+
+def callable_phone(contact: Contact) -> str | None:
+    """The first number that reaches the person (not a fax or pager), None without one."""
+    return next((p.number for p in contact.phones if p.type in CALLABLE_TYPES), None)
+
+
+def call_first(states: Sequence[ContactState]) -> list[ContactState]:
+    """``states`` with those who have a phone number first among equals (the same status),
+    the order otherwise kept (``[digest] prefer = "call"``)."""
+    order = list(dict.fromkeys(s.status for s in states))  # as the states come, by urgency
+    return sorted(states, key=lambda s: (order.index(s.status), callable_phone(s.contact) is None))
 
 
 def _slowly(group: list[ContactState], day: date,

@@ -1,4 +1,5 @@
-"""One run of the product as one pipeline: scan → settle drafts → plan → digest → drafts.
+"""One run of the product as one pipeline: scan → commands → address books → settle drafts →
+plan → signatures → drafts → digest.
 
 The CLI commands and the daemon all call ``run``, asking for the steps they need
 (``followup scan`` only the scan, ``followup digest`` only plan and digest, the daily cycle
@@ -18,8 +19,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from agent import auth, cardsync
+from agent import auth, cardsync, signature_sync
 from agent.cardsync import CardSync
+from agent.commands.receive import CommandsResult, receive
 from agent.config import Config, MailboxConfig
 from agent.drafts import lifecycle as drafts
 from agent.drafts.lifecycle import DraftsResult, ReconcileResult
@@ -31,9 +33,10 @@ from agent.errors import (
     TransientMailboxError,
 )
 from agent.mailbox.client import Mailbox
-from agent.model import Contact
+from agent.model import Contact, ContactState
 from agent.plan import Plan, make_plan, plan_today
 from agent.scan import Progress, ScanSummary, scan
+from agent.signature_sync import SignatureResult
 from agent.store import Store
 from agent.store.database import exclusive_lock
 
@@ -152,6 +155,7 @@ class Steps:
     """Which steps of the pipeline a run takes."""
 
     scan: bool = True
+    commands: bool = True  # after the scan: the user's answers to the digest, link messages
     settle: bool = True  # settle pending drafts (sent, deleted, still there)
     digest: bool = True
     drafts: bool = True
@@ -171,9 +175,11 @@ class RunResult:
     """What a run did, step by step (None: the step did not run)."""
 
     scan: ScanSummary | None = None
+    commands: CommandsResult | None = None
     addressbook: CardSync | None = None
     settled: ReconcileResult | None = None
     plan: Plan | None = None
+    signatures: SignatureResult | None = None
     digest: DigestResult | None = None
     drafts: DraftsResult | None = None
     # Mailboxes that failed (with several: the others went on), by name.
@@ -269,6 +275,12 @@ def _pipeline(config: Config, store: Store, sessions: Sessions, now: datetime, s
         result.scan = merge_scans(config, scans)
         if should_stop() or result.scan.interrupted:
             return result
+        if steps.commands:
+            # Before anything is planned: a snooze sent from the phone counts today.
+            # The digest goes to the primary mailbox, and so do the answers to it.
+            received = _each(config, result, sessions, lambda _source, mailbox: receive(
+                config, store, mailbox, now), sources=[config.primary])
+            result.commands = received[0][1] if received else None
         # The address books after the mail: addresses the scan just met join their cards.
         result.addressbook = cardsync.sync(config, store, now, full=steps.full)
     if steps.settle:
@@ -282,6 +294,14 @@ def _pipeline(config: Config, store: Store, sessions: Sessions, now: datetime, s
     from agent import delivery
 
     result.plan = today = plan_today(config, store, now)
+    if steps.digest and delivery.wanted(config, store, today):
+        # Phone numbers for the people the digest will name, from their newest signature
+        # (each mailbox for the messages in it); then the plan once more, so that their rows
+        # (and prefer = "call") have them.
+        result.signatures = read_signatures(config, store, sessions, result, today, now,
+                                            should_stop)
+        if result.signatures.found:
+            result.plan = today = plan_today(config, store, now)
     # Drafts first, so that the digest can point at each prepared draft instead of offering
     # a blank compose window (which would make a second, competing draft). A Drafts folder
     # that cannot be used must not cost the user the digest: that error waits for it.
@@ -310,12 +330,28 @@ def _pipeline(config: Config, store: Store, sessions: Sessions, now: datetime, s
     return result
 
 
+def read_signatures(config: Config, store: Store, sessions: Sessions, result: RunResult,
+                    plan: Plan, now: datetime,
+                    should_stop: Callable[[], bool]) -> SignatureResult:
+    """The signature step on every mailbox's connection, as one result."""
+    read = _each(config, result, sessions, lambda source, mailbox: signature_sync.read(
+        config, store, mailbox, plan, now, source=source.key, should_stop=should_stop))
+    total = SignatureResult()
+    for _source, part in read:
+        total.add(part)
+    return total
+
+
 def _picks_of(config: Config, plan: Plan, source: MailboxConfig) -> Plan:
-    """``plan`` with the picks whose drafts go to ``source`` (all of them with one mailbox)."""
+    """``plan`` with the picks and replies whose drafts go to ``source`` (all of them with
+    one mailbox)."""
     if len(config.mailboxes) == 1:
         return plan
-    return replace(plan, picks=[s for s in plan.picks
-                                if mailbox_of(config, s.contact).key == source.key])
+
+    def here(states: list[ContactState]) -> list[ContactState]:
+        return [s for s in states if mailbox_of(config, s.contact).key == source.key]
+
+    return replace(plan, picks=here(plan.picks), replies=here(plan.replies))
 
 
 def merge_scans(config: Config,

@@ -7,10 +7,13 @@ every test leaves the process environment as it found it.
 
 from __future__ import annotations
 
+import email
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import default as default_policy
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any, Literal, NoReturn
@@ -183,6 +186,19 @@ def message(*, sender: str, to: Sequence[str] = (ME,), subject: str = "Hello",
     if message_id is not False:
         fields.append(("Message-ID", f"<{message_id}@test>"))
     return build_message([*fields, *headers], body)
+
+
+def drafts_of(account: ImapAccount) -> dict[str, EmailMessage]:
+    """The messages in the account's Drafts folder, by their first recipient's address."""
+    found: dict[str, EmailMessage] = {}
+    with account.client() as client:
+        client.select_folder(account.drafts_folder, readonly=True)
+        uids = client.search("ALL")
+        for data in (client.fetch(uids, ["BODY.PEEK[]"]).values() if uids else []):
+            parsed = email.message_from_bytes(bytes(data[b"BODY[]"]), policy=default_policy)
+            assert isinstance(parsed, EmailMessage)
+            found[parsed["To"].addresses[0].addr_spec] = parsed
+    return found
 
 
 # --------------------------------------------------------------------------- generated mailboxes

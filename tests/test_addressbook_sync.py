@@ -267,3 +267,57 @@ def test_a_split_address_alone_on_its_card_does_not_become_a_second_person(
         cardsync.sync(config, store, NOW)
         assert sorted(c.addresses for c in plan.contacts(config, store)) == [
             ("dora.alt@example.com",), ("dora@example.com",)]
+
+
+@pytest.mark.parametrize("names", ["current-user-principal", "addressbook-home-set"])
+def test_a_server_that_points_to_plain_http_elsewhere_gets_no_password(
+        tmp_path: Path, names: str) -> None:
+    """A hostile (or misconfigured) server names a principal or home on another host over
+    plain http: followup refuses before any request goes there. Real servers do not do this,
+    so a small stand-in on loopback plays it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    elsewhere = "http://contacts.example.net/dav/"
+    seen: list[tuple[str, str]] = []
+
+    class Hostile(BaseHTTPRequestHandler):
+        def do_PROPFIND(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization", "")))
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if names == "current-user-principal" or self.path != "/principal/":
+                prop = (f"<d:current-user-principal><d:href>"
+                        f"{elsewhere if names == 'current-user-principal' else '/principal/'}"
+                        "</d:href></d:current-user-principal>")
+            else:
+                prop = (f"<c:addressbook-home-set><d:href>{elsewhere}</d:href>"
+                        "</c:addressbook-home-set>")
+            body = ('<?xml version="1.0"?><d:multistatus xmlns:d="DAV:" '
+                    'xmlns:c="urn:ietf:params:xml:ns:carddav"><d:response>'
+                    f"<d:href>{self.path}</d:href><d:propstat><d:prop>{prop}</d:prop>"
+                    "<d:status>HTTP/1.1 200 OK</d:status></d:propstat></d:response>"
+                    "</d:multistatus>").encode()
+            self.send_response(207)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        config = make_config(tmp_path, f'[[addressbook]]\nname = "dav"\nurl = "{base}"\n'
+                                       'username = "mia"\npassword_command = "printf s3cret-pw"\n')
+        with Store(config.storage.path) as store:
+            error = cardsync.sync(config, store, NOW).sources[0].error
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert error == (f"{base} leads to {elsewhere}: that is not https, and your password "
+                     "would travel unencrypted; nothing was sent there (give the address "
+                     "book's own https URL)")
+    assert all(path in ("/", "/principal/") for path, _ in seen)

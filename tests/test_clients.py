@@ -4,13 +4,10 @@ phone width in headless Chromium."""
 
 from __future__ import annotations
 
-import email
 import json
 import re
 import shutil
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.policy import default as default_policy
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -23,7 +20,7 @@ from agent.plan import Plan
 from agent.render import Renderer
 from agent.store import Store
 from tests.browser import browser_session, dump_dom
-from tests.kit import ME, make_config, make_contact, message, write_config
+from tests.kit import ME, drafts_of, make_config, make_contact, message, write_config
 from tests.servers.account import ImapAccount
 
 NOW = datetime(2026, 11, 26, 6, 30, tzinfo=UTC)  # 07:30 in Berlin
@@ -50,8 +47,9 @@ PEOPLE = [
 def plan_of(config: Config, people: list[Contact] = PEOPLE) -> Plan:
     states = policy.evaluate(people, config.policy, config.digest.tz, NOW)
     day = policy.today(NOW, config.digest.tz)
-    return Plan(day=day, states=states, due=policy.ranked(states),
-                picks=policy.pick_today(states, config.policy.daily_picks, day))
+    picks = policy.pick_today(states, config.policy.daily_picks, day)
+    return Plan(day=day, states=states, due=policy.ranked(states), picks=picks,
+                replies=policy.replies_today(states, config.digest.max_replies, picks))
 
 
 def hrefs(html: str) -> list[str]:
@@ -79,7 +77,9 @@ def test_every_mailto_of_the_digest_parses_and_threads(language: str) -> None:
         address = unquote(parts.path)
         assert re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", address), link
         fields = parse_qs(parts.query, strict_parsing=bool(parts.query))
-        assert set(fields) <= {"subject", "In-Reply-To"}, link
+        # One-click actions go to the user, with a body holding their command.
+        own = {"body"} if address == ME else set()
+        assert set(fields) <= {"subject", "In-Reply-To", *own}, link
         for value in fields.get("In-Reply-To", []):
             assert value.startswith("<") and value.endswith(">"), link
             assert value in {"<m1@example.net>", "<m5@example.net>"}
@@ -106,18 +106,6 @@ def test_a_pick_with_a_prepared_draft_points_to_it_not_to_a_blank_draft() -> Non
 
 
 # --------------------------------------------------------------------------- drafts in Drafts
-
-
-def drafts_of(account: ImapAccount) -> dict[str, EmailMessage]:
-    found: dict[str, EmailMessage] = {}
-    with account.client() as client:
-        client.select_folder(account.drafts_folder, readonly=True)
-        uids = client.search("ALL")
-        for data in (client.fetch(uids, ["BODY.PEEK[]"]).values() if uids else []):
-            parsed = email.message_from_bytes(bytes(data[b"BODY[]"]), policy=default_policy)
-            assert isinstance(parsed, EmailMessage)
-            found[parsed["To"].addresses[0].addr_spec] = parsed
-    return found
 
 
 def converse(account: ImapAccount, person: str, subjects: list[str], days: int,
@@ -193,7 +181,9 @@ def test_the_daily_cycle_drafts_first_and_the_digest_points_to_each_draft(
     assert result.digest is not None and result.digest.delivered
     text = result.digest.text or ""
     assert text.count(f"Dein Entwurf liegt im Ordner „{dovecot_account.drafts_folder}“") == 3
-    assert "mailto:" not in text.split("Außerdem fällig")[0]
+    # No link opens a blank message to a picked person; the one-click links go to the user.
+    picks = text.split("Außerdem fällig")[0]
+    assert set(re.findall(r"mailto:([^?\s]+)", picks)) <= {ME}
     with Store(config.storage.path) as store:
         assert {d.state for d in store.journal.drafts()} == {"pending"}
 

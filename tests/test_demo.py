@@ -74,10 +74,12 @@ def test_demo_session_runs_the_loop_against_its_server(
         result = session.run()
         stories = {p.address: p.story for p in generate(NOW).people}
 
-        # Today's picks: the two waiting for a reply first, then the most overdue.
+        # Today's picks are people to get in touch with (the most overdue); the two waiting
+        # for a reply have their own section and their own drafts (issue 15).
         picks = result.picks
-        assert [s.status for s in picks] == ["waiting", "waiting", "overdue"]
-        assert [stories[s.contact.email] for s in picks] == ["waiting", "waiting", "overdue"]
+        assert [s.status for s in picks] == ["overdue", "overdue", "overdue"]
+        assert [stories[s.contact.email] for s in picks] == ["overdue", "overdue", "overdue"]
+        assert [stories[s.contact.email] for s in result.replies] == ["waiting", "waiting"]
         statuses = Counter(s.status for s in result.states)
         assert statuses["overdue"] >= 10 and statuses["due"] >= 5 and statuses["ok"] >= 20
         # One-way correspondents, lists and machines are not contacts.
@@ -98,15 +100,15 @@ def test_demo_session_runs_the_loop_against_its_server(
         assert digest["To"].addresses[0].addr_spec == ME
         # Addresses may wrap after "@" and before dots (<wbr>), never inside a word.
         html = re.sub(r"<wbr>|</?span[^>]*>", "", result.html_path.read_text(encoding="utf-8"))
-        for state in picks:
+        for state in [*picks, *result.replies]:
             assert state.contact.email in result.digest_text
             assert state.contact.email in html
 
-        # A draft for each pick in the Drafts folder, addressed to the contact.
+        # A draft for each pick and reply in the Drafts folder, addressed to the contact.
         client.select_folder("Drafts", readonly=True)
         drafts = client.fetch(client.search("ALL"), ["BODY.PEEK[]", "FLAGS"])
         client.logout()
-        assert len(drafts) == 3 == len(result.drafts)
+        assert len(drafts) == 5 == len(result.drafts)
         recipients = set()
         ours = {d.message_id for d in result.drafts}
         for data in drafts.values():
@@ -115,7 +117,7 @@ def test_demo_session_runs_the_loop_against_its_server(
             assert str(message["Message-ID"]).strip("<>") in ours  # known by its Message-ID
             assert not [name for name in message if name.lower().startswith("x-followup")]
             recipients.add(message["To"].addresses[0].addr_spec)
-        assert recipients == {s.contact.email for s in picks}
+        assert recipients == {s.contact.email for s in [*picks, *result.replies]}
         assert result.cycle.digest is not None and result.cycle.digest.delivered
 
     # Nothing of the user's was changed, and the password never reached a keyring.
@@ -161,13 +163,13 @@ def test_followup_demo_end_to_end(tmp_path: Path) -> None:
         # What it printed: contacts, picks, the text digest, the HTML file, the drafts.
         assert re.search(r"Contacts: \d+ people", out)
         picks = re.findall(r"^  \d\. (.+) <(.+@.+)>: (waiting|overdue|due);", out, re.M)
-        assert [p[2] for p in picks] == ["waiting", "waiting", "overdue"]
+        assert [p[2] for p in picks] == ["overdue", "overdue", "overdue", "waiting", "waiting"]
         assert "The digest (delivered to the demo INBOX)" in out
         assert "people to contact today" in out
         html = Path(re.search(r"^HTML digest: (.+)$", out, re.M)[1])  # type: ignore[index]
         assert "<html" in html.read_text(encoding="utf-8").lower()
         assert html.is_relative_to(tmp_path)
-        assert "Drafts now in the demo Drafts folder (3)" in out
+        assert "Drafts now in the demo Drafts folder (5)" in out
         assert {a for _, a, _ in picks} == set(re.findall(r"^  To: .*<(.+)>$", out, re.M))
 
         # A mail client sees the digest in INBOX and the drafts in Drafts.

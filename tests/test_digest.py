@@ -80,7 +80,8 @@ def make_plan(config: Config, people: list[Contact] = PEOPLE) -> Plan:
     states = policy.evaluate(people, config.policy, config.digest.tz, NOW)
     day = policy.today(NOW, config.digest.tz)
     picks = policy.pick_today(states, config.policy.daily_picks, day)
-    return Plan(day=day, states=states, due=policy.ranked(states), picks=picks)
+    return Plan(day=day, states=states, due=policy.ranked(states), picks=picks,
+                replies=policy.replies_today(states, config.digest.max_replies, picks))
 
 
 def empty_plan(config: Config) -> Plan:
@@ -165,9 +166,9 @@ def test_golden_digest(language: str) -> None:
 def test_subject_says_the_count_in_both_languages() -> None:
     en, de = make_config(language="en"), make_config(language="de")
     assert digest.render(en, make_plan(en), NOW, Renderer(en)).subject == (
-        "3 people to contact today – Thursday 2026-11-26")
+        "3 people to contact today, 1 reply owed – Thursday 2026-11-26")
     assert digest.render(de, make_plan(de), NOW, Renderer(de)).subject == (
-        "3 Kontakte für heute – Donnerstag, 26.11.2026")
+        "3 Kontakte für heute, 1 offene Antwort – Donnerstag, 26.11.2026")
     one = replace(de, policy=replace(de.policy, daily_picks=1))
     assert digest.render(one, make_plan(one), NOW, Renderer(one)).subject.startswith(
         "1 Kontakt für heute")
@@ -180,12 +181,15 @@ def test_content_picks_first_then_the_rest_with_evidence() -> None:
     plan = make_plan(config)
     rendered = digest.render(config, plan, NOW, Renderer(config))
     text = rendered.text
-    assert plan.picks[0].contact.id == 1  # waiting comes first
-    picks_end = text.index("Also due")
+    # The reply owed has its own section after the picks (issue 15), the rest below.
+    assert [s.contact.id for s in plan.replies] == [1]
+    assert 1 not in {s.contact.id for s in plan.picks}
+    picks_end, replies_end = text.index("Replies owed (1)"), text.index("Also due")
     for state in plan.picks:
         assert state.contact.email in text[:picks_end]
+    assert "juergen@example.net" in text[picks_end:replies_end]
     for state in plan.rest:
-        assert state.contact.email in text[picks_end:]
+        assert state.contact.email in text[replies_end:]
     # The evidence for a pick: days, date, direction, subject, folder; reply wording.
     assert "Waiting 12 days for your reply – their mail of 2026-11-14" in text
     assert "Subject: “Angebot für März?”, folder Inbox" in text  # the folder as clients say
@@ -195,13 +199,15 @@ def test_content_picks_first_then_the_rest_with_evidence() -> None:
         assert absent not in text
     assert "Waiting for a reply: 1 · Overdue: 3 · Due soon: 2" in text
     assert "Contacts: 8 · Snoozed: 1" in text
-    assert "followup snooze ADDRESS 30d" in text and "followup ignore ADDRESS" in text
+    # The footer says how to answer the digest, not which terminal command to type.
+    assert '"snooze 2 30d", "ignore 3", "called 1"' in text
+    assert "followup snooze" not in text and "followup snooze" not in rendered.html
     # The HTML says the same to a reader.
     visible = page_text(rendered.html).text
     assert "Waiting 12 days for your reply" in visible
     assert "Their mail of 14 November 2026" in visible
     assert "Last mail 120 days ago (29 July 2026), you wrote" in visible
-    assert "followup snooze ADDRESS 30d" in visible
+    assert "Just answer this mail" in visible and "“snooze 2 30d”" in visible
 
 
 def test_german_wording() -> None:
@@ -232,7 +238,9 @@ def test_hostile_names_and_subjects_are_escaped_and_links_stay_links() -> None:
     assert EVIL_NAME in page.text  # shown as text, not run
     links = [value or "" for name, value in page.attributes if name == "href"]
     assert links and all(link.startswith("mailto:") for link in links)
-    reply = next(link for link in links if "subject=" in link)
+    # The reply owed (its own section, after the picks' one-click links to the user).
+    reply = next(link for link in links if "subject=" in link
+                 and unquote(urlsplit(link).path) != config.account.email)
     url = urlsplit(reply)
     assert unquote(url.path) == 'x"><script>@evil.example'
     assert parse_qs(url.query)["subject"] == [f"Re: {EVIL_SUBJECT}"]
@@ -267,7 +275,7 @@ def test_message_headers_and_parts() -> None:
     parsed = parse(raw)
     assert parsed["From"] == parsed["To"] == "Mia Exämple <me@example.org>"
     assert b"=?utf-8?" in raw.split(b"\r\n\r\n", 1)[0]  # the umlaut travels encoded
-    assert parsed["Subject"] == "3 Kontakte für heute – Donnerstag, 26.11.2026"
+    assert parsed["Subject"] == "3 Kontakte für heute, 1 offene Antwort – Donnerstag, 26.11.2026"
     assert parsed["Auto-Submitted"] == "auto-generated"
     assert parsed["X-Followup-Digest"] == "2026-11-26"
     assert parsed["Date"] == "Thu, 26 Nov 2026 07:30:00 +0100"
@@ -358,7 +366,7 @@ def test_imap_delivery_appends_unseen_once_a_day(imap_account: ImapAccount,
     raw, flags = messages[0]
     assert "\\Seen" not in flags  # shows up as unread
     parsed = parse(raw)
-    assert parsed["Subject"] == "3 Kontakte für heute – Donnerstag, 26.11.2026"
+    assert parsed["Subject"] == "3 Kontakte für heute, 1 offene Antwort – Donnerstag, 26.11.2026"
     assert parsed["X-Followup-Digest"] == "2026-11-26"
     assert parsed["Auto-Submitted"] == "auto-generated"
     text, html_body = parts(parsed)
@@ -411,7 +419,7 @@ def test_smtp_delivery_plain_relay_without_auth(smtp_sink: SmtpSink, tmp_path: P
     assert received.authenticated_as is None
     parsed = parse(received.data)
     assert parsed["X-Followup-Digest"] == "2026-11-26"
-    assert parsed["Subject"] == "3 people to contact today – Thursday 2026-11-26"
+    assert parsed["Subject"] == "3 people to contact today, 1 reply owed – Thursday 2026-11-26"
     text, _ = parts(parsed)
     assert "Zoë O'Brien" in text
 
@@ -598,7 +606,7 @@ def test_cli_digest_end_to_end_once_a_day(dovecot_account: ImapAccount, tmp_path
 
     code, out, err = run_cli(["--now", NOW_TEXT, "digest", "--dry-run"], capsys)
     assert code == 0, err
-    assert out.startswith("3 people to contact today – Thursday 2026-11-26\n")
+    assert out.startswith("2 people to contact today, 1 reply owed – Thursday 2026-11-26\n")
     assert "juergen@example.net" in out and "Waiting 12 days for your reply" in out
     assert digests_in(dovecot_account) == []  # a dry run delivers nothing
 
@@ -610,7 +618,7 @@ def test_cli_digest_end_to_end_once_a_day(dovecot_account: ImapAccount, tmp_path
 
     code, out, err = run_cli(["--now", NOW_TEXT, "digest"], capsys)
     assert code == 0, err
-    assert "delivered to your INBOX: 3 people to contact today" in out
+    assert "delivered to your INBOX: 2 people to contact today, 1 reply owed" in out
     later = "2026-11-26T20:00:00Z"
     code, out, err = run_cli(["--now", later, "digest"], capsys)
     assert code == 0, err

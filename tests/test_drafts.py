@@ -42,7 +42,7 @@ TODAY = date(2026, 11, 20)
 REPO = Path(__file__).resolve().parent.parent
 
 JUERGEN = "juergen@example.de"  # overdue, replied in a thread, German
-ANNA = "anna@example.co.uk"  # wrote last 100 days ago: waiting for a reply, English
+ANNA = "anna@example.co.uk"  # wrote last 20 days ago: a reply owed, English
 CARLA = "carla@example.net"  # overdue, no Message-ID to reply to: template subject
 BOB = "bob@example.net"  # recent: not due
 
@@ -66,8 +66,8 @@ def seed(account: ImapAccount) -> None:
                        message_id="reply1"), ("\\Seen",), ago(110)),
         (sent, message(sender=ME, to=[f"Anna Smith <{ANNA}>"], subject="Lunch?", when=ago(200),
                        message_id="lunch"), ("\\Seen",), ago(200)),
-        ("INBOX", message(sender=f"Anna Smith <{ANNA}>", subject="Re: Lunch?", when=ago(100),
-                          message_id="anna-lunch"), ("\\Seen",), ago(100)),
+        ("INBOX", message(sender=f"Anna Smith <{ANNA}>", subject="Re: Lunch?", when=ago(20),
+                          message_id="anna-lunch"), ("\\Seen",), ago(20)),
         ("INBOX", message(sender=f"Carla Rossi <{CARLA}>", subject="Hello again", when=ago(96),
                           message_id=no_id), ("\\Seen",), ago(96)),
         (sent, message(sender=ME, to=[f"Carla Rossi <{CARLA}>"], subject="Hello again",
@@ -422,13 +422,15 @@ def test_at_most_max_per_day(dovecot_account: ImapAccount, tmp_path: Path,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     config = setup(monkeypatch, dovecot_account, tmp_path, extra="\n[drafts]\nmax_per_day = 1\n")
     day1 = service.run_drafts(config, NOW)
-    assert [d.address for d in day1.created] == [ANNA]  # a reply owed comes first
+    # One check-in (the most overdue), and the reply owed, which has its own cap (issue 15).
+    assert [(d.address, d.kind) for d in day1.created] == [(JUERGEN, "checkin"),
+                                                           (ANNA, "reply")]
     assert {s.reason for s in day1.skipped} == {"[drafts] max_per_day = 1 reached"}
     assert service.run_drafts(config, NOW + timedelta(hours=2)).created == []
 
     day2 = service.run_drafts(config, NOW + timedelta(days=1))
-    assert len(day2.created) == 1 and day2.created[0].address in (JUERGEN, CARLA)
-    assert len(in_drafts(dovecot_account)) == 2
+    assert [d.address for d in day2.created] == [CARLA]
+    assert len(in_drafts(dovecot_account)) == 3
 
 
 def test_sent_draft_refreshes_the_contact(imap_account: ImapAccount, tmp_path: Path,

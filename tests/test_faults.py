@@ -623,7 +623,7 @@ def test_lost_append_reply_makes_no_second_draft(
         assert proxy.fired(), proxy.describe()
     assert code == 0, out + err
     _, contacts = _assert_no_duplicates(dovecot_account, tmp_path / "followup.db")
-    assert len(contacts) == 3  # [policy] daily_picks
+    assert len(contacts) == 6  # 3 picks ([policy] daily_picks), 3 replies ([digest] max_replies)
 
 
 @pytest.mark.slow
@@ -661,10 +661,11 @@ def test_kill_9_at_every_append_of_a_daily_cycle(
             _assert_no_duplicates(account, db, settled=False)
         else:
             pytest.fail("the cycle kept appending")
-    assert round_ == 4, proxy.describe()  # killed at the digest and at each of 3 drafts
+    # Killed at the digest and at each of 6 drafts: 3 check-ins and 3 replies owed.
+    assert round_ == 7, proxy.describe()
     digests, contacts = _assert_no_duplicates(account, db)
     assert digests == [NOW.date().isoformat()]
-    assert len(contacts) == 3
+    assert len(contacts) == 6
     _check_decisions(db, decisions)
 
 

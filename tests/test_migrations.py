@@ -33,8 +33,9 @@ import pytest
 import agent.store.database
 import agent.store.migrations
 from agent.decisions import resolve
-from agent.model import Direction
+from agent.model import Direction, Touch
 from agent.store import Store
+from agent.store.commands import Result
 from agent.store.ledger import ExchangeRow, MessageRow
 from agent.store.migrations import SCHEMA_VERSION
 
@@ -115,9 +116,16 @@ def populate(store: Store) -> None:
     store.journal.record_picks(day, [anna, emil, carla])
     store.journal.record_picks(date(2026, 2, 26), [dora])
 
+    # Schema 4: a touchpoint (a decision), a command by mail and a digest's numbered rows.
+    store.touchpoints.add(emil, Touch("call", date(2026, 2, 25), T0, "Angebot"), "cli", T0)
+    store.commands.record_rows(day, [anna, emil, carla])
+    store.commands.record("cmd1@example.org", "INBOX", 20, T0, "digest", day, "Re: digest",
+                          [Result("snooze 1 30d", True, "Snoozed Anna until 2026-03-29")], T0)
 
-def check_decisions(store: Store) -> None:
-    """Everything :func:`populate` decided, read back through the current API."""
+
+def check_decisions(store: Store, version: int = SCHEMA_VERSION) -> None:
+    """Everything :func:`populate` decided (at schema ``version``), read back through the
+    current API."""
     anna = resolve(store, "anna@example.org")
     decided = store.people.decisions_of(anna)
     assert decided.snooze_until == date(2026, 6, 1)
@@ -160,6 +168,14 @@ def check_decisions(store: Store) -> None:
     assert store.ledger.message_count() == len(LEDGER) + 1
     assert store.ledger.exchange_count() == len(LEDGER)
     assert store.ledger.list_addresses() == {"team@lists.example.org"}
+    if version < 6:  # touchpoints and commands came with schema 6
+        return
+    (touch,) = store.touchpoints.of(emil)
+    assert (touch.touch.kind, touch.touch.day, touch.touch.note) == ("call", date(2026, 2, 25),
+                                                                     "Angebot")
+    assert store.commands.row(date(2026, 2, 27), 2) == emil
+    assert store.commands.applied("cmd1@example.org")
+    assert [r.text for r in store.commands.all()[0].results] == ["Snoozed Anna until 2026-03-29"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -234,14 +250,14 @@ def test_upgrading_keeps_every_decision(tmp_path: Path, version: int) -> None:
     conn.close()
     with Store(db) as store:
         assert store.database.schema_version == SCHEMA_VERSION
-        check_decisions(store)
+        check_decisions(store, version)
     # A migrated database has exactly the schema of a new one.
     with Store(tmp_path / "fresh.db"):
         pass
     assert schema_of(db) == schema_of(tmp_path / "fresh.db")
     # And opening it again changes nothing.
     with Store(db) as store:
-        check_decisions(store)
+        check_decisions(store, version)
 
 
 def test_v0_an_empty_file_becomes_a_current_database(tmp_path: Path) -> None:

@@ -14,18 +14,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent import service
 from agent.config import load_config
 from agent.decisions import resolve
 from agent.mailbox.client import FolderStatus, Mailbox
 from agent.mailbox.fetch import FetchedHeader
 from agent.scan import ScanSummary, folder_plan, process_batch
-from agent.service import run_scan
 from agent.store import Store
 from agent.store.ledger import FolderState
 from tests.kit import (
@@ -104,7 +105,13 @@ def fetched_by_folder(calls: list[tuple[str, list[int]]]) -> dict[str, int]:
 
 
 def scan(path: Path, **kwargs: Any) -> ScanSummary:
-    return run_scan(load_config(path), now=NOW, **kwargs)
+    """The scan step alone: the commands step after it reads new INBOX and Sent headers on
+    its own (tests/test_commands.py), which these fetch counts leave out."""
+    full = kwargs.pop("full", False)
+    summary = service.run(load_config(path), NOW,
+                          replace(service.SCAN, full=full, commands=False), **kwargs).scan
+    assert summary is not None
+    return summary
 
 
 # --------------------------------------------------------------------------- the ledger

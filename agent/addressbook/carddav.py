@@ -6,7 +6,10 @@ principal's ``addressbook-home-set``, and every address book in that home. Chang
 ``sync-token`` on the collection, an RFC 6578 ``sync-collection`` REPORT from the saved token
 (an expired token reads everything again); else the ``getctag`` says whether anything changed
 and a PROPFIND of every ``getetag`` says what. Changed cards come in ``addressbook-multiget``
-REPORTs. Redirects are followed on the same origin only, never from https to http.
+REPORTs. Redirects are followed on the same origin only, never from https to http. The
+server may name a principal, home or address book on another host (iCloud does), but the
+password goes there only over https: a plain-http URL off loopback is refused before any
+request, whoever names it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import httpx
 
 from agent.addressbook.changes import Changes
 from agent.addressbook.vcard import read_text
-from agent.config import AddressbookConfig
+from agent.config import AddressbookConfig, is_loopback
 from agent.errors import AddressbookError
 from agent.net import tls_context
 
@@ -123,6 +126,7 @@ class Session:
         if depth is not None:
             headers["Depth"] = depth
         for _ in range(MAX_REDIRECTS + 1):
+            _refuse_plaintext(url, self.book)
             self.requests += 1
             try:
                 response = self._client.request(method, url, content=body.encode(),
@@ -232,6 +236,17 @@ class Session:
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _refuse_plaintext(url: str, book: AddressbookConfig) -> None:
+    """The password (Basic auth) goes only over https, or plain http on loopback."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "https" or (scheme == "http" and is_loopback(parts.hostname or "")):
+        return
+    raise AddressbookError(
+        f"{book.url} leads to {url}: that is not https, and your password would travel "
+        "unencrypted; nothing was sent there (give the address book's own https URL)")
 
 
 def _same_origin(a: str, b: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import click
 
@@ -59,11 +60,20 @@ def scan(app: App, full: bool) -> None:
     config = app.config
     progress = RichProgress() if sys.stderr.isatty() else None
     try:
-        summary = service.run_scan(config, app.now(), full=full, progress=progress)
+        result = service.run(config, app.now(), replace(service.SCAN, full=full),
+                             progress=progress)
     finally:
         if progress:
             progress.stop()
+    summary = result.scan
+    assert summary is not None  # the SCAN steps always scan
     click.echo(summary.line())
+    commands = result.commands
+    if commands is not None and (commands.applied or commands.ignored):
+        click.echo(commands.line())
+    if commands is not None and app.verbose:
+        for ignored in commands.ignored:
+            click.echo(f"  not a command: {ignored.line()}")
     if summary.skipped and app.verbose:
         for reason, count in summary.skipped.most_common():
             click.echo(f"  not counted: {count} × {reason}")
@@ -141,19 +151,20 @@ def show(app: App, contact: str) -> None:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True,
-              help="JSON list: the `contacts --json` fields plus urgency and picked.")
+              help="JSON list: the `contacts --json` fields plus urgency, picked and "
+                   "reply_today.")
 @pass_app
 def due(app: App, as_json: bool) -> None:
     """Who to contact now, most urgent first.
 
-    Waiting on your reply, overdue, then due soon; * marks today's picks (those the
-    digest and drafts use).
+    Waiting on your reply, overdue, then due soon; * marks today's picks, r today's
+    replies owed (those the digest and drafts use); phone: the number to call.
     """
     from agent import output, plan, service
 
     with service.open_store(app.config) as store:
         today_plan = plan.make_plan(app.config, store, app.now())
     if as_json:
-        click.echo(output.due_json(today_plan.listed, today_plan.picks))
+        click.echo(output.due_json(today_plan.listed, today_plan.picks, today_plan.replies))
     else:
-        output.print_due(today_plan.listed, today_plan.picks)
+        output.print_due(today_plan.listed, today_plan.picks, today_plan.replies)

@@ -12,7 +12,7 @@ from typing import NoReturn
 import click
 
 from agent import __version__, credentials
-from agent.cli import books, decide, ledger, mail, run, setup
+from agent.cli import books, decide, ledger, mail, run, setup, touch
 from agent.cli.app import App
 from agent.config import default_config_path
 from agent.errors import EXIT_OPERATIONAL, EXIT_USAGE, FollowupError
@@ -57,7 +57,7 @@ for command in (setup.init, setup.doctor, setup.password, setup.login, ledger.sc
                 ledger.due, ledger.show, decide.snooze, decide.unsnooze, decide.ignore,
                 decide.unignore, decide.cadence, decide.tag, decide.merge, decide.split,
                 mail.digest, mail.drafts, mail.templates, run.run, run.demo,
-                books.addressbook):
+                books.addressbook, touch.log, touch.commands):
     cli.add_command(command)
 
 

@@ -15,10 +15,12 @@ if TYPE_CHECKING:
 
 
 def _cycle_lines(result: RunResult) -> list[str]:
-    """What one cycle did, in the words of its parts: scan, digest, drafts."""
+    """What one cycle did, in the words of its parts: scan, signatures, digest, drafts."""
     from agent import output
 
-    lines = [part.line() for part in (result.scan, result.digest) if part is not None]
+    signatures = result.signatures if result.signatures and result.signatures.looked_for \
+        else None  # nobody without a number: nothing to say
+    lines = [part.line() for part in (result.scan, signatures, result.digest) if part is not None]
     if result.drafts is not None:
         lines += output.drafts_report(result.drafts)
     return lines
@@ -92,11 +94,14 @@ def demo(app: App, keep_running: bool, language: str | None) -> None:
         _heading(f"Contacts: {len(contacts)} people you have written with, both ways")
         output.print_table(contacts, tz, now)
 
-        _heading(f"Today's picks ({len(result.picks)})")
-        for number, state in enumerate(result.picks, start=1):
-            contact = state.contact
-            click.echo(f"  {number}. {contact.name} <{contact.email}>: {state.status}; "
-                       f"{state.reason}")
+        for heading, states in ((f"Today's picks ({len(result.picks)})", result.picks),
+                                (f"Replies owed today ({len(result.replies)})", result.replies)):
+            _heading(heading)
+            for number, state in enumerate(states, start=1):
+                contact = state.contact
+                phone = f" ☎ {contact.phones[0].number}" if contact.phones else ""
+                click.echo(f"  {number}. {contact.name} <{contact.email}>: {state.status}; "
+                           f"{state.reason}{phone}")
 
         _heading("The digest (delivered to the demo INBOX)")
         click.echo(result.digest_text.rstrip())

@@ -13,8 +13,10 @@ Life cycle of a draft (``reconcile``, run right after each scan):
 * gone with nothing sent → **declined**: the contact is snoozed ``[drafts] snooze_days`` from
   today (a longer snooze the user set stays).
 
-Creating (``create``): for today's picks, at most ``[drafts] max_per_day`` a day, never while
-the contact has a pending draft, never twice for one contact on one day. A draft is recorded
+Creating (``create``): a check-in for each of today's picks, at most ``[drafts] max_per_day``
+a day, and a reply for each of today's replies owed (at most ``[digest] max_replies`` of them
+are in the plan); never while the contact has a pending draft, never twice for one contact on
+one day. A draft is recorded
 before its APPEND (``appending``) and confirmed after it; a crash in between leaves its
 Message-ID on record, and the next ``reconcile`` finds it in Drafts (pending) or learns that
 the server never got it (the record goes, and the draft is made again).
@@ -210,7 +212,8 @@ def _settle_unanswered(config: Config, store: Store, mailbox: Mailbox, now: date
 
 def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, now: datetime,
            *, dry_run: bool = False) -> DraftsResult:
-    """Drafts for today's picks (``plan.picks``), at most ``[drafts] max_per_day`` a day.
+    """Drafts for today's picks (``plan.picks``: check-ins, at most ``[drafts] max_per_day`` a
+    day) and replies owed (``plan.replies``: replies, capped by the plan).
 
     Never two pending drafts for one person, never a second draft for one person on one day.
     A draft is recorded (``appending``) before its APPEND and confirmed after it: a crash in
@@ -228,14 +231,18 @@ def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, no
     records = store.journal.drafts()
     pending = {r.contact_id: r for r in records if r.state in ("pending", "appending")}
     made_today = {r.contact_id for r in records if r.day == day}
-    budget = config.drafts.max_per_day - sum(1 for r in records if r.day == day)
+    # Check-ins have their budget; replies are capped by the plan ([digest] max_replies), so a
+    # backlog of replies never takes the drafts of the people to get in touch with.
+    budget = config.drafts.max_per_day - sum(1 for r in records
+                                             if r.day == day and r.kind != "reply")
 
     result = DraftsResult(dry_run=dry_run, folder=None)
     uidvalidity: int | None = None
     renderers: dict[str, Renderer] = {}
 
-    for state in plan.picks:
+    for state in [*plan.picks, *plan.replies]:
         contact: Contact = state.contact
+        reply = state.status == "waiting"
         earlier = pending.get(contact.id)
         reason: str | None = None
         if earlier is not None:
@@ -245,7 +252,7 @@ def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, no
         elif not contact.has_mail or not contact.email:
             # Known only from the address book: no conversation to refer to, maybe no address.
             reason = "no mail with them on record (address book only): call or write yourself"
-        elif budget <= 0:
+        elif budget <= 0 and not reply:
             reason = f"[drafts] max_per_day = {config.drafts.max_per_day} reached"
         if reason is not None:
             result.skipped.append(Skipped(contact.id, contact.name, contact.email, reason))
@@ -269,7 +276,7 @@ def create(config: Config, store: Store, mailbox: Mailbox | None, plan: Plan, no
             result.skipped.append(Skipped(contact.id, contact.name, contact.email,
                                           "the address cannot be written in a plain header"))
             continue
-        budget -= 1
+        budget -= 0 if reply else 1
         if dry_run or mailbox is None or folder is None:
             result.created.append(draft)
             continue

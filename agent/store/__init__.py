@@ -2,9 +2,13 @@
 
 ``Store(path)`` opens (and migrates) the database and gives each family its own small class:
 ``store.ledger`` (what the mailbox says, rebuildable), ``store.people`` (contacts and the
-user's decisions, kept), ``store.journal`` (what followup did, kept) and ``store.cards``
-(what the address books say, rebuilt at every sync). ``store.contacts()`` reads people with
-what their cards add. ``store.transaction()`` makes several of their writes one atomic step.
+user's decisions, kept) with ``store.touchpoints`` (calls and meetings the user logged, kept),
+``store.journal`` (what followup did, kept) with ``store.commands`` (commands received by
+mail), ``store.cards`` (what the address books say, rebuilt at every sync) and
+``store.signatures`` (phone numbers read from signatures). ``store.contacts()`` reads people
+with what their cards and touchpoints add (and, without a number on a card, the numbers of
+their newest signature).
+``store.transaction()`` makes several of their writes one atomic step.
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.model import Contact
+from agent.model import Contact, Touch
 from agent.store.cardlinks import Applied, apply_cards
 from agent.store.cards import CardProfile, Cards
+from agent.store.commands import CommandLog
 from agent.store.database import Database
 from agent.store.journal import Journal
 from agent.store.ledger import Ledger
 from agent.store.people import People
+from agent.store.signatures import SignatureNumbers, Signatures, newest_of
+from agent.store.touchpoints import Touchpoints
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
@@ -36,6 +43,9 @@ class Store:
         self.people = People(self.database)
         self.journal = Journal(self.database)
         self.cards = Cards(self.database)
+        self.touchpoints = Touchpoints(self.database)
+        self.commands = CommandLog(self.database)
+        self.signatures = Signatures(self.database)
 
     @property
     def path(self) -> Path:
@@ -70,6 +80,8 @@ class Store:
         """
         own = frozenset(self_addresses)
         profiles = self.cards.profiles(include_sources)
+        touches = self.touchpoints.latest()
+        signed = self.signatures.numbers()
         out = []
         for contact in self.people.contacts(own, two_way=False,
                                             include_ignored=include_ignored):
@@ -77,11 +89,12 @@ class Store:
             if two_way and not (contact.messages_in and contact.messages_out) and not (
                     profile is not None and profile.include):
                 continue
-            out.append(with_card(contact, profile))
+            out.append(with_touch(with_signature(with_card(contact, profile), signed),
+                                  touches.get(contact.id)))
         for contact_id, profile in sorted(profiles.items()):
             card_only = self._card_only(contact_id, profile, own)
             if card_only is not None and (include_ignored or not card_only.ignored):
-                out.append(card_only)
+                out.append(with_touch(card_only, touches.get(contact_id)))
         return out
 
     def contact(self, contact_id: int, self_addresses: Iterable[str] = (),
@@ -89,10 +102,13 @@ class Store:
         """One contact with its card details; None without exchanges and without a card."""
         own = frozenset(self_addresses)
         profile = self.cards.profiles(include_sources).get(contact_id)
+        touch = self.touchpoints.latest().get(contact_id)
         contact = self.people.contact(contact_id, own)
         if contact is not None:
-            return with_card(contact, profile)
-        return None if profile is None else self._card_only(contact_id, profile, own)
+            return with_touch(with_signature(with_card(contact, profile),
+                                             self.signatures.numbers()), touch)
+        card_only = None if profile is None else self._card_only(contact_id, profile, own)
+        return None if card_only is None else with_touch(card_only, touch)
 
     def _card_only(self, contact_id: int, profile: CardProfile,
                    own: frozenset[str]) -> Contact | None:
@@ -122,6 +138,14 @@ class Store:
         self.close()
 
 
+def with_touch(contact: Contact, touch: Touch | None) -> Contact:
+    """``contact`` with its newest logged touchpoint (the clock runs from the later of that
+    and the last exchange)."""
+    if touch is None:
+        return contact
+    return replace(contact, last_touch=touch.time, touch=touch)
+
+
 def with_card(contact: Contact, profile: CardProfile | None) -> Contact:
     """``contact`` with what its cards say: FN names them unless the user named them."""
     if profile is None:
@@ -129,3 +153,11 @@ def with_card(contact: Contact, profile: CardProfile | None) -> Contact:
     return replace(contact, name=profile.user_name or profile.name or contact.name,
                    card_tags=frozenset(profile.tags), phones=tuple(profile.phones),
                    birthday=profile.birthday)
+
+
+def with_signature(contact: Contact, numbers: dict[str, SignatureNumbers]) -> Contact:
+    """``contact`` with the numbers of their newest signature, unless a card gives one:
+    an address book's number always wins."""
+    if contact.phones:
+        return contact
+    return replace(contact, phones=newest_of(contact.addresses, numbers))

@@ -56,6 +56,20 @@ class MessageRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Incoming:
+    """A contact's newest message to the user and where the scan saw it (folder, UID)."""
+
+    address: str
+    time: datetime
+    subject: str
+    folder: str  # the folder the ledger names for it (where it was first seen)
+    message_id: str | None
+    msg_key: int  # the ledger's identity of the message
+    copies: tuple[tuple[str, int], ...]  # (folder, uid) of every copy in ``mailbox``
+    mailbox: str = ""  # the mailbox it was first seen in ("" the primary)
+
+
+@dataclass(frozen=True, slots=True)
 class ExchangeRow:
     msg_key: str
     address: str
@@ -332,6 +346,29 @@ class Ledger:
                 exchange = _exchange(rows[0])
                 out[exchange.direction] = exchange
         return out
+
+    def newest_incoming(self, addresses: Iterable[str]) -> Incoming | None:
+        """The newest message from any of ``addresses`` to the user, with the UIDs of its
+        copies in the mailbox it was first seen in: the scan keeps each message's (folder,
+        UID) with its key, so nothing needs to be searched for on the server. The ledger's
+        own folder comes first."""
+        keys = list(addresses)
+        if not keys:
+            return None
+        rows = self._db.query(
+            "SELECT address, time, subject, folder, message_id, msg_key, "  # noqa: S608
+            f"mailbox FROM exchanges WHERE address IN ({_marks(keys)}) AND direction = 'in' "
+            "ORDER BY time DESC, msg_key LIMIT 1", keys)
+        if not rows:
+            return None
+        row = rows[0]
+        copies = tuple((r["folder"], r["uid"]) for r in self._db.query(
+            "SELECT folder, uid FROM messages WHERE msg_key = ? AND mailbox = ? "
+            "ORDER BY folder = ? DESC, folder, uid DESC",
+            (row["msg_key"], row["mailbox"], row["folder"])))
+        return Incoming(row["address"], from_epoch(row["time"]) or _NEVER, row["subject"],
+                        row["folder"], row["message_id"], row["msg_key"], copies,
+                        row["mailbox"])
 
     def sent_to_since(self, addresses: Iterable[str], since: datetime) -> bool:
         """Whether the user wrote to any of ``addresses`` at or after ``since``."""

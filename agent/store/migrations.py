@@ -2,8 +2,9 @@
 
 Tables fall into families that ``scan --full`` treats differently: the ledger (derived from
 the mailbox, rebuildable: ``LEDGER_TABLES``), the address book's cards (rebuilt from their
-sources at every sync: ``CARD_TABLES``) and everything else (the user's decisions and the
-journal of what followup did: kept for good).
+sources at every sync: ``CARD_TABLES``; ``phones`` also holds the numbers read from
+signatures, ``SIGNATURE_TABLES``) and everything else (the user's decisions and the journal
+of what followup did: kept for good).
 
 Add a migration by appending a function to ``MIGRATIONS``; use sqlite-utils' table API or
 ``db.execute`` (both stay inside the migration's transaction; ``sqlite3.Connection
@@ -23,6 +24,8 @@ LEDGER_TABLES = (
 )
 # Tables read from the address books; each sync replaces what changed at a source.
 CARD_TABLES = ("addressbooks", "cards", "card_addresses", "card_tags", "phones")
+# Read from the newest message of a contact: which messages were read (numbers in `phones`).
+SIGNATURE_TABLES = ("signature_reads",)
 
 
 def _m1_initial(db: sqlite_utils.Database) -> None:
@@ -273,11 +276,73 @@ def _m5_several_mailboxes(db: sqlite_utils.Database) -> None:
     """)
 
 
+def _m6_touchpoints_and_commands(db: sqlite_utils.Database) -> None:
+    db.executescript("""
+    -- The user's: contact outside the mailbox (a call, a meeting), kept like decisions.
+    CREATE TABLE touchpoints (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        contact_id INTEGER NOT NULL REFERENCES contacts (id),
+        kind TEXT NOT NULL CHECK (kind IN ('call', 'meeting', 'message')),
+        day TEXT NOT NULL,              -- local calendar day, ISO
+        time INTEGER NOT NULL,          -- epoch seconds: the start of that day, local time
+        note TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL,           -- cli | mail (a command in a message to followup)
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX touchpoints_by_contact ON touchpoints (contact_id, time);
+
+    -- The journal: commands received by mail, each applied once, with what they did.
+    CREATE TABLE commands (
+        message_id TEXT PRIMARY KEY,    -- of the command message, without < >
+        folder TEXT NOT NULL,           -- where it was found first
+        uid INTEGER NOT NULL,
+        sent_at INTEGER NOT NULL,       -- its Date (epoch seconds)
+        applied_at INTEGER NOT NULL,
+        proof TEXT NOT NULL,            -- digest | link: how it showed it came from the user
+        digest_day TEXT,                -- the digest it answers, ISO day
+        subject TEXT NOT NULL,
+        results TEXT NOT NULL,          -- JSON list of {line, ok, text}
+        confirmed_at INTEGER            -- the confirmation reached the INBOX (NULL: not yet)
+    );
+    CREATE TABLE command_folders (      -- how far INBOX and Sent were looked at for commands
+        folder TEXT PRIMARY KEY,
+        uidvalidity INTEGER NOT NULL,
+        last_uid INTEGER NOT NULL
+    );
+    CREATE TABLE digest_rows (          -- each digest's numbered rows, as the user saw them
+        day TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        contact_id INTEGER NOT NULL,
+        PRIMARY KEY (day, number)
+    );
+    """)
+
+
+def _m7_signatures(db: sqlite_utils.Database) -> None:
+    db.executescript("""
+    -- Messages whose signature was read for phone numbers (agent.signature_sync): each is
+    -- fetched once. Its numbers are rows of `phones` with source 'signature', the sender's
+    -- address and `seen` = the message's time. Kept through `scan --full` (the same message
+    -- gives the same numbers); nobody's decision.
+    CREATE TABLE signature_reads (
+        message TEXT PRIMARY KEY,       -- its Message-ID (or the ledger's key without one)
+        address TEXT NOT NULL,          -- the sender (identity key)
+        sent INTEGER NOT NULL,          -- epoch seconds: the message's time
+        read_at INTEGER NOT NULL,
+        numbers INTEGER NOT NULL,       -- how many numbers its signature gave
+        outcome TEXT NOT NULL           -- read | no text | gone | unreadable
+    );
+    CREATE INDEX phones_by_source ON phones (source, address);
+    """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _m1_initial,
     _m2_secret_and_digest_attempts,
     _m3_address_books,
     _m4_replies_to_the_user,
     _m5_several_mailboxes,
+    _m6_touchpoints_and_commands,
+    _m7_signatures,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
