@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from agent import auth, cardsync, signature_sync
+from agent import auth, cardsync
 from agent.cardsync import CardSync
 from agent.commands.receive import CommandsResult, receive
 from agent.config import Config, MailboxConfig
@@ -36,12 +36,12 @@ from agent.mailbox.client import Mailbox
 from agent.model import Contact, ContactState
 from agent.plan import Plan, make_plan, plan_today
 from agent.scan import Progress, ScanSummary, scan
-from agent.signature_sync import SignatureResult
 from agent.store import Store
 from agent.store.database import exclusive_lock
 
 if TYPE_CHECKING:
     from agent.delivery import DigestResult
+    from agent.signature_sync import SignatureResult
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +334,11 @@ def read_signatures(config: Config, store: Store, sessions: Sessions, result: Ru
                     plan: Plan, now: datetime,
                     should_stop: Callable[[], bool]) -> SignatureResult:
     """The signature step on every mailbox's connection, as one result."""
+    # Imported here: message bodies and phone numbers are for the digest, and a scan would
+    # pay ~0.07 s to import them (README "How fast": the no-change rescan).
+    from agent import signature_sync
+    from agent.signature_sync import SignatureResult
+
     read = _each(config, result, sessions, lambda source, mailbox: signature_sync.read(
         config, store, mailbox, plan, now, source=source.key, should_stop=should_stop))
     total = SignatureResult()
