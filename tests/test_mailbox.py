@@ -330,3 +330,27 @@ def test_a_big_folder_is_searched_in_windows_of_uids(imap_account: ImapAccount,
             first, end = (int(n) for n in window.removeprefix("UID ").split(":"))
             assert end - first < 7
         assert mailbox.uids_after(whole[9]) == later
+
+
+def test_status_is_asked_again_only_after_another_command(dovecot_account: ImapAccount,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    import imapclient
+
+    asked: list[str] = []
+    folder_status = imapclient.IMAPClient.folder_status
+
+    def counting(client: imapclient.IMAPClient, folder: str, what: Any = None) -> Any:
+        asked.append(folder)
+        return folder_status(client, folder, what)
+
+    monkeypatch.setattr(imapclient.IMAPClient, "folder_status", counting)
+    sent = dovecot_account.sent_folder
+    with _open(dovecot_account) as mailbox:
+        first = mailbox.status("INBOX")
+        mailbox.status(sent)
+        assert mailbox.status("INBOX") == first and asked == ["INBOX", sent]
+        mailbox.select(sent)  # any other command: the answers may be old now
+        dovecot_account.append("INBOX", message(sender="a@example.net"))
+        assert mailbox.status("INBOX").messages == first.messages + 1
+        assert asked == ["INBOX", sent, "INBOX"]

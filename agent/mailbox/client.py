@@ -203,6 +203,8 @@ class Mailbox:
         self._capabilities: frozenset[str] | None = None
         self._selected: str | None = None
         self._selected_status: FolderStatus | None = None  # as SELECT said
+        # STATUS answers since the last other command (status()).
+        self._statuses: dict[str, FolderStatus] = {}
         self._folders: list[Folder] | None = None
         # False once the server refused X-GM-MSGID although it advertises X-GM-EXT-1.
         self._gm_msgid = True
@@ -293,6 +295,8 @@ class Mailbox:
 
     def _errors(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         """``function(*args, **kwargs)``, with imapclient's and the socket's failures as ours."""
+        if function != self._client.folder_status:
+            self._statuses.clear()  # any other command makes the STATUS answers old
         try:
             return function(*args, **kwargs)
         except imap_errors.IMAPClientAbortError as exc:
@@ -335,16 +339,23 @@ class Mailbox:
                                    include, exclude)
 
     def status(self, folder: str) -> FolderStatus:
+        """The folder's STATUS; asked again only after another command was sent (the scan
+        and then the mail commands look at INBOX and Sent: with nothing new, two round
+        trips fewer, and on Dovecot's maildir ~30 ms each at 100,000 messages)."""
+        known = self._statuses.get(folder)
+        if known is not None:
+            return known
         items = [b"UIDNEXT", b"UIDVALIDITY", b"MESSAGES"]
         if "CONDSTORE" in self.capabilities:
             items.append(b"HIGHESTMODSEQ")
         data = self._call(self._client.folder_status, folder, items)
-        return FolderStatus(
+        self._statuses[folder] = status = FolderStatus(
             uidvalidity=int(data[b"UIDVALIDITY"]),
             uidnext=int(data.get(b"UIDNEXT", 0)),
             messages=int(data.get(b"MESSAGES", 0)),
             highestmodseq=int(data[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in data else None,
         )
+        return status
 
     def select(self, folder: str, readonly: bool = True) -> FolderStatus:
         data = self._call(self._client.select_folder, folder, readonly=readonly)
