@@ -159,7 +159,9 @@ class FetchPipeline:
             if said[:3].upper() == b"OK " or said.upper() == b"OK":
                 done.answer, self._data = self._data, []
             else:
-                done.refused = said.decode("utf-8", "replace")
+                # What came before a NO (a partial answer) goes with it, not into the
+                # next command's answer: the FETCH counts as refused.
+                done.refused, self._data = said.decode("utf-8", "replace"), []
 
     def _untagged(self, line: bytes, data: FetchData) -> None:
         number, fetch, rest = line[2:].partition(b" FETCH ")
