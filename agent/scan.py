@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -251,19 +252,21 @@ def _scan_folder(config: Config, source: MailboxConfig, mailbox: Mailbox, store:
     delivered = None if folder in sent_folders else mailbox.delivered
     batch_size = source.imap.batch_size
     progress.folder_started(folder, len(uids))
-    for start in range(0, len(uids), batch_size):
-        if should_stop():
-            summary.interrupted = True
-            break
-        chunk = uids[start:start + batch_size]
-        fetched = mailbox.fetch_headers(chunk)
-        batch = process_batch(fetched, own, now, summary, folder=folder, delivered=delivered)
-        # One transaction: the batch and the folder's new sync state, together.
-        summary.new_exchanges += store.ledger.save_batch(
-            folder, uidvalidity, chunk[-1], batch.messages, batch.rows, batch.lists, source.key,
-            sent_ids=batch.sent_ids, held=batch.held)
-        summary.fetched += len(fetched)
-        progress.advanced(len(chunk))
+    # Several FETCHes are on their way while a batch is parsed and written (README "How
+    # fast"); leaving early, closing reads what is still coming.
+    with contextlib.closing(mailbox.header_batches(uids, batch_size)) as batches:
+        for chunk, fetched in batches:
+            if should_stop():
+                summary.interrupted = True
+                break
+            batch = process_batch(fetched, own, now, summary, folder=folder,
+                                  delivered=delivered)
+            # One transaction: the batch and the folder's new sync state, together.
+            summary.new_exchanges += store.ledger.save_batch(
+                folder, uidvalidity, chunk[-1], batch.messages, batch.rows, batch.lists,
+                source.key, sent_ids=batch.sent_ids, held=batch.held)
+            summary.fetched += len(fetched)
+            progress.advanced(len(chunk))
     progress.folder_done(folder)
     if not summary.interrupted:
         uidnext = max(status.uidnext, selected.uidnext)

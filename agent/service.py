@@ -17,13 +17,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from agent import auth, cardsync, delivery, signature_sync
+from agent import auth, cardsync
 from agent.cardsync import CardSync
 from agent.commands.receive import CommandsResult, receive
 from agent.config import Config, MailboxConfig
-from agent.delivery import DigestResult
 from agent.drafts import lifecycle as drafts
 from agent.drafts.lifecycle import DraftsResult, ReconcileResult
 from agent.errors import (
@@ -37,9 +36,12 @@ from agent.mailbox.client import Mailbox
 from agent.model import Contact, ContactState
 from agent.plan import Plan, make_plan, plan_today
 from agent.scan import Progress, ScanSummary, scan
-from agent.signature_sync import SignatureResult
 from agent.store import Store
 from agent.store.database import exclusive_lock
+
+if TYPE_CHECKING:
+    from agent.delivery import DigestResult
+    from agent.signature_sync import SignatureResult
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +206,8 @@ def run(config: Config, now: datetime, steps: Steps = CYCLE, *, retry: Retry | N
             today = plan_today(config, store, now)
             result = RunResult(plan=today)
             if steps.digest:
+                from agent import delivery  # see _pipeline
+
                 result.digest = delivery.deliver(config, store, None, today, now)
             return result
         sessions = Sessions(config, retry)
@@ -221,6 +225,8 @@ def _needs_mailbox(config: Config, store: Store, now: datetime, steps: Steps) ->
         return True
     if not steps.digest or config.digest.delivery != "imap":
         return False
+    from agent import delivery  # see _pipeline
+
     return delivery.wanted(config, store, make_plan(config, store, now))
 
 
@@ -283,6 +289,10 @@ def _pipeline(config: Config, store: Store, sessions: Sessions, now: datetime, s
         result.settled = merge_settled([r for _, r in settled])
     if not (steps.digest or steps.drafts):
         return result
+    # Imported here: the digest's templates and mail (jinja2, smtplib) take ~0.1 s to import,
+    # which a scan does not need (README "How fast": the no-change rescan).
+    from agent import delivery
+
     result.plan = today = plan_today(config, store, now)
     if steps.digest and delivery.wanted(config, store, today):
         # Phone numbers for the people the digest will name, from their newest signature
@@ -324,6 +334,11 @@ def read_signatures(config: Config, store: Store, sessions: Sessions, result: Ru
                     plan: Plan, now: datetime,
                     should_stop: Callable[[], bool]) -> SignatureResult:
     """The signature step on every mailbox's connection, as one result."""
+    # Imported here: message bodies and phone numbers are for the digest, and a scan would
+    # pay ~0.07 s to import them (README "How fast": the no-change rescan).
+    from agent import signature_sync
+    from agent.signature_sync import SignatureResult
+
     read = _each(config, result, sessions, lambda source, mailbox: signature_sync.read(
         config, store, mailbox, plan, now, source=source.key, should_stop=should_stop))
     total = SignatureResult()
@@ -395,6 +410,8 @@ def _extend(total: object, parts: Sequence[object], names: Sequence[str]) -> Non
 
 def _preview(config: Config, store: Store, now: datetime, steps: Steps) -> RunResult:
     """A dry run: what the digest and the drafts would be, from the ledger as it is."""
+    from agent import delivery  # see _pipeline
+
     result = RunResult(plan=(today := make_plan(config, store, now)))
     if steps.drafts:
         result.drafts = drafts.create(config, store, None, today, now, dry_run=True)

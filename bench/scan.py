@@ -1,16 +1,24 @@
-"""Scan benchmark: followup's scan against a bare header FETCH on a local Dovecot.
+"""Scan benchmark: followup's scan against the wire's own limit, on a private Dovecot.
 
-Builds a mailbox of N realistic messages in a private Dovecot (needs root and
-dovecot-imapd, like the tests), then prints, in one run:
+Needs root and dovecot-imapd, like the tests. Mailboxes are written as maildir files once
+into ``build/bench-cache/`` (Dovecot indexes them on first SELECT, and keeps its index
+there too), so a later run starts at once. Prints, in one run, at ``--messages``:
 
-- the bare header-FETCH baseline: imapclient, the same fields, the same batches;
-- `followup scan` (a separate process, fresh database), and its ratio to the baseline;
-- a no-change rescan; a rescan after 1,000 new messages;
-- the peak RSS of each followup process, at N and at N/5 (memory must be flat in N).
+- the raw limit: the same UID FETCH commands (same batches, several in flight) on a plain
+  socket, bytes read and dropped: what server and wire cost;
+- imapclient's ``fetch`` of the same items in the same batches;
+- ``followup scan`` as a process (first scan, fresh database), its ratio to both;
+- a no-change rescan as a process (interpreter and CLI start-up included), and the CLI's
+  start-up alone (``followup --help``);
+- the same first scan over a simulated link (bench/linkproxy.py: 20 ms each way, 50 Mbit/s),
+  FETCHes sent ahead and one at a time (adaptive batches), against the link's floor
+  (bytes ÷ bandwidth + one round trip per folder);
+- the peak RSS of the first scan at each of ``--rss-sizes``.
 
     .venv/bin/python bench/scan.py [--messages 100000] [--batch 500]
+                                   [--rss-sizes 10000,100000,1000000] [--no-link]
 
-Figures are printed, never asserted: see the README for measured numbers.
+Figures are printed, never asserted: see the README ("How fast") for measured numbers.
 """
 
 from __future__ import annotations
@@ -18,17 +26,25 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the test kit: tests.mailgen, tests.servers
 
-from agent.headers.meta import HEADER_FIELDS  # noqa: E402
+import imapclient  # noqa: E402
+
+from agent.mailbox.fetch import FETCH_BODY  # noqa: E402
+from agent.mailbox.pipeline import fetch_command  # noqa: E402
+from bench.linkproxy import LinkProxy  # noqa: E402
 from tests.mailgen import realistic  # noqa: E402
 from tests.servers.account import ImapAccount  # noqa: E402
 from tests.servers.dovecot import Dovecot  # noqa: E402
@@ -36,40 +52,150 @@ from tests.servers.tls import make_self_signed_cert  # noqa: E402
 
 NOW = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 ME = "me@example.org"
+CACHE = ROOT / "build" / "bench-cache"
+ITEMS = ("INTERNALDATE", "FLAGS", FETCH_BODY)
+FOLDERS = ("INBOX", "Sent")
+DELAY = 0.020  # each way: 40 ms round trip
+BANDWIDTH = 50e6  # bits per second
+DEPTH = 4  # FETCHes in flight for the raw limit, as followup's PIPELINE_DEPTH
+_MAILDIR_FLAGS = {"\\Seen": "S", "\\Flagged": "F", "\\Answered": "R", "\\Draft": "D"}
 
 
-def seed(account: ImapAccount, n: int, seed_value: int, start: int = 0) -> float:
+# --------------------------------------------------------------------------- the mailbox
+
+
+def maildir(n: int) -> tuple[Path, float | None]:
+    """The cached maildir of ``n`` realistic messages (INBOX and .Sent), built if missing:
+    (its path, seconds the build took or None when it was there)."""
+    final = CACHE / f"maildir-{n}"
+    if (final / "cur").is_dir():
+        return final, None
     started = time.perf_counter()
-    account.append_many(realistic(seed_value, n, now=NOW, me=ME, start=start))
+    building = CACHE / f"maildir-{n}.building"
+    shutil.rmtree(building, ignore_errors=True)
+    for folder in (building, building / ".Sent"):
+        for sub in ("cur", "new", "tmp"):
+            (folder / sub).mkdir(parents=True)
+    for number, (folder, raw, flags, when) in enumerate(
+            realistic(n, n, now=NOW, me=ME, sent="Sent")):
+        stamp = int(when.timestamp())
+        letters = "".join(sorted(_MAILDIR_FLAGS[f] for f in flags if f in _MAILDIR_FLAGS))
+        where = building if folder == "INBOX" else building / ".Sent"
+        path = where / "cur" / f"{stamp}.M{number}P1.bench,S={len(raw)}:2,{letters}"
+        path.write_bytes(raw)
+        os.utime(path, (stamp, stamp))  # maildir's INTERNALDATE is the file's mtime
+    building.rename(final)
+    return final, time.perf_counter() - started
+
+
+def attach(server: Dovecot, tree: Path) -> ImapAccount:
+    """A new user whose Maildir is the cached tree (owned by the mail user for Dovecot)."""
+    account = server.new_account()
+    home = server._path("home", account.username)
+    subprocess.run(["chown", "-R", f"{server.mail_uid}:{server.mail_gid}", str(tree)],
+                   check=True)
+    (home / "Maildir").symlink_to(tree)
+    return account
+
+
+def warm(account: ImapAccount) -> float:
+    """SELECT every folder once (Dovecot indexes a new maildir then): seconds taken."""
+    started = time.perf_counter()
+    with account.client() as client:
+        for folder in FOLDERS:
+            client.select_folder(folder, readonly=True)
     return time.perf_counter() - started
 
 
-def baseline(account: ImapAccount, batch: int) -> tuple[float, int]:
-    """Bare imapclient header FETCH of every folder followup would scan."""
-    fields = "BODY.PEEK[HEADER.FIELDS (" + " ".join(f.upper() for f in HEADER_FIELDS) + ")]"
+# --------------------------------------------------------------------------- the limits
+
+
+def _uids(client: imapclient.IMAPClient, folder: str) -> list[int]:
+    client.select_folder(folder, readonly=True)
+    return sorted(client.search(["UID", "1:*"]))
+
+
+def raw_limit(account: ImapAccount, batch: int) -> tuple[float, int]:
+    """The same FETCHes on a plain socket, DEPTH in flight, bytes read and dropped:
+    (seconds, bytes read)."""
+    with account.client() as client:
+        plan = {folder: _uids(client, folder) for folder in FOLDERS}
+    started = time.perf_counter()
+    total = 0
+    with socket.create_connection((account.host, account.port)) as sock:
+        reader = sock.makefile("rb", buffering=1 << 20)
+
+        def until(tag: bytes) -> int:
+            read = 0
+            while True:
+                line = reader.readline()
+                if not line:
+                    raise SystemExit("raw limit: connection closed")
+                read += len(line)
+                if line.startswith(tag + b" "):
+                    if not line.startswith(tag + b" OK"):
+                        raise SystemExit(f"raw limit: {line!r}")
+                    return read
+                if line.endswith(b"}\r\n"):  # a literal: read it whole, drop it
+                    size = int(line[line.rindex(b"{") + 1:-3])
+                    read += len(reader.read(size))
+
+        total += len(reader.readline())  # greeting
+        sock.sendall(b"r0 LOGIN %s %s\r\n" % (account.username.encode(),
+                                              account.password.encode()))
+        total += until(b"r0")
+        for number, (folder, uids) in enumerate(plan.items(), 1):
+            sock.sendall(b"s%d EXAMINE %s\r\n" % (number, folder.encode()))
+            total += until(b"s%d" % number)
+            chunks = [uids[i:i + batch] for i in range(0, len(uids), batch)]
+            tags = [b"f%d.%d" % (number, i) for i in range(len(chunks))]
+            for i, chunk in enumerate(chunks[:DEPTH]):
+                sock.sendall(fetch_command(tags[i], chunk, ITEMS))
+            for i, tag in enumerate(tags):
+                total += until(tag)
+                if i + DEPTH < len(chunks):
+                    sock.sendall(fetch_command(tags[i + DEPTH], chunks[i + DEPTH], ITEMS))
+        sock.sendall(b"z LOGOUT\r\n")
+    return time.perf_counter() - started, total
+
+
+def imapclient_fetch(account: ImapAccount, batch: int) -> tuple[float, int]:
+    """imapclient ``fetch`` of the same items, same batches, one at a time."""
     started = time.perf_counter()
     count = 0
     with account.client() as client:
-        for folder in ("INBOX", account.sent_folder):
-            client.select_folder(folder, readonly=True)
-            uids = sorted(client.search(["UID", "1:*"]))
+        for folder in FOLDERS:
+            uids = _uids(client, folder)
             for i in range(0, len(uids), batch):
-                response = client.fetch(uids[i:i + batch], ["INTERNALDATE", "FLAGS", fields])
-                count += len(response)
+                count += len(client.fetch(uids[i:i + batch], list(ITEMS)))
     return time.perf_counter() - started, count
 
 
-def write_config(account: ImapAccount, directory: Path, batch: int) -> Path:
+# --------------------------------------------------------------------------- followup
+
+
+@dataclass
+class Run:
+    wall: float  # seconds, the whole process
+    reported: float  # seconds followup reports for the scan
+    rss_mb: float  # peak RSS of the process
+
+
+def write_config(account: ImapAccount, directory: Path, batch: int, port: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "followup.db").unlink(missing_ok=True)
     path = directory / "config.toml"
     path.write_text(f"""
 [account]
 email = "{ME}"
 [imap]
 host = "127.0.0.1"
-port = {account.port}
+port = {port}
 security = "none"
 username = "{account.username}"
 batch_size = {batch}
+timeout = 600
+folders = ["INBOX", "Sent"]
 [storage]
 path = "{directory / 'followup.db'}"
 """)
@@ -77,76 +203,119 @@ path = "{directory / 'followup.db'}"
     return path
 
 
-def followup_scan(config: Path, password: str, *extra: str) -> tuple[float, float, int]:
-    """Run `followup scan` in its own process: (wall s, scan s as it reports, peak RSS KiB)."""
-    env = {**os.environ, "FOLLOWUP_CONFIG": str(config), "FOLLOWUP_IMAP_PASSWORD": password,
+def followup(config: Path, password: str, *args: str, depth: int | None = None) -> Run:
+    """``followup ARGS`` in its own process; ``depth`` sets PIPELINE_DEPTH in it."""
+    # Without PYTHONDONTWRITEBYTECODE: an installed package has its bytecode compiled (pip
+    # does that), and compiling ours on every start would add ~0.1 s that no user pays.
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+           "FOLLOWUP_CONFIG": str(config), "FOLLOWUP_IMAP_PASSWORD": password,
            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+    command = [sys.executable, "-m", "agent", *args]
+    if depth is not None:
+        command = [sys.executable, "-c",
+                   "import sys; import agent.mailbox.client as c; "
+                   f"c.PIPELINE_DEPTH = {depth}; from agent.cli.root import main; "
+                   "sys.argv[0] = 'followup'; main()", *args]
     with tempfile.TemporaryFile("w+") as out:
         started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "agent", "scan", *extra], env=env,
-                                   stdout=out, stderr=subprocess.STDOUT, text=True)
-        # wait4 gives this child's own peak RSS (ru_maxrss, KiB on Linux).
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   text=True, cwd=ROOT)
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak RSS (KiB)
         wall = time.perf_counter() - started
         out.seek(0)
         text = out.read()
-    if process.returncode != 0:
-        raise SystemExit(f"followup scan failed:\n{text}")
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"followup {' '.join(args)} failed:\n{text}")
     match = re.search(r"in ([\d.]+) s", text)
-    reported = float(match[1]) if match else wall
-    return wall, reported, usage.ru_maxrss
+    return Run(wall, float(match[1]) if match else wall, usage.ru_maxrss / 1024)
 
 
-def run(messages: int, batch: int) -> None:
-    small = max(messages // 5, 1000)
+# --------------------------------------------------------------------------- the run
+
+
+def machine() -> str:
+    load = os.getloadavg()[0]
+    dovecot = subprocess.run(["dovecot", "--version"], capture_output=True, text=True,
+                             check=False).stdout.split()[0]
+    return (f"{os.cpu_count()} cores, load {load:.2f} at start, Dovecot {dovecot}, "
+            f"Python {sys.version.split()[0]}")
+
+
+def run(messages: int, batch: int, rss_sizes: Sequence[int], link: bool) -> None:
+    print(machine(), flush=True)
+    trees = {}
+    for n in sorted({messages, *rss_sizes}):
+        tree, took = maildir(n)
+        said = f"built in {took:.0f} s" if took is not None else "cached"
+        print(f"maildir of {n} messages: {said} ({tree.relative_to(ROOT)})", flush=True)
+        trees[n] = tree
     with tempfile.TemporaryDirectory(prefix="fu-bench-") as tmp:
         work = Path(tmp)
         tls = make_self_signed_cert(work)
         with Dovecot(tls) as server:
-            print(f"Dovecot on 127.0.0.1:{server.port}; generating mailboxes "
-                  f"({small} and {messages} messages)…", flush=True)
-            accounts = {}
-            for size in (small, messages):
-                account = server.new_account()
-                took = seed(account, size, seed_value=size)
-                print(f"  seeded {size} messages in {took:.1f} s", flush=True)
-                accounts[size] = account
+            accounts = {n: attach(server, tree) for n, tree in trees.items()}
+            for n, account in accounts.items():
+                print(f"first SELECT of {n} (Dovecot indexes if new): {warm(account):.1f} s",
+                      flush=True)
+            account = accounts[messages]
+            print(f"\nat {messages} messages, batches of {batch}:", flush=True)
+            raw = min(raw_limit(account, batch) for _ in range(3))
+            print(f"  raw limit (same FETCHes, {DEPTH} in flight, bytes dropped): "
+                  f"{raw[0]:.2f} s, {raw[1] / 1e6:.1f} MB", flush=True)
+            client = imapclient_fetch(account, batch)
+            print(f"  imapclient fetch: {client[0]:.2f} s ({client[1]} messages)", flush=True)
+            config = write_config(account, work / "main", batch, account.port)
+            first = followup(config, account.password, "scan")
+            print(f"  followup scan (first): {first.reported:.2f} s reported, "
+                  f"{first.wall:.2f} s process, peak RSS {first.rss_mb:.0f} MB; "
+                  f"{first.wall / raw[0]:.2f}x raw, {first.wall / client[0]:.2f}x imapclient",
+                  flush=True)
+            rescans = [followup(config, account.password, "scan") for _ in range(3)]
+            best = min(rescans, key=lambda r: r.wall)
+            print(f"  no-change rescan (process): {best.wall:.3f} s "
+                  f"(of {', '.join(f'{r.wall:.3f}' for r in rescans)})", flush=True)
+            startup = min(followup(config, account.password, "--help").wall for _ in range(3))
+            print(f"  CLI start-up alone (followup --help): {startup:.3f} s", flush=True)
 
-            results = {}
-            for size, account in accounts.items():
-                directory = work / f"run-{size}"
-                directory.mkdir()
-                config = write_config(account, directory, batch)
-                base, fetched = baseline(account, batch)
-                base2, _ = baseline(account, batch)  # warm: same conditions as the scan
-                base = min(base, base2)
-                wall, scan_s, rss = followup_scan(config, account.password)
-                rescan_wall, rescan_s, rss2 = followup_scan(config, account.password)
-                seed(account, 1000, seed_value=size + 1, start=size)
-                new_wall, new_s, rss3 = followup_scan(config, account.password)
-                results[size] = (fetched, base, wall, scan_s, rescan_wall, rescan_s,
-                                 new_wall, new_s, max(rss, rss2, rss3))
+            if link:
+                print(f"\nover a link of {2 * DELAY * 1000:.0f} ms round trip, "
+                      f"{BANDWIDTH / 1e6:.0f} Mbit/s:", flush=True)
+                for name, depth in (("sent ahead", None), ("one at a time", 1)):
+                    with LinkProxy(account.host, account.port, delay=DELAY,
+                                   bits_per_second=BANDWIDTH) as proxy:
+                        config = write_config(account, work / f"link-{depth}", batch,
+                                              proxy.port)
+                        scan = followup(config, account.password, "scan", depth=depth)
+                        floor = (proxy.bytes_down * 8 / BANDWIDTH
+                                 + 2 * DELAY * len(FOLDERS))
+                    print(f"  followup scan, FETCHes {name}: {scan.wall:.2f} s process "
+                          f"({scan.reported:.2f} s reported); floor {floor:.2f} s "
+                          f"({proxy.bytes_down / 1e6:.1f} MB down); "
+                          f"{scan.wall / floor:.2f}x floor", flush=True)
 
-    print()
-    print(f"{'messages':>9} {'baseline s':>10} {'scan s':>8} {'ratio':>6} {'scan wall':>9} "
-          f"{'no-change s':>11} {'(wall)':>7} {'+1000 s':>8} {'(wall)':>7} {'peak RSS':>9}")
-    for fetched, base, wall, scan_s, rw, rs, nw, ns, rss in results.values():
-        print(f"{fetched:>9} {base:>10.2f} {scan_s:>8.2f} {scan_s / base:>6.2f} {wall:>9.2f} "
-              f"{rs:>11.3f} {rw:>7.2f} {ns:>8.2f} {nw:>7.2f} {rss / 1024:>7.0f}MB")
-    print()
-    print("baseline: imapclient UID FETCH (INTERNALDATE FLAGS BODY.PEEK[HEADER.FIELDS (...)]),")
-    print(f"  batches of {batch}, same folders; best of two warm runs.")
-    print("scan s: followup's own timing of the scan (connect to ledger written); wall adds")
-    print("  interpreter start-up. Peak RSS: the largest of the three followup processes.")
+            print("\npeak RSS of a first scan:", flush=True)
+            for n in rss_sizes:
+                if n == messages:
+                    result = first
+                else:
+                    result = followup(write_config(accounts[n], work / f"rss-{n}", batch,
+                                                   accounts[n].port),
+                                      accounts[n].password, "scan")
+                print(f"  {n:>9} messages: {result.rss_mb:.0f} MB "
+                      f"(scan {result.wall:.1f} s)", flush=True)
+    print(f"\nload at end: {os.getloadavg()[0]:.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--rss-sizes", default="10000,100000,1000000",
+                        help="comma-separated mailbox sizes for peak RSS")
+    parser.add_argument("--no-link", action="store_true", help="skip the link simulation")
     args = parser.parse_args()
-    run(args.messages, args.batch)
+    sizes = [int(s) for s in args.rss_sizes.split(",") if s]
+    run(args.messages, args.batch, sizes, not args.no_link)
 
 
 if __name__ == "__main__":

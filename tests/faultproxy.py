@@ -138,6 +138,7 @@ class FaultProxy:
 
     def __init__(self, target_host: str, target_port: int, *,
                  rewrite_down: Callable[[bytes], bytes] | None = None,
+                 rewrite_up: Callable[[bytes], bytes] | None = None,
                  record_upstream: bool = False,
                  on_fault: Callable[[Connection], None] | None = None) -> None:
         if not ipaddress.ip_address(socket.gethostbyname(target_host)).is_loopback:
@@ -146,6 +147,7 @@ class FaultProxy:
         self.host = "127.0.0.1"
         self.port = 0
         self.rewrite_down = rewrite_down
+        self.rewrite_up = rewrite_up  # what the client says, changed before the server hears
         self.record_upstream = record_upstream
         self.on_fault = on_fault  # called as a fault fires (e.g. to kill the client then)
         self.connections: list[Connection] = []
@@ -254,8 +256,11 @@ class FaultProxy:
                     break
                 if direction == "down" and self.rewrite_down is not None:
                     chunk = self.rewrite_down(chunk)
-                elif direction == "up" and self.record_upstream:
-                    connection.upstream += chunk
+                elif direction == "up":
+                    if self.record_upstream:
+                        connection.upstream += chunk
+                    if self.rewrite_up is not None:
+                        chunk = self.rewrite_up(chunk)
                 if fault.kind != "none" and not connection.fault_fired and (
                         fault.before in chunk if fault.before is not None
                         else passed + len(chunk) > fault.after):

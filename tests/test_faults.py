@@ -154,14 +154,15 @@ class Sleeps(list[float]):
 def spy_fetches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Every UID FETCHed, across all connections."""
     fetched: list[int] = []
-    original = Mailbox.fetch_headers
+    original = Mailbox.header_batches
 
-    def counting(self: Mailbox, uids: Sequence[int]) -> list[FetchedHeader]:
-        result = original(self, uids)
-        fetched.extend(uids)
-        return result
+    def counting(self: Mailbox, uids: Sequence[int], batch_size: int
+                 ) -> Iterator[tuple[Sequence[int], list[FetchedHeader]]]:
+        for chunk, found in original(self, uids, batch_size):
+            fetched.extend(chunk)
+            yield chunk, found
 
-    monkeypatch.setattr(Mailbox, "fetch_headers", counting)
+    monkeypatch.setattr(Mailbox, "header_batches", counting)
     return fetched
 
 

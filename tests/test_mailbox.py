@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -276,41 +277,80 @@ def test_a_fetch_answer_the_fast_parser_refuses_is_read_by_the_general_parser(
         assert general == [len(answer)]
 
 
-def test_private_fetch_problem_names_what_is_missing() -> None:
+def test_imaplib_of_finds_the_connection_or_says_none() -> None:
     from types import SimpleNamespace
 
-    from agent.mailbox.fetch import private_fetch_problem
+    from agent.mailbox.fetch import imaplib_of
 
-    def command(name: str, *args: object) -> str:
-        return "A1"
-
-    def complete(name: str, tag: str) -> tuple[str, list[bytes]]:
-        return "OK", []
-
-    def untagged(typ: str, dat: list[bytes], name: str) -> tuple[str, list[bytes]]:
-        return typ, dat
-
-    def complete_with_timeout(name: str, tag: str, timeout: float) -> tuple[str, list[bytes]]:
-        return "OK", []
-
-    def client(**calls: object) -> object:
-        return SimpleNamespace(_imap=SimpleNamespace(**calls))
-
-    whole = {"_command": command, "_command_complete": complete, "_untagged_response": untagged}
-    assert private_fetch_problem(client(**whole)) is None  # type: ignore[arg-type]
-    assert private_fetch_problem(SimpleNamespace()) == (  # type: ignore[arg-type]
-        "IMAPClient has no imaplib connection (_imap)")
-    gone = {**whole, "_untagged_response": None}
-    assert private_fetch_problem(client(**gone)) == (  # type: ignore[arg-type]
-        "imaplib has no _untagged_response")
-    changed = {**whole, "_command_complete": complete_with_timeout}
-    assert private_fetch_problem(client(**changed)) == (  # type: ignore[arg-type]
-        "imaplib's _command_complete takes other arguments")
+    assert imaplib_of(SimpleNamespace()) is None  # type: ignore[arg-type]
+    assert imaplib_of(SimpleNamespace(_imap=object())) is None  # type: ignore[arg-type]
 
 
-def test_private_fetch_calls_work_on_this_python(dovecot_account: ImapAccount) -> None:
-    """The fast path is what a scan uses here: if this fails, imaplib changed under us."""
-    from agent.mailbox.fetch import private_fetch_problem
+def test_fetch_reads_off_imaplibs_connection_on_this_python(dovecot_account: ImapAccount) -> None:
+    """The fast path is what a scan uses here: if this fails, imapclient changed under us."""
+    import imaplib
+
+    from agent.mailbox.fetch import imaplib_of
 
     with _open(dovecot_account) as mailbox:
-        assert private_fetch_problem(mailbox._client) is None
+        assert isinstance(imaplib_of(mailbox._client), imaplib.IMAP4)
+
+
+def test_a_big_folder_is_searched_in_windows_of_uids(imap_account: ImapAccount,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """One SEARCH answer is one line, and imaplib refuses lines over 1 MB: a folder of more
+    than SEARCH_WINDOW messages is searched window by window, with the same result."""
+    import imapclient
+
+    from agent.mailbox import client as mailbox_client
+
+    for n in range(30):
+        imap_account.append("INBOX", message(sender=f"p{n}@example.net"))
+    with _open(imap_account) as mailbox:
+        mailbox.select("INBOX")
+        whole = mailbox.uids_after(0)
+        later = mailbox.uids_after(whole[9])
+    assert len(whole) == 30 and later == whole[10:]
+
+    searches: list[str] = []
+    search = imapclient.IMAPClient.search
+
+    def counting(client: imapclient.IMAPClient, criteria: Any, charset: Any = None) -> Any:
+        searches.append(" ".join(criteria))
+        return search(client, criteria, charset)
+
+    monkeypatch.setattr(imapclient.IMAPClient, "search", counting)
+    monkeypatch.setattr(mailbox_client, "SEARCH_WINDOW", 7)
+    with _open(imap_account) as mailbox:
+        mailbox.select("INBOX")
+        assert mailbox.uids_after(0) == whole
+        *windows, last = searches
+        assert len(windows) >= 5 and last.endswith(":*")  # windows up to UIDNEXT, then on
+        for window in windows:
+            first, end = (int(n) for n in window.removeprefix("UID ").split(":"))
+            assert end - first < 7
+        assert mailbox.uids_after(whole[9]) == later
+
+
+def test_status_is_asked_again_only_after_another_command(dovecot_account: ImapAccount,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    import imapclient
+
+    asked: list[str] = []
+    folder_status = imapclient.IMAPClient.folder_status
+
+    def counting(client: imapclient.IMAPClient, folder: str, what: Any = None) -> Any:
+        asked.append(folder)
+        return folder_status(client, folder, what)
+
+    monkeypatch.setattr(imapclient.IMAPClient, "folder_status", counting)
+    sent = dovecot_account.sent_folder
+    with _open(dovecot_account) as mailbox:
+        first = mailbox.status("INBOX")
+        mailbox.status(sent)
+        assert mailbox.status("INBOX") == first and asked == ["INBOX", sent]
+        mailbox.select(sent)  # any other command: the answers may be old now
+        dovecot_account.append("INBOX", message(sender="a@example.net"))
+        assert mailbox.status("INBOX").messages == first.messages + 1
+        assert asked == ["INBOX", sent, "INBOX"]

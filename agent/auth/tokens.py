@@ -16,12 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import keyring
 import keyring.errors
 
 from agent import credentials
-from agent.auth.client import OAuthError, oauth_client
 from agent.auth.endpoints import Endpoints, endpoints
 from agent.config import ServerLogin
 from agent.errors import CredentialError, SignInExpired, SignInUnavailable
@@ -166,6 +164,12 @@ def store_refresh_token(acct: Account, secret: str, store_command: str | None = 
 
 
 def _refresh(acct: Account, refresh: str, source: str, clock: Clock) -> AccessToken:
+    # Imported here: authlib and httpx take ~0.2 s to import, and a scan with a password
+    # (or a token still valid) never needs them (README "How fast": the no-change rescan).
+    import httpx
+
+    from agent.auth.client import OAuthError, oauth_client
+
     try:
         with oauth_client(acct.client_id, acct.client_secret, acct.timeout) as client:
             token = client.refresh_token(acct.endpoints.token_url, refresh_token=refresh)
@@ -207,6 +211,8 @@ def refused(acct: Account, exc: Any) -> CredentialError:
 
 
 def _http_reason(exc: BaseException) -> str:
+    import httpx  # loaded already by whoever raised it
+
     if isinstance(exc, httpx.HTTPStatusError):
         return f"HTTP {exc.response.status_code}"
     if isinstance(exc, httpx.TimeoutException):

@@ -25,11 +25,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from agent import policy, sendmail
-from agent.bodies import text_of, written
 from agent.commands import confirm, grammar
 from agent.commands.apply import Context, apply
 from agent.config import Config
-from agent.digest import message_id
 from agent.headers.meta import MessageMeta, parse_message
 from agent.identity import self_keys
 from agent.mailbox.client import Mailbox
@@ -143,6 +141,8 @@ def answered_digest(config: Config, secret: bytes, meta: MessageMeta) -> date | 
             day = date.fromisoformat(match[1])
         except ValueError:
             continue
+        from agent.digest import message_id  # see _message
+
         if hmac.compare_digest(message_id(config, day, secret).strip("<>").lower(),
                                ident.lower()):
             return day
@@ -179,6 +179,10 @@ def _message(config: Config, store: Store, mailbox: Mailbox, folder: str,
         ignore("it names a followup digest, but not one of this installation (the "
                "digest's secret part does not match)")
         return
+
+    # Imported here, for a candidate only: message bodies and the digest's templates take
+    # ~0.1 s to import, which every scan would pay (README "How fast": the no-change rescan).
+    from agent.bodies import text_of, written
 
     result.candidates += 1
     raw = mailbox.fetch_text_part(folder, item.uid)

@@ -50,7 +50,7 @@ def inventory(mailbox: Mailbox, folder: str, *, batch_size: int,
     """
     status = mailbox.select(folder)
     found = []
-    for batch in mailbox.iter_headers(mailbox.uids_after(0), batch_size):
+    for _, batch in mailbox.header_batches(mailbox.uids_after(0), batch_size):
         for item in batch:
             if "\\deleted" in item.flags:
                 continue

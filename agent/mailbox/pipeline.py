@@ -1,0 +1,205 @@
+"""Several UID FETCH commands in flight on one connection, their answers read in order.
+
+A scan that waits for each FETCH before sending the next waits one network round trip per
+batch: 200 batches over a 40 ms link are 8 s of nothing. RFC 3501 (5.5) lets a client send
+commands without waiting; the server answers them in turn, each answer ending in its tagged
+line. :class:`FetchPipeline` keeps a few FETCHes ahead and hands their answers over in the
+order they were sent, so a batch is still read, parsed and written on its own (one
+transaction per batch), only without the wait.
+
+It speaks through imaplib's documented ``send``, ``readline`` and ``read`` (the calls a
+subclass may override, and that imaplib itself reads every response with), on the
+connection IMAPClient opened; tags of its own ("fu1", "fu2", …) cannot meet imaplib's.
+Each answer comes back in the shape imaplib's own FETCH gives (a list of lines, a line
+with a literal as ``(text, literal)``), for the fast parser and imapclient's general one.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from imapclient import exceptions as imap_errors
+
+#: What a FETCH answer is, as imaplib gives it: lines, and (line, literal) pairs.
+FetchData = list[Any]
+
+_TAGS = itertools.count(1)
+# A command line longer than this is split (servers refuse lines of ~8 KB and more; a UID
+# set of a batch of scattered UIDs can come near that).
+MAX_COMMAND_BYTES: Final = 7000
+
+
+def uid_set(uids: Sequence[int]) -> bytes:
+    """``1,2,3,7,9,10`` → ``1:3,7,9:10``: the same UIDs in fewer bytes (RFC 3501 sequence-set).
+
+    ``uids`` ascending, without duplicates; a range of existing UIDs has no gaps to fill.
+    """
+    parts: list[bytes] = []
+    start = previous = uids[0]
+    for uid in itertools.islice(uids, 1, None):
+        if uid != previous + 1:
+            parts.append(b"%d" % start if start == previous else b"%d:%d" % (start, previous))
+            start = uid
+        previous = uid
+    parts.append(b"%d" % start if start == previous else b"%d:%d" % (start, previous))
+    return b",".join(parts)
+
+
+def fetch_command(tag: bytes, uids: Sequence[int], items: Sequence[str]) -> bytes:
+    """The line of ``UID FETCH`` for ``uids`` and ``items``, with its CRLF."""
+    return b"%s UID FETCH %s (%s)\r\n" % (tag, uid_set(uids), " ".join(items).encode("ascii"))
+
+
+@dataclass
+class _Sent:
+    tag: bytes
+    uids: Sequence[int]
+    sent_at: float
+    answer: FetchData | None = None  # once read (perhaps ahead of its turn: settle)
+    refused: str | None = None  # the server's NO or BAD, once read
+    waited: float = 0.0  # seconds from sending to the answer's first line
+
+    @property
+    def read(self) -> bool:
+        return self.answer is not None or self.refused is not None
+
+
+class FetchRefused(imaplib.IMAP4.error):  # imapclient's IMAPClientError is this class
+    """The server answered one FETCH of the pipeline with NO or BAD."""
+
+
+class FetchPipeline:
+    """UID FETCHes of ``items`` sent ahead on ``imap``; :meth:`receive` answers in order.
+
+    Errors are imapclient's: ``IMAPClientAbortError`` when the connection breaks or the
+    server says something no IMAP server may say here (then the connection is of no more
+    use), :class:`FetchRefused` for a NO or BAD (then :meth:`settle` reads what is left, and
+    the connection is free again).
+    """
+
+    def __init__(self, imap: imaplib.IMAP4, items: Sequence[str],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._imap = imap
+        self._clock = clock
+        self._items = tuple(items)
+        self._sent: deque[_Sent] = deque()
+        self._data: FetchData = []  # untagged FETCH data read since the last tagged line
+
+    @property
+    def in_flight(self) -> int:
+        """Commands sent and not yet handed back by :meth:`receive`."""
+        return len(self._sent)
+
+    @property
+    def unread(self) -> bool:
+        """Whether answers are still on their way (then no other command may be sent)."""
+        return any(not sent.read for sent in self._sent)
+
+    def send(self, uids: Sequence[int]) -> None:
+        tag = b"fu%d" % next(_TAGS)
+        command = fetch_command(tag, uids, self._items)
+        if len(command) > MAX_COMMAND_BYTES and len(uids) > 1:
+            half = len(uids) // 2
+            self.send(uids[:half])
+            self.send(uids[half:])
+            return
+        self._imap.send(command)
+        self._sent.append(_Sent(tag, uids, self._clock()))
+
+    def receive(self) -> tuple[Sequence[int], FetchData, float]:
+        """The oldest command's UIDs, its answer, and the seconds until its first line came
+        (about one round trip when nothing was in flight before it).
+
+        Servers answer pipelined FETCHes one after the other; one that mixed them would
+        still lose nothing: an answer holds every FETCH line read since the tagged line
+        before it, whichever command asked, so callers go by the UID in each.
+        """
+        sent = self._sent[0]
+        if not sent.read:
+            self._read(sent)
+        self._sent.popleft()
+        if sent.answer is None:
+            raise FetchRefused(f"FETCH failed: {sent.refused}")
+        return sent.uids, sent.answer, sent.waited
+
+    def settle(self) -> None:
+        """Read every answer still on its way, so that the connection is free for other
+        commands; :meth:`receive` hands them over later."""
+        for sent in self._sent:
+            if not sent.read:
+                self._read(sent)
+
+    def _read(self, sent: _Sent) -> None:
+        """Read up to ``sent``'s tagged line."""
+        imap = self._imap
+        first = True
+        while not sent.read:
+            line = imap.readline()
+            if first:
+                sent.waited = self._clock() - sent.sent_at
+                first = False
+            if not line.endswith(b"\r\n"):
+                raise imap_errors.IMAPClientAbortError(
+                    "connection closed during FETCH" if not line else
+                    f"unterminated line during FETCH: {line[:80]!r}")
+            if line.startswith(b"* "):
+                self._untagged(line, self._data)
+                continue
+            tag, _, said = line[:-2].partition(b" ")
+            done = next((s for s in self._sent if s.tag == tag and not s.read), None)
+            if done is None:
+                raise imap_errors.IMAPClientAbortError(
+                    f"unexpected response during FETCH: {line[:80]!r}")
+            if said[:3].upper() == b"OK " or said.upper() == b"OK":
+                done.answer, self._data = self._data, []
+            else:
+                # What came before a NO (a partial answer) goes with it, not into the
+                # next command's answer: the FETCH counts as refused.
+                done.refused, self._data = said.decode("utf-8", "replace"), []
+
+    def _untagged(self, line: bytes, data: FetchData) -> None:
+        number, fetch, rest = line[2:].partition(b" FETCH ")
+        if not fetch or not number.isdigit():
+            # Anything else untagged (EXISTS, EXPUNGE, OK [...]) says nothing about these
+            # messages; BYE says the server is going away.
+            if line[2:5].upper() == b"BYE":
+                raise imap_errors.IMAPClientAbortError(
+                    f"server closed the connection: {line[2:-2].decode('utf-8', 'replace')}")
+            size = _literal_size(line[:-2])
+            while size is not None:  # literals of an untagged answer we do not use
+                self._imap.read(size)
+                line = self._line()
+                size = _literal_size(line[:-2])
+            return
+        # As imaplib stores an untagged FETCH: "n (...)", "* " and "FETCH " dropped.
+        text = number + b" " + rest[:-2]
+        size = _literal_size(text)
+        while size is not None:
+            literal = self._imap.read(size)
+            if len(literal) != size:
+                raise imap_errors.IMAPClientAbortError("connection closed inside a literal")
+            data.append((text, literal))
+            text = self._line()[:-2]
+            size = _literal_size(text)
+        data.append(text)
+
+    def _line(self) -> bytes:
+        line = self._imap.readline()
+        if not line.endswith(b"\r\n"):
+            raise imap_errors.IMAPClientAbortError("connection closed inside a FETCH answer")
+        return line
+
+
+def _literal_size(text: bytes) -> int | None:
+    """The n of a line (without CRLF) that announces a literal ``{n}``, else None."""
+    if not text.endswith(b"}"):
+        return None
+    start = text.rfind(b"{")
+    size = text[start + 1:-1]
+    return int(size) if start >= 0 and size.isdigit() else None

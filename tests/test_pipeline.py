@@ -1,0 +1,291 @@
+"""FETCHes sent ahead (agent.mailbox.pipeline): the same ledger as one at a time, on real
+servers, and nothing lost when a server refuses one, a scan stops early or the link drops."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.config import load_config
+from agent.mailbox import client as mailbox_client
+from agent.mailbox.client import MAX_BATCH_GROWTH, next_batch_size
+from agent.mailbox.pipeline import MAX_COMMAND_BYTES, FetchPipeline, fetch_command, uid_set
+from agent.service import Retry, run_scan
+from tests.faultproxy import Fault, FaultProxy
+from tests.kit import generated_folders, message, open_mailbox, plant, write_config
+from tests.mailgen import generate, realistic
+from tests.servers.account import ImapAccount
+from tests.test_faults import assert_same_ledger, ledger_dump
+
+NOW = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+BATCH = 10  # small batches (the least [imap] batch_size): many FETCHes in flight at once
+
+
+# --------------------------------------------------------------------------- UID sets
+
+
+def expand(text: bytes) -> list[int]:
+    """An RFC 3501 sequence-set of UIDs back into the UIDs."""
+    uids: list[int] = []
+    for part in text.split(b","):
+        first, _, last = part.partition(b":")
+        uids.extend(range(int(first), int(last or first) + 1))
+    return uids
+
+
+def test_uid_set_writes_runs_as_ranges() -> None:
+    assert uid_set([5]) == b"5"
+    assert uid_set([1, 2, 3, 7, 9, 10]) == b"1:3,7,9:10"
+    assert uid_set([4, 6, 8]) == b"4,6,8"
+    assert uid_set(range(1, 501)) == b"1:500"
+
+
+@given(st.sets(st.integers(min_value=1, max_value=2**32 - 1), min_size=1, max_size=300))
+def test_uid_set_round_trips(uids: set[int]) -> None:
+    ordered = sorted(uids)
+    text = uid_set(ordered)
+    assert expand(text) == ordered
+    assert re.fullmatch(rb"\d+(:\d+)?(,\d+(:\d+)?)*", text)
+    assert len(text) <= len(b",".join(b"%d" % uid for uid in ordered))
+
+
+class _Recorder:
+    """Stands in for imaplib's connection on the sending side only: records the lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        self.lines.append(data)
+
+
+def test_a_long_command_is_split_into_lines_a_server_takes() -> None:
+    uids = list(range(1, 20_000, 2))  # no two neighbours: the longest UID set there is
+    recorder = _Recorder()
+    pipeline = FetchPipeline(recorder, ["FLAGS"])  # type: ignore[arg-type]
+    pipeline.send(uids)
+    assert len(recorder.lines) > 1
+    sent: list[int] = []
+    for line in recorder.lines:
+        assert len(line) <= MAX_COMMAND_BYTES
+        match = re.fullmatch(rb"fu\d+ UID FETCH ([\d:,]+) \(FLAGS\)\r\n", line)
+        assert match is not None, line[:60]
+        sent.extend(expand(match[1]))
+    assert sent == uids  # every UID once, in order
+    assert pipeline.in_flight == len(recorder.lines)
+    assert len({line.split(b" ")[0] for line in recorder.lines}) == len(recorder.lines)
+
+
+def test_a_short_command_is_one_line() -> None:
+    line = fetch_command(b"fu9", [1, 2, 3], ["INTERNALDATE", "FLAGS"])
+    assert line == b"fu9 UID FETCH 1:3 (INTERNALDATE FLAGS)\r\n"
+
+
+# --------------------------------------------------------------------------- batch growth
+
+
+def test_batches_grow_while_the_round_trip_is_a_noticeable_share() -> None:
+    # 40 ms round trip, a batch of 500 read in 100 ms: the wait is 40 %, grow.
+    assert next_batch_size(500, 500, 0.040, 0.100) == 1000
+    # Loopback: 0.1 ms of 100 ms, stay.
+    assert next_batch_size(500, 500, 0.0001, 0.100) == 500
+    # Exactly the share: stay.
+    assert next_batch_size(500, 500, 0.005, 0.100) == 500
+    # Unknown round trip (FETCH through IMAPClient.fetch): stay.
+    assert next_batch_size(500, 500, None, 0.100) == 500
+    # Never beyond MAX_BATCH_GROWTH times the configured size.
+    largest = 500 * MAX_BATCH_GROWTH
+    assert next_batch_size(largest, 500, 1.0, 1.5) == largest
+    assert next_batch_size(largest // 2 + 10, 500, 1.0, 1.5) == largest
+
+
+def test_one_at_a_time_batches_double_up_to_the_cap(dovecot_account: ImapAccount,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """With FETCHes sent ahead off, the batch sizes follow next_batch_size: a clock that
+    makes every wait for the first answer line long doubles them, up to the cap."""
+    monkeypatch.setattr(mailbox_client, "PIPELINE_DEPTH", 1)
+    dovecot_account.append_many(realistic(3, 200, now=NOW, sent=dovecot_account.sent_folder))
+    ticks = iter(range(1_000_000))
+    with contextlib.closing(open_mailbox(dovecot_account)) as mailbox:
+        mailbox.clock = lambda: float(next(ticks))  # each reading one second later
+        mailbox.select("INBOX")
+        uids = mailbox.uids_after(0)
+        sizes = [len(chunk) for chunk, _ in mailbox.header_batches(uids, 2)]
+        fetched = [len(found) for _, found in mailbox.header_batches(uids, 2)]
+    largest = 2 * MAX_BATCH_GROWTH
+    assert sizes[:5] == [2, 4, 8, 16, 32][:5]
+    assert max(sizes) == largest
+    assert sum(sizes) == len(uids) == sum(fetched)
+
+
+# --------------------------------------------------------------------------- real servers
+
+
+def _max_in_flight(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Records how many FETCHes were in flight after each one was sent."""
+    seen: list[int] = []
+    original = FetchPipeline.send
+
+    def send(self: FetchPipeline, uids: Sequence[int]) -> None:
+        original(self, uids)
+        seen.append(self.in_flight)
+
+    monkeypatch.setattr(FetchPipeline, "send", send)
+    return seen
+
+
+@pytest.mark.parametrize("personality", ["standard", "cyrus", "pymap"])
+def test_pipelined_scan_gives_the_ledger_of_one_fetch_at_a_time(
+        personality: str, make_account: Callable[[str], ImapAccount], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    account = make_account(personality)
+    generated = generate(31, people=20, now=NOW, folders=generated_folders(account))
+    plant(account, generated)
+    account.append_many(realistic(32, 300, now=NOW, sent=account.sent_folder))
+
+    in_flight = _max_in_flight(monkeypatch)
+    pipelined = write_config(monkeypatch, account, tmp_path / "pipelined",
+                             aliases=generated.aliases, batch_size=BATCH)
+    first = run_scan(load_config(pipelined), now=NOW)
+    assert max(in_flight) == mailbox_client.PIPELINE_DEPTH > 1  # really sent ahead
+
+    monkeypatch.setattr(mailbox_client, "PIPELINE_DEPTH", 1)
+    in_flight.clear()
+    single = write_config(monkeypatch, account, tmp_path / "single",
+                          aliases=generated.aliases, batch_size=BATCH)
+    second = run_scan(load_config(single), now=NOW)
+    assert max(in_flight) == 1
+
+    assert first.fetched == second.fetched > 300
+    reference = ledger_dump(tmp_path / "single" / "followup.db")
+    assert_same_ledger(tmp_path / "pipelined" / "followup.db", reference)
+
+
+def _refuse_second_fetch() -> Callable[[bytes], bytes]:
+    """A ``rewrite_up`` that turns the second UID FETCH the client sends into a command the
+    server does not know: a real server's BAD to a FETCH sent ahead."""
+    seen = 0
+
+    def rewrite(chunk: bytes) -> bytes:
+        nonlocal seen
+        out = []
+        for line in chunk.split(b"\r\n"):
+            if b" UID FETCH " in line:
+                seen += 1
+            out.append(line.replace(b" UID FETCH ", b" UID FETCHNOT ")
+                       if seen == 2 and b" UID FETCH " in line else line)
+        return b"\r\n".join(out)
+
+    return rewrite
+
+
+def test_a_refused_fetch_sent_ahead_falls_back_and_loses_nothing(
+        dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    account = dovecot_account
+    generated = generate(33, people=20, now=NOW, folders=generated_folders(account))
+    plant(account, generated)
+    account.append_many(realistic(34, 200, now=NOW, sent=account.sent_folder))
+    plain = write_config(monkeypatch, account, tmp_path / "plain", aliases=generated.aliases,
+                         batch_size=BATCH)
+    run_scan(load_config(plain), now=NOW)
+    reference = ledger_dump(tmp_path / "plain" / "followup.db")
+
+    in_flight = _max_in_flight(monkeypatch)
+    with FaultProxy(account.host, account.port, rewrite_up=_refuse_second_fetch(),
+                    record_upstream=True) as proxy, \
+            caplog.at_level(logging.INFO, logger="agent.mailbox"):
+        refused = write_config(monkeypatch, account, tmp_path / "refused", port=proxy.port,
+                               aliases=generated.aliases, batch_size=BATCH)
+        summary = run_scan(load_config(refused), now=NOW)
+        upstream = bytes(proxy.connections[0].upstream)
+    assert b" UID FETCH " in upstream
+    assert len(proxy.connections) == 1  # a refusal is no reason to reconnect
+    said = [r.getMessage() for r in caplog.records if "one FETCH at a time" in r.getMessage()]
+    assert len(said) == 1, said
+    # After the refusal: one FETCH at a time for the rest of the connection.
+    refusal = in_flight.index(max(in_flight))
+    assert max(in_flight) > 1 and set(in_flight[refusal + 4:]) == {1}
+    assert not summary.interrupted
+    assert_same_ledger(tmp_path / "refused" / "followup.db", reference)
+
+
+@pytest.mark.parametrize("personality", ["standard", "cyrus", "pymap"])
+def test_leaving_the_batches_early_leaves_the_connection_usable(
+        personality: str, make_account: Callable[[str], ImapAccount]) -> None:
+    account = make_account(personality)
+    for n in range(40):
+        account.append("INBOX", message(sender=f"p{n}@example.net", subject=f"S{n}"))
+    with contextlib.closing(open_mailbox(account)) as mailbox:
+        mailbox.select("INBOX")
+        uids = mailbox.uids_after(0)
+        with contextlib.closing(mailbox.header_batches(uids, 5)) as batches:
+            chunk, fetched = next(batches)
+            assert [f.uid for f in fetched] == list(chunk) == uids[:5]
+        # The FETCHes still on their way were read: the next commands get their own answers.
+        assert mailbox.status("INBOX").messages == 40
+        again = mailbox.fetch_headers(uids[5:12])
+        assert [f.uid for f in again] == uids[5:12]
+        assert b"From: p5@example.net" in again[0].header
+        assert sum(len(f) for _, f in mailbox.header_batches(uids, 5)) == 40
+
+
+def test_an_interrupted_scan_resumes_and_loses_nothing(
+        dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    account = dovecot_account
+    generated = generate(35, people=20, now=NOW, folders=generated_folders(account))
+    plant(account, generated)
+    account.append_many(realistic(36, 200, now=NOW, sent=account.sent_folder))
+    whole = write_config(monkeypatch, account, tmp_path / "whole", aliases=generated.aliases,
+                         batch_size=BATCH)
+    run_scan(load_config(whole), now=NOW)
+    reference = ledger_dump(tmp_path / "whole" / "followup.db")
+
+    asked = 0
+
+    def stop_after_a_few_batches() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked > 5
+
+    config = write_config(monkeypatch, account, tmp_path / "stopped", aliases=generated.aliases,
+                          batch_size=BATCH)
+    first = run_scan(load_config(config), now=NOW,
+                     retry=Retry(should_stop=stop_after_a_few_batches))
+    assert first.interrupted
+    second = run_scan(load_config(config), now=NOW)
+    assert not second.interrupted
+    assert_same_ledger(tmp_path / "stopped" / "followup.db", reference)
+
+
+def test_a_link_dropped_with_fetches_in_flight_is_retried_and_loses_nothing(
+        dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    account = dovecot_account
+    account.append_many(realistic(37, 400, now=NOW, sent=account.sent_folder))
+    whole = write_config(monkeypatch, account, tmp_path / "whole", batch_size=BATCH)
+    run_scan(load_config(whole), now=NOW)
+    reference = ledger_dump(tmp_path / "whole" / "followup.db")
+
+    sleeps: list[float] = []
+    with FaultProxy(account.host, account.port, record_upstream=True) as proxy:
+        # The first FETCH's tagged OK never arrives: the link drops with every FETCH that
+        # was sent ahead still unanswered.
+        proxy.plan(Fault.cut_before(b"OK Fetch completed"))
+        config = write_config(monkeypatch, account, tmp_path / "dropped", port=proxy.port,
+                              batch_size=BATCH)
+        summary = run_scan(load_config(config), now=NOW, retry=Retry(sleep=sleeps.append))
+        first = bytes(proxy.connections[0].upstream)
+        assert proxy.fired(), proxy.describe()
+    assert first.count(b" UID FETCH ") >= 2  # sent ahead, none of them answered
+    assert len(sleeps) == 1 and len(proxy.connections) == 2
+    assert not summary.interrupted
+    assert_same_ledger(tmp_path / "dropped" / "followup.db", reference)
+
