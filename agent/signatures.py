@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.addressbook import phones
 
@@ -131,8 +131,6 @@ def numbers(body: str, signature: str, *, sender: str,
     candidates = list(_candidates(block))
     regions = _regions(block, candidates, sender, default_region)
     read_ones: list[Found] = []
-    direct: list[Found] = []
-    switchboard: list[Found] = []
     for candidate in candidates:
         if candidate.label == "fax":
             continue
@@ -146,9 +144,10 @@ def numbers(body: str, signature: str, *, sender: str,
         is_switchboard = (candidate.label == "switchboard" or candidate.legal
                           or bool(EXTENSION_ZERO.search(candidate.raw)))
         read_ones.append(Found(read.number, kind, candidate.words, is_switchboard))
-    for found in read_ones:
-        is_switchboard = found.switchboard or _base_of(found.number, read_ones)
-        (switchboard if is_switchboard else direct).append(found)
+    marked = [replace(f, switchboard=True) if not f.switchboard and _base_of(f.number, read_ones)
+              else f for f in read_ones]
+    direct = [f for f in marked if not f.switchboard]
+    switchboard = [f for f in marked if f.switchboard]
     taken: dict[str, Found] = {}
     for found in direct or switchboard:
         taken.setdefault(found.number, found)
