@@ -152,6 +152,72 @@ def test_a_failing_batch_leaves_nothing_behind(store: Store) -> None:
     assert store.ledger.refresh_aggregates() == 0
 
 
+def _batch(store: Store, uid: int, *, bad: bool = False) -> None:
+    """One message of one batch, saved with INBOX's progress (a row without a time fails
+    after the message row was written)."""
+    key = f"g{uid}"
+    store.ledger.save_batch("INBOX", 7, uid, [MessageRow(uid, key, hours(uid), None)],
+                            [row(key, f"p{uid}@example.org", "in", None if bad else hours(uid))],
+                            [])
+
+
+def _committed(store: Store) -> tuple[int, int | None]:
+    """Messages and INBOX's last UID as another connection sees them (what a crash keeps)."""
+    other = sqlite3.connect(store.path)
+    try:
+        count = other.execute("SELECT count(*) FROM messages").fetchone()[0]
+        last = other.execute("SELECT last_uid FROM folders WHERE name = 'INBOX'").fetchone()
+    finally:
+        other.close()
+    return count, last[0] if last else None
+
+
+def test_grouped_batches_commit_every_few_thousand_rows_or_seconds(store: Store) -> None:
+    """A scan's batches share a transaction, committed every max_rows rows or max_seconds
+    (a clock passed in: no waiting); each batch carries its folder's progress."""
+    clock = iter([0.0, 0.1, 0.2, 0.3, 5.0, 5.1, 5.2, 5.3]).__next__
+    with store.database.grouped(max_rows=3, max_seconds=2.0, clock=clock) as wrote:
+        for uid in (1, 2):
+            _batch(store, uid)
+            wrote(1)
+        assert _committed(store) == (0, None)  # nothing committed yet
+        _batch(store, 3)
+        wrote(1)  # the third row: committed
+        assert _committed(store) == (3, 3)
+        _batch(store, 4)
+        wrote(1)  # 4.7 s after the last commit: committed
+        assert _committed(store) == (4, 4)
+        _batch(store, 5)
+        wrote(1)
+    assert _committed(store) == (5, 5)  # the end commits the rest
+
+
+def test_grouped_keeps_whole_batches_when_the_connection_breaks(store: Store) -> None:
+    """A failure that is not the database's (a dropped connection, an interrupt) commits
+    the batches finished so far; a batch that failed half-way leaves nothing."""
+    class Dropped(Exception):
+        pass
+
+    with pytest.raises(Dropped), store.database.grouped(max_rows=100) as wrote:
+        _batch(store, 1)
+        wrote(1)
+        _batch(store, 2)
+        wrote(1)
+        with pytest.raises(AttributeError):
+            _batch(store, 3, bad=True)  # its message row was written, then undone
+        raise Dropped
+    assert _committed(store) == (2, 2)
+    assert store.ledger.exchange_count() == 2
+
+
+def test_grouped_rolls_back_on_a_database_error(store: Store) -> None:
+    with pytest.raises(sqlite3.IntegrityError), store.database.grouped() as wrote:
+        _batch(store, 1)
+        wrote(1)
+        store.database.conn.execute("INSERT INTO folders (name) VALUES (NULL)")
+    assert _committed(store) == (0, None)
+
+
 def test_refresh_picks_the_newest_exchange_and_counts_both_ways(store: Store) -> None:
     save(store, "INBOX", [
         row("a1", "anna@example.org", "in", hours(1), name="Anna"),

@@ -295,8 +295,9 @@ class Mailbox:
 
     def _errors(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         """``function(*args, **kwargs)``, with imapclient's and the socket's failures as ours."""
-        if function != self._client.folder_status:
-            self._statuses.clear()  # any other command makes the STATUS answers old
+        if function not in (self._client.folder_status, self._client.list_folders):
+            # Any other command makes the STATUS answers old (a LIST changes no folder).
+            self._statuses.clear()
         try:
             return function(*args, **kwargs)
         except imap_errors.IMAPClientAbortError as exc:

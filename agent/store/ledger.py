@@ -172,28 +172,33 @@ class Ledger:
     def _save_exchanges(self, conn: sqlite3.Connection, mailbox: str, folder: str,
                         messages: Sequence[MessageRow], exchanges: Sequence[ExchangeRow],
                         list_addresses: Iterable[str]) -> int:
+        # A message's key digest, computed once for the message and its exchanges.
+        ids = {m.msg_key: key_id(m.msg_key) for m in messages}
         conn.executemany(
             "INSERT OR IGNORE INTO messages (mailbox, folder, uid, msg_key, time, skipped) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [(mailbox, folder, m.uid, key_id(m.msg_key), epoch(m.time), m.skipped)
+            [(mailbox, folder, m.uid, ids[m.msg_key], epoch(m.time), m.skipped)
              for m in messages],
         )
+        rows = [(ids.get(e.msg_key) or key_id(e.msg_key), e.address, e.direction,
+                 epoch(e.time), e) for e in exchanges]
         before = conn.total_changes
         conn.executemany(
             "INSERT OR IGNORE INTO exchanges (msg_key, address, direction, time, subject, "
             "folder, message_id, mailbox) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(key_id(e.msg_key), e.address, e.direction, epoch(e.time), e.subject, folder,
-              e.message_id, mailbox) for e in exchanges],
+            [(key, address, direction, when, e.subject, folder, e.message_id, mailbox)
+             for key, address, direction, when, e in rows],
         )
         added = conn.total_changes - before
         conn.executemany(
             "INSERT INTO address_names (address, name, time, language) VALUES (?, ?, ?, ?) "  # noqa: S608 - fixed text
             + _NEWER_NAME,
-            [(e.address, e.name, epoch(e.time), e.language if e.direction == "in" else None)
-             for e in exchanges if e.name],
+            [(address, e.name, when, e.language if direction == "in" else None)
+             for _, address, direction, when, e in rows if e.name],
         )
+        # Once per address and batch (INSERT OR IGNORE of the same row changes nothing).
         conn.executemany("INSERT OR IGNORE INTO dirty (address) VALUES (?)",
-                         [(e.address,) for e in exchanges])
+                         [(address,) for address in dict.fromkeys(e.address for e in exchanges)])
         conn.executemany("INSERT OR IGNORE INTO lists (address) VALUES (?)",
                          [(a,) for a in list_addresses])
         return added
@@ -208,6 +213,8 @@ class Ledger:
         """
         new_sent = [(id_digest(ident),) for ident in sent_ids]
         conn.executemany("INSERT OR IGNORE INTO sent_ids (id) VALUES (?)", new_sent)
+        if not held and conn.execute("SELECT 1 FROM held LIMIT 1").fetchone() is None:
+            return 0  # nothing waits for a parent: the common case, ~0.6 s of a 100k scan
         first_new = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM held").fetchone()[0]
         conn.executemany(
             "INSERT OR IGNORE INTO held (parent, msg_key, address, time, subject, folder, "
