@@ -29,6 +29,7 @@ from agent.mailbox.fetch import FetchedHeader
 from agent.scan import ScanSummary, folder_plan, process_batch
 from agent.store import Store
 from agent.store.ledger import FolderState
+from tests.faultproxy import FaultProxy
 from tests.kit import (
     config_text,
     expected_ledger,
@@ -264,6 +265,28 @@ def test_incremental_scan_fetches_only_new_messages(
     assert sorted(third.unchanged) == sorted(third.folders) == sorted(scanned)
     assert third.reset == {}
     assert ledger_of(contacts_json(capsys)) == expected_ledger(expected)
+
+
+def test_a_no_change_rescan_says_little(imap_account: ImapAccount, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing new, `followup scan` (the commands step included) sends one STATUS per
+    folder, INBOX's before the LIST (after a LIST, Dovecot reads a big maildir INBOX whole
+    for its STATUS: README "How fast"), and nothing that reads a folder."""
+    plant(imap_account, generate(4, people=6, now=NOW,
+                                 folders=generated_folders(imap_account, PROJECT)))
+    path = write_config(monkeypatch, imap_account, tmp_path)
+    service.run(load_config(path), NOW, service.SCAN)
+    with FaultProxy(imap_account.host, imap_account.port, record_upstream=True) as proxy:
+        write_config(monkeypatch, imap_account, tmp_path, port=proxy.port)
+        summary = service.run(load_config(path), NOW, service.SCAN).scan
+        said = bytes(proxy.connections[0].upstream).decode("utf-8", "replace")
+    assert summary is not None and summary.fetched == 0
+    verbs = [line.split(" ", 2)[1].upper() for line in said.splitlines() if " " in line]
+    statuses = [line for line in said.splitlines() if " STATUS " in line]
+    assert verbs.index("STATUS") < verbs.index("LIST"), said
+    assert '"INBOX"' in statuses[0] or " INBOX " in statuses[0], said
+    assert len(statuses) == len(summary.folders) == len(set(statuses)), said
+    assert not {"SELECT", "EXAMINE", "FETCH", "UID", "SEARCH"} & set(verbs), said
 
 
 def test_mail_moved_between_folders_counts_once(
