@@ -286,30 +286,28 @@ class Ledger:
         """
         with self._db.transaction() as conn:
             # The newest exchange per address decides last_*; on equal times 'out' wins
-            # (the user answering within the same second is the later act).
+            # (the user answering within the same second is the later act). Found through
+            # the (address, time) index, one look-up per address: a window over every
+            # exchange sorted them all (0.68 s against 0.15 s after a 100k first scan).
             conn.execute("""
                 INSERT OR REPLACE INTO addresses (address, name, language, last_time,
                     last_direction, last_subject, last_folder, last_message_id, last_in,
                     last_out, messages_in, messages_out, last_mailbox)
-                SELECT r.address, coalesce(n.name, ''), n.language, r.time, r.direction,
+                SELECT agg.address, coalesce(n.name, ''), n.language, r.time, r.direction,
                     r.subject, r.folder, r.message_id, agg.last_in, agg.last_out,
                     agg.n_in, agg.n_out, r.mailbox
                 FROM (
-                    SELECT address, direction, subject, folder, message_id, time, mailbox,
-                        row_number() OVER (PARTITION BY address
-                                           ORDER BY time DESC, direction DESC, msg_key) AS rn
-                    FROM exchanges WHERE address IN (SELECT address FROM dirty)
-                ) AS r
-                JOIN (
                     SELECT address,
                         max(CASE WHEN direction = 'in' THEN time END) AS last_in,
                         max(CASE WHEN direction = 'out' THEN time END) AS last_out,
                         sum(direction = 'in') AS n_in, sum(direction = 'out') AS n_out
                     FROM exchanges WHERE address IN (SELECT address FROM dirty)
                     GROUP BY address
-                ) AS agg ON agg.address = r.address
-                LEFT JOIN address_names AS n ON n.address = r.address
-                WHERE r.rn = 1
+                ) AS agg
+                JOIN exchanges AS r ON r.rowid = (
+                    SELECT e.rowid FROM exchanges AS e WHERE e.address = agg.address
+                    ORDER BY e.time DESC, e.direction DESC, e.msg_key LIMIT 1)
+                LEFT JOIN address_names AS n ON n.address = agg.address
             """)
             count = int(conn.execute("SELECT count(*) FROM dirty").fetchone()[0])
             conn.execute("DELETE FROM dirty")
