@@ -26,6 +26,7 @@ from agent.config import Config, load_config
 from agent.decisions import resolve
 from agent.mailbox.client import Mailbox
 from agent.store import Store
+from tests.faultproxy import FaultProxy
 from tests.kit import ME, message, write_config
 from tests.servers.account import ImapAccount
 
@@ -447,6 +448,25 @@ def test_kill_9_never_applies_a_command_twice(setup: Setup, point: str) -> None:
     setup.scan(LATER + timedelta(minutes=5))
     setup.scan(LATER + timedelta(minutes=10))
     check_applied_once(setup)
+
+
+def test_before_any_digest_a_first_scan_searches_for_no_answers(
+        dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new installation has sent no digest, so nothing can answer one: its first scan
+    asks the server for no answers (a header SEARCH of INBOX and Sent) and starts looking
+    after what is there; the first digest's answers are then found (the fixture above)."""
+    account = dovecot_account
+    for number in range(3):
+        account.append("INBOX", message(sender=PEOPLE[0][0], subject=f"Hallo {number}",
+                                        when=ago(number + 1)))
+    with FaultProxy(account.host, account.port, record_upstream=True) as proxy:
+        write_config(monkeypatch, account, tmp_path, port=proxy.port)
+        result = service.run(load_config(tmp_path / "config.toml"), NOW, service.SCAN)
+        said = b"".join(bytes(c.upstream) for c in proxy.connections)
+    assert result.commands is not None and result.commands.looked_at == 0
+    assert b"SEARCH" not in said.replace(b"UID SEARCH UID", b"")  # the scan's own SEARCH
+    with Store(tmp_path / "followup.db") as store:
+        assert store.commands.position("INBOX") is not None
 
 
 def test_a_first_look_finds_recent_answers_by_server_search(setup: Setup) -> None:

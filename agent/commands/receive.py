@@ -105,6 +105,12 @@ def _folder(config: Config, store: Store, mailbox: Mailbox, folder: str, secret:
             return  # nothing new
         mailbox.select(folder)
         uids = mailbox.uids_after(position[1])
+    elif status.uidnext and not store.journal.any_digest():
+        # No digest was ever made here, so nothing in the folder can answer one: the look
+        # starts after what is there (a first scan then needs no SEARCH of the folder's
+        # headers, ~0.4 s at 66,000 messages on Dovecot).
+        store.commands.advance(folder, status.uidvalidity, status.uidnext - 1)
+        return
     else:
         # A first look (or a folder whose UIDs changed meaning): only recent messages whose
         # headers could make them candidates, found by the server (a substring SEARCH).

@@ -95,6 +95,11 @@ class Journal:
         return self._db.value("SELECT 1 FROM digest_attempts WHERE day = ? AND message_id = ?",
                               (day.isoformat(), message_id)) is not None
 
+    def any_digest(self) -> bool:
+        """Whether a digest was ever delivered or tried here (only then can mail answer one)."""
+        return self._db.value("SELECT EXISTS (SELECT 1 FROM digests) "
+                              "OR EXISTS (SELECT 1 FROM digest_attempts)") == 1
+
     def digest_sent(self, day: date) -> bool:
         return self._db.value("SELECT 1 FROM digests WHERE day = ?",
                               (day.isoformat(),)) is not None

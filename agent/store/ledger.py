@@ -214,7 +214,7 @@ class Ledger:
         new_sent = [(id_digest(ident),) for ident in sent_ids]
         conn.executemany("INSERT OR IGNORE INTO sent_ids (id) VALUES (?)", new_sent)
         if not held and conn.execute("SELECT 1 FROM held LIMIT 1").fetchone() is None:
-            return 0  # nothing waits for a parent: the common case, ~0.6 s of a 100k scan
+            return 0  # nothing waits for a parent (the common case): no look-ups
         first_new = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM held").fetchone()[0]
         conn.executemany(
             "INSERT OR IGNORE INTO held (parent, msg_key, address, time, subject, folder, "
