@@ -97,8 +97,8 @@ class Journal:
 
     def any_digest(self) -> bool:
         """Whether a digest was ever delivered or tried here (only then can mail answer one)."""
-        return self._db.value("SELECT EXISTS (SELECT 1 FROM digests) "
-                              "OR EXISTS (SELECT 1 FROM digest_attempts)") == 1
+        return bool(self._db.value("SELECT EXISTS (SELECT 1 FROM digests) "
+                                   "OR EXISTS (SELECT 1 FROM digest_attempts)"))
 
     def digest_sent(self, day: date) -> bool:
         return self._db.value("SELECT 1 FROM digests WHERE day = ?",
