@@ -244,11 +244,8 @@ def split_fields(raw: bytes, labels: Mapping[str, str], problems: list[str]) -> 
     text = _decode_block(raw, problems).lstrip("\r\n")
     if "\r" in text and "\n" not in text:
         text = text.replace("\r", "\n")  # old Mac line ends
-    # A block without folded lines (about half of real mail) is split by str.split, which
-    # is several times cheaper than the regex (0.3 against 1.5 µs for a typical block).
-    folded = "\n " in text or "\n\t" in text
     fields: dict[str, str] = {}
-    for line in _LOGICAL_LINE.split(text) if folded else text.split("\n"):
+    for line in _LOGICAL_LINE.split(text):
         name, colon, value = line.partition(":")
         if not colon:
             if not line or line == "\r":
@@ -259,20 +256,18 @@ def split_fields(raw: bytes, labels: Mapping[str, str], problems: list[str]) -> 
             lname = lname.strip()  # obsolete syntax allows "Subject :"
             if lname not in labels:
                 continue
-        if folded and "\n" in value:
+        if "\n" in value:
             # Unfold: drop the line breaks, keep the whitespace that starts each continuation.
             value = value.replace("\r\n", "").replace("\n", "")
-        if len(value) > MAX_VALUE_CHARS:  # the smaller limit: nearly every value is below it
-            limit = MAX_ADDRESS_LIST_CHARS if lname in _ADDRESS_LIST_FIELDS else MAX_VALUE_CHARS
-            if len(value) > limit:
-                label = labels[lname]
-                problems.append(f"{label}: value of {len(value)} characters cut to {limit}")
-                value = value[:limit]
+        limit = MAX_ADDRESS_LIST_CHARS if lname in _ADDRESS_LIST_FIELDS else MAX_VALUE_CHARS
+        if len(value) > limit:
+            label = labels[lname]
+            problems.append(f"{label}: value of {len(value)} characters cut to {limit}")
+            value = value[:limit]
         old = fields.get(lname)
         if old is None:
             fields[lname] = value
         elif lname in _ADDRESS_LIST_FIELDS:
-            limit = MAX_ADDRESS_LIST_CHARS
             joined = f"{old},{value}"
             if len(joined) > limit:
                 problems.append(f"{labels[lname]}: repeated fields of {len(joined)} characters "
