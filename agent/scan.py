@@ -149,7 +149,10 @@ def process_batch(fetched: Sequence[FetchedHeader], own: frozenset[str], now: da
 
 
 def _from_self(meta: MessageMeta, own: frozenset[str]) -> bool:
-    return any(addr.key in own for addr in meta.from_)
+    senders = meta.from_
+    if len(senders) == 1:  # nearly all mail: no generator for any()
+        return senders[0].key in own
+    return any(addr.key in own for addr in senders)
 
 
 def _classify(item: FetchedHeader, meta: MessageMeta, key: str, own: frozenset[str],
@@ -178,6 +181,10 @@ def _classify(item: FetchedHeader, meta: MessageMeta, key: str, own: frozenset[s
 
 def _rows(meta: MessageMeta, key: str, found: Exchanges) -> list[ExchangeRow]:
     direction = found.direction or "in"
+    if len(found.addrs) == 1:  # most messages: no list comprehension
+        addr = found.addrs[0]
+        return [ExchangeRow(key, addr.key, direction, meta.time, meta.subject, meta.message_id,
+                            addr.name, meta.language)]
     return [ExchangeRow(msg_key=key, address=addr.key, direction=direction, time=meta.time,
                         subject=meta.subject, message_id=meta.message_id, name=addr.name,
                         language=meta.language) for addr in found.addrs]

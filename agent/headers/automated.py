@@ -107,7 +107,9 @@ def is_automated_address(key: str) -> bool:
     ``x-noreply``/``noreply.x``), list administration addresses (``…-request``, ``owner-…``,
     ``…-owner``) and bounce addresses (``bounce``, ``bounces``, ``…-bounces``, ``bounce-…``).
     """
-    return _matches(_AUTOMATED_LOCAL, _AUTOMATED_MEMO, key)
+    # Asked for every From and every exchange candidate: a memo hit costs no further call.
+    known = _AUTOMATED_MEMO.get(key)
+    return known if known is not None else _matches(_AUTOMATED_LOCAL, _AUTOMATED_MEMO, key)
 
 
 def _is_sender_robot(key: str) -> bool:

@@ -50,6 +50,15 @@ _CANONICAL_DATE = re.compile(
     r"(?:[A-Za-z]{3},\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d\d):(\d\d):(\d\d)"
     r"\s*([+-])(\d\d)(\d\d)(?!\d)"
 )
+# The same with a zone name instead of an offset ("Fri, 10 Nov 2023 00:03:48 GMT", "… EST":
+# a quarter of real mail), for the names in _ZONE_MINUTES.  ASCII digits and a year from
+# 1000 on only, so that parsedate_tz and _year_written would accept it as it is; anything
+# else takes the full path below.
+_NAMED_ZONE_DATE = re.compile(
+    r"(?:[A-Za-z]{3},\s*)?([0-9]{1,2})\s+([A-Za-z]{3})\s+([1-9][0-9]{3})\s+"
+    r"([0-9]{2}):([0-9]{2}):([0-9]{2})\s+([A-Z]{1,4})\Z",
+    re.ASCII,
+)
 _MONTHS: Final = {
     name: number
     for number, name in enumerate(
@@ -68,6 +77,16 @@ _OFFSET_ZONE = re.compile(r"(\d:\d\d)\s*(?:GMT|UTC|UT)?\s*([+-])(\d\d?)(?::?(\d\
 def _offset_zone(match: re.Match[str]) -> str:
     time_end, sign, hours, minutes = match.groups()
     return f"{time_end} {sign}{int(hours):02d}{minutes or '00'}"
+
+
+# Zone names and their offsets as the full path reads them: parsedate_tz's own table (the
+# UTC names and the North American zones), then _EXTRA_ZONES.
+_ZONE_MINUTES: Final = {
+    "UT": 0, "UTC": 0, "GMT": 0, "Z": 0,
+    "AST": -240, "ADT": -180, "EST": -300, "EDT": -240, "CST": -360, "CDT": -300,
+    "MST": -420, "MDT": -360, "PST": -480, "PDT": -420,
+    **_EXTRA_ZONES,
+}  # fmt: skip
 
 
 class _ImpossibleDate(ValueError):
@@ -103,6 +122,10 @@ def _parse_date(value: str, problems: list[str]) -> datetime | None:
         day, year, hour, minute = int(day_s), int(year_s), int(hour_s), int(minute_s)
         second = int(second_s)
         offset = (int(zone_h) * 60 + int(zone_m)) * (60 if sign == "+" else -60)
+    elif (named := _named_zone_date(text)) is not None:
+        # Second fast path (message_time 2.9 against 7.3 µs): a known zone name, nothing
+        # to note.
+        return _instant(*named)
     else:
         # "+01:00", "GMT+0100", "UTC+1" (scripts, JavaScript's Date.toString) mean that offset;
         # parsedate_tz would silently read them as UTC.
@@ -127,6 +150,27 @@ def _parse_date(value: str, problems: list[str]) -> datetime | None:
     if abs(offset) > _MAX_ZONE_SECONDS:
         # The zone is wrong, so the time is too, by up to a day: the server's time is better.
         raise _ImpossibleDate(f"Date: {snip(text)} has an impossible zone offset")
+    return _instant(year, month, day, hour, minute, second, offset)
+
+
+def _named_zone_date(text: str) -> tuple[int, int, int, int, int, int, int] | None:
+    """(year, month, day, hour, minute, second, offset) of a canonical date with a known zone
+    name, exactly as the full path of _parse_date reads it; None for any other text."""
+    match = _NAMED_ZONE_DATE.match(text)
+    if match is None:
+        return None
+    day_s, month_s, year_s, hour_s, minute_s, second_s, zone = match.groups()
+    month = _MONTHS.get(month_s.lower())
+    minutes = _ZONE_MINUTES.get(zone)
+    if month is None or minutes is None:
+        return None
+    return (int(year_s), month, int(day_s), int(hour_s), int(minute_s), int(second_s),
+            minutes * 60)
+
+
+def _instant(year: int, month: int, day: int, hour: int, minute: int, second: int,
+             offset: int) -> datetime | None:
+    """The UTC instant of a local time ``offset`` seconds east of UTC; None if impossible."""
     if second == 60:
         second = 59  # leap second
     try:

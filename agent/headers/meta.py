@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Literal
 
-from agent.headers.addresses import Addr, parse_addresses
+from agent.headers.addresses import MEMO_VALUE_MAX, Addr, new_memo, parse_addresses, remember
 from agent.headers.automated import automated_verdict, is_automated_address, list_addresses
 from agent.headers.dates import as_utc, message_time
 from agent.headers.fields import (
@@ -117,6 +117,12 @@ class Exchanges:
 # -- ids and small fields ----------------------------------------------------------------------
 
 
+def _plain_id(text: str) -> bool:
+    """Whether ``text`` is an id _clean_id would return unchanged (nearly every id is)."""
+    return (0 < len(text) <= MAX_ID_CHARS and " " not in text and "<" not in text
+            and ">" not in text and text.isprintable())
+
+
 def _clean_id(text: str) -> str | None:
     """A message id without brackets, whitespace or control characters; None if empty."""
     ident = text.strip()
@@ -137,7 +143,8 @@ def _first_id(value: str | None) -> str | None:
     if lt >= 0:
         gt = value.find(">", lt)
         if gt > lt:
-            return _clean_id(value[lt + 1 : gt])
+            ident = value[lt + 1 : gt]
+            return ident if _plain_id(ident) else _clean_id(ident)
     words = value.split()
     if len(words) == 1:
         return _clean_id(words[0])
@@ -149,7 +156,34 @@ def _all_ids(value: str | None) -> tuple[str, ...]:
     if value is None:
         return ()
     found = ANGLE_ID.findall(value) if "<" in value else value.split()
+    # One check of all the ids together instead of one _clean_id call per id: a References
+    # chain averages four or five ids, and this takes _all_ids from 2.9 to 2.4 µs.
+    joined = "".join(found)
+    if (joined.isprintable() and " " not in joined and "<" not in joined and ">" not in joined
+            and "" not in found and max(map(len, found), default=0) <= MAX_ID_CHARS):
+        return tuple(found)
     return tuple(ident for ident in map(_clean_id, found) if ident is not None)
+
+
+# Subjects recur (a thread's replies, notifications), so decoded subjects are memoised with
+# their notes like the address lists: a hit costs 0.1 µs, decoding 0.26 µs (2.2 µs encoded).
+_SUBJECT_MEMO: dict[str, tuple[str, tuple[str, ...]]] = new_memo()
+
+
+def _subject(value: str | None, problems: list[str]) -> str:
+    """The decoded one-line Subject, at most MAX_SUBJECT_CHARS long ("" if none)."""
+    if value is None:
+        return ""
+    entry = _SUBJECT_MEMO.get(value)
+    if entry is None:
+        notes: list[str] = []
+        entry = decode_text(value, "Subject", notes)[:MAX_SUBJECT_CHARS], tuple(notes)
+        if len(value) <= MEMO_VALUE_MAX:
+            remember(_SUBJECT_MEMO, value, entry)
+    subject, notes_seen = entry
+    if notes_seen:
+        problems.extend(notes_seen)
+    return subject
 
 
 def _language(value: str | None) -> str | None:
@@ -191,12 +225,7 @@ def _parse(raw: bytes, internaldate: datetime | None, now: datetime | None) -> M
 
     moment, source = message_time(get("date"), internaldate, now, problems)
     from_ = parse_addresses(get("from"), "From", problems)
-    subject_value = get("subject")
-    subject = (
-        decode_text(subject_value, "Subject", problems)[:MAX_SUBJECT_CHARS]
-        if subject_value is not None
-        else ""
-    )
+    subject = _subject(get("subject"), problems)
     to = parse_addresses(get("to"), "To", problems)
     verdict = automated_verdict(fields, from_, to)
     return MessageMeta(
