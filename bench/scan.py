@@ -10,6 +10,7 @@ there too), so a later run starts at once. Prints, in one run, at ``--messages``
 - ``followup scan`` as a process (first scan, fresh database), its ratio to both;
 - a no-change rescan as a process (interpreter and CLI start-up included), and the CLI's
   start-up alone (``followup --help``);
+- where a first scan's time goes (bench/phases.py: timers around each phase);
 - the same first scan over a simulated link (bench/linkproxy.py: 20 ms each way, 50 Mbit/s),
   FETCHes sent ahead and one at a time (adaptive batches), against the link's floor
   (bytes ÷ bandwidth + one round trip per folder);
@@ -230,6 +231,17 @@ def followup(config: Path, password: str, *args: str, depth: int | None = None) 
     return Run(wall, float(match[1]) if match else wall, usage.ru_maxrss / 1024)
 
 
+def phases(config: Path, password: str) -> str:
+    """bench/phases.py's line: where a first scan's time goes, in its own process."""
+    env = {**os.environ, "FOLLOWUP_CONFIG": str(config), "FOLLOWUP_IMAP_PASSWORD": password,
+           "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "phases.py")], env=env,
+                          cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"bench/phases.py failed:\n{done.stdout}{done.stderr}")
+    return next(line for line in done.stdout.splitlines() if line.startswith("phases:"))
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -276,6 +288,9 @@ def run(messages: int, batch: int, rss_sizes: Sequence[int], link: bool) -> None
                   f"(of {', '.join(f'{r.wall:.3f}' for r in rescans)})", flush=True)
             startup = min(followup(config, account.password, "--help").wall for _ in range(3))
             print(f"  CLI start-up alone (followup --help): {startup:.3f} s", flush=True)
+            config = write_config(account, work / "phases", batch, account.port)
+            print("  first scan again, timers around each phase (bench/phases.py):\n    "
+                  + phases(config, account.password), flush=True)
 
             if link:
                 print(f"\nover a link of {2 * DELAY * 1000:.0f} ms round trip, "

@@ -289,6 +289,32 @@ def test_a_no_change_rescan_says_little(imap_account: ImapAccount, tmp_path: Pat
     assert not {"SELECT", "EXAMINE", "FETCH", "UID", "SEARCH"} & set(verbs), said
 
 
+# What a no-change rescan must not import (README "How fast": each of these costs start-up
+# time that `followup scan` from cron or a shell would pay every time).
+NOT_FOR_A_RESCAN = ("sqlite_utils", "jinja2", "vobject", "phonenumbers", "authlib", "httpx",
+                    "mailparser", "agent.delivery", "agent.render", "agent.drafts.lifecycle",
+                    "agent.signature_sync", "agent.addressbook")
+
+
+def test_a_no_change_rescan_imports_only_what_it_uses(
+        dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plant(dovecot_account, generate(3, people=5, now=NOW,
+                                    folders=generated_folders(dovecot_account, PROJECT)))
+    path = write_config(monkeypatch, dovecot_account, tmp_path)
+    service.run(load_config(path), NOW, service.SCAN)
+    probe = ("import sys\nfrom agent.cli.root import main\nsys.argv = ['followup', '--now', "
+             f"'{iso(NOW)}', 'scan']\n"
+             "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc\n"
+             "print(' '.join(sorted(sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    scanned, loaded = done.stdout.splitlines()[0], set(done.stdout.splitlines()[-1].split())
+    assert "0 new message(s)" in scanned
+    assert [m for m in loaded if m.split(".")[0] in NOT_FOR_A_RESCAN
+            or m.startswith(NOT_FOR_A_RESCAN)] == []
+
+
 def test_mail_moved_between_folders_counts_once(
         imap_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
