@@ -5,7 +5,8 @@ environment, as for ``followup scan``); prints one line of seconds per phase.
 - read: waiting for and reading the FETCH answers (the generator of header batches);
 - parse: ``parse_message`` of every header block;
 - classify: the rest of ``process_batch`` (exchanges, keys, automated mail, held replies);
-- write: ``Ledger.save_batch`` (the inserts, their indexes, the COMMITs every few thousand);
+- write: ``Ledger.save_batch`` (the inserts and their indexes);
+- commit: every COMMIT (a scan's batches are committed every few thousand messages);
 - refresh: the per-address aggregates at the end;
 - checkpoint: the write-ahead log folded into the database file after the scan;
 - commands: the mail-commands step (its own look at new INBOX and Sent headers);
@@ -72,6 +73,7 @@ def run() -> None:
     Ledger.refresh_aggregates = timed("refresh", Ledger.refresh_aggregates)  # type: ignore[method-assign]
     Mailbox.header_batches = timed_batches(Mailbox.header_batches)  # type: ignore[method-assign]
     Database.checkpoint = timed("checkpoint", Database.checkpoint)  # type: ignore[method-assign]
+    Database._end = timed("commit", Database._end)  # type: ignore[method-assign]
     agent.commands.receive.receive = timed("commands", agent.commands.receive.receive)
     sys.argv = ["followup", "scan"]
     try:
@@ -85,6 +87,7 @@ def run() -> None:
         "parse": SPENT["parse"],
         "classify": SPENT["process"] - SPENT["parse"],
         "write": SPENT["write"],
+        "commit": SPENT["commit"],
         "refresh": SPENT["refresh"],
         "checkpoint": SPENT["checkpoint"],
         "commands": SPENT["commands"],
