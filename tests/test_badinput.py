@@ -489,6 +489,11 @@ def test_full_disk_during_a_scan(dovecot_account: ImapAccount, tmp_path: Path,
         pass
     empty = (tmp_path / "empty.db").stat().st_size
     data = tmp_path / "small"
+    # Each batch committed on its own here (every 5,000 messages or 2 s in use): the disk
+    # fills after some commits.
+    import agent.store.database
+
+    monkeypatch.setattr(agent.store.database, "GROUP_ROWS", 100)
     with tiny_disk(data, f"{max((empty + (needed - empty) // 2) // 1024, 256)}k") as resize:
         write_config(monkeypatch, dovecot_account, data, batch_size=100, extra=ONE_WAY)
         code, _out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)
@@ -497,7 +502,7 @@ def test_full_disk_during_a_scan(dovecot_account: ImapAccount, tmp_path: Path,
         assert "is full" in line and "nothing was half-written" in line, line
         _assert_nothing_half_written(data / "followup.db")
         with Store(data / "followup.db") as store:
-            # Stopped in the middle, kept its batches.
+            # Stopped in the middle, kept the batches committed before.
             assert 0 < store.ledger.message_count() < 1500
         resize("64m")
         code, _out, err = run_cli(["--now", NOW_TEXT, "scan"], capsys)

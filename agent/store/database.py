@@ -122,16 +122,16 @@ class Database:
         self._end(commit=True)
 
     @contextlib.contextmanager
-    def grouped(self, max_rows: int = GROUP_ROWS, max_seconds: float = GROUP_SECONDS,
+    def grouped(self, max_rows: int | None = None, max_seconds: float | None = None,
                 clock: Callable[[], float] = time.monotonic) -> Iterator[Callable[[int], None]]:
         """One transaction for many small steps, each a ``transaction()`` of its own (so all
         or nothing), committed every ``max_rows`` rows or ``max_seconds`` seconds:
         ``wrote(rows)`` after each step may commit and begin anew.
 
-        When the work stops with an error that is not the database's (a connection that
-        broke, an interrupt), the steps finished so far are committed: each is whole, and a
-        step that failed half-way was undone to its savepoint. A crash (kill -9, power) loses
-        at most the steps since the last commit, and they are done again.
+        When the work stops with an error (a connection that broke, an interrupt, a full
+        disk), the steps finished so far are committed if the database still can: each is
+        whole, and a step that failed half-way was undone to its savepoint. A crash (kill -9,
+        power) loses at most the steps since the last commit, and they are done again.
 
         Why: a commit writes every page the transaction dirtied to the write-ahead log, and
         a scan's batches dirty the same index pages over and over; committing each batch of
@@ -141,6 +141,8 @@ class Database:
         if self._depth:  # already inside a transaction: it decides
             yield lambda _count: None
             return
+        max_rows = GROUP_ROWS if max_rows is None else max_rows
+        max_seconds = GROUP_SECONDS if max_seconds is None else max_seconds
         rows, began = 0, clock()
 
         def wrote(count: int) -> None:
@@ -154,11 +156,11 @@ class Database:
         self._begin()
         try:
             yield wrote
-        except (sqlite3.Error, StoreError):
-            self._end(commit=False)
-            raise
         except BaseException:
-            self._end(commit=True)
+            # The steps finished so far are whole (a failed statement changes nothing, a
+            # failed step was undone to its savepoint): keep them if the disk still can.
+            with contextlib.suppress(StoreError):
+                self._end(commit=True)
             raise
         self._end(commit=True)
 
