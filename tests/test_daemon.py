@@ -342,7 +342,11 @@ def test_sigterm_finishes_the_batch_and_exits_0(big_mailbox: tuple[ImapAccount, 
     path = write_config(monkeypatch, account, tmp_path, batch_size=10)
     database = load_config(path).storage.path
     env = {**os.environ, "FOLLOWUP_NOW": "2026-01-10T05:00:00+01:00"}
-    process = subprocess.Popen([sys.executable, "-m", "agent", "run"], env=env,
+    # Each batch committed as it is saved (in use: every 5,000 messages or 2 s), so that
+    # this test sees the scan under way from outside before it stops it.
+    each_batch = ("import agent.store.database as d; d.GROUP_ROWS = 10; "
+                  "from agent.cli.root import main; main()")
+    process = subprocess.Popen([sys.executable, "-c", each_batch, "run"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
