@@ -183,8 +183,9 @@ def _rows(meta: MessageMeta, key: str, found: Exchanges) -> list[ExchangeRow]:
     direction = found.direction or "in"
     if len(found.addrs) == 1:  # most messages: no list comprehension
         addr = found.addrs[0]
-        return [ExchangeRow(key, addr.key, direction, meta.time, meta.subject, meta.message_id,
-                            addr.name, meta.language)]
+        return [ExchangeRow(msg_key=key, address=addr.key, direction=direction, time=meta.time,
+                            subject=meta.subject, message_id=meta.message_id, name=addr.name,
+                            language=meta.language)]
     return [ExchangeRow(msg_key=key, address=addr.key, direction=direction, time=meta.time,
                         subject=meta.subject, message_id=meta.message_id, name=addr.name,
                         language=meta.language) for addr in found.addrs]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import hashlib
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -256,6 +257,15 @@ def open_mailbox(account: ImapAccount, security: str = "none", **options: Any) -
     return Mailbox.open("127.0.0.1", port, security,
                         password_login(account.username, account.password), timeout=10,
                         **options)
+
+
+def followup_process(*args: str, commit_every: int) -> list[str]:
+    """The command line of ``followup ARGS`` in a process of its own whose scans commit every
+    ``commit_every`` messages (in use: every 5,000 or 2 s, which in a test's small mailbox
+    is only at the end), for tests that watch a scan's progress from outside."""
+    code = (f"import agent.store.database as d; d.GROUP_ROWS = {commit_every}; "
+            "from agent.cli.root import main; main()")
+    return [sys.executable, "-c", code, *args]
 
 
 def run_cli(args: Sequence[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -26,7 +26,7 @@ from agent.daemon import Backoff, Daemon, digest_moment
 from agent.errors import CredentialError
 from agent.store import Store
 from agent.store.database import exclusive_lock
-from tests.kit import ME, message, run_cli, write_config
+from tests.kit import ME, followup_process, message, run_cli, write_config
 from tests.servers.account import ImapAccount
 from tests.servers.base import free_port
 from tests.servers.pymap import PymapServer
@@ -342,11 +342,8 @@ def test_sigterm_finishes_the_batch_and_exits_0(big_mailbox: tuple[ImapAccount, 
     path = write_config(monkeypatch, account, tmp_path, batch_size=10)
     database = load_config(path).storage.path
     env = {**os.environ, "FOLLOWUP_NOW": "2026-01-10T05:00:00+01:00"}
-    # Each batch committed as it is saved (in use: every 5,000 messages or 2 s), so that
-    # this test sees the scan under way from outside before it stops it.
-    each_batch = ("import agent.store.database as d; d.GROUP_ROWS = 10; "
-                  "from agent.cli.root import main; main()")
-    process = subprocess.Popen([sys.executable, "-c", each_batch, "run"], env=env,
+    # Each batch committed as it is saved, so that this test sees the scan under way.
+    process = subprocess.Popen(followup_process("run", commit_every=10), env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30

@@ -22,7 +22,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ from agent.scan import ScanSummary
 from agent.service import RETRY_DELAYS, Retry, run_scan
 from agent.store import Store
 from tests.faultproxy import Connection, Fault, FaultProxy
-from tests.kit import generated_folders, run_cli, write_config
+from tests.kit import followup_process, generated_folders, run_cli, write_config
 from tests.mailgen import GeneratedMailbox, generate, realistic
 from tests.servers.account import ImapAccount
 from tests.servers.dovecot import Dovecot
@@ -354,16 +353,10 @@ def _env() -> dict[str, str]:
     return {**os.environ, "FOLLOWUP_NOW": NOW_TEXT}
 
 
-# `followup ARGS` in its own process, committing every three batches (in use: every 5,000
-# messages or 2 s, which in these small mailboxes is only at the end): the kills below wait
-# for commits they can see, and then land among batches saved but not yet committed.
-_GROUPED_BY_THREE = ("import agent.store.database as d; "
-                     f"d.GROUP_ROWS = {3 * BATCH}; "
-                     "from agent.cli.root import main; main()")
-
-
 def _followup(*args: str) -> list[str]:
-    return [sys.executable, "-c", _GROUPED_BY_THREE, *args]
+    # Committing every three batches: the kills below wait for commits they can see, and
+    # then land among batches saved but not yet committed.
+    return followup_process(*args, commit_every=3 * BATCH)
 
 
 def _messages_saved(db: Path) -> int | None:

@@ -33,6 +33,7 @@ from tests.faultproxy import FaultProxy
 from tests.kit import (
     config_text,
     expected_ledger,
+    followup_process,
     generated_folders,
     iso,
     ledger_of,
@@ -536,11 +537,9 @@ def test_kill_9_during_scans_loses_and_doubles_nothing(
         done = _message_count(database)
         target = total if late else rng.randint(min(done + 1, total) if not full else 1,
                                                 total - 1)
-        # Committing every three batches (in use: 5,000 messages or 2 s), so that the kill
-        # can wait for progress it sees and then land among batches not yet committed.
-        command = [sys.executable, "-c", "import agent.store.database as d; d.GROUP_ROWS = 150; "
-                   "from agent.cli.root import main; main()", "scan",
-                   *(["--full"] if full else [])]
+        # Committing every three batches, so that the kill can wait for progress it sees
+        # and then land among batches not yet committed.
+        command = followup_process("scan", *(["--full"] if full else []), commit_every=150)
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE)
         if full and done:  # wait for `--full` to have forgotten the old messages first
