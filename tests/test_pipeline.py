@@ -4,6 +4,7 @@ servers, and nothing lost when a server refuses one, a scan stops early or the l
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -17,7 +18,14 @@ from hypothesis import strategies as st
 from agent.config import load_config
 from agent.mailbox import client as mailbox_client
 from agent.mailbox.client import MAX_BATCH_GROWTH, next_batch_size
-from agent.mailbox.pipeline import MAX_COMMAND_BYTES, FetchPipeline, fetch_command, uid_set
+from agent.mailbox.fetch import parse_fetch
+from agent.mailbox.pipeline import (
+    MAX_COMMAND_BYTES,
+    FetchPipeline,
+    FetchRefused,
+    fetch_command,
+    uid_set,
+)
 from agent.service import Retry, run_scan
 from tests.faultproxy import Fault, FaultProxy
 from tests.kit import generated_folders, message, open_mailbox, plant, write_config
@@ -65,6 +73,45 @@ class _Recorder:
 
     def send(self, data: bytes) -> None:
         self.lines.append(data)
+
+
+class _Scripted(_Recorder):
+    """Stands in for imaplib's connection: answers are read from a script of bytes."""
+
+    def __init__(self, script: bytes) -> None:
+        super().__init__()
+        self._stream = io.BytesIO(script)
+
+    def readline(self) -> bytes:
+        return self._stream.readline()
+
+    def read(self, size: int) -> bytes:
+        return self._stream.read(size)
+
+
+def _fetch_line(uid: int) -> bytes:
+    header = b"From: p%d@example.net\r\n\r\n" % uid
+    return (b"* %d FETCH (UID %d FLAGS () BODY[HEADER.FIELDS (FROM)] {%d}\r\n%s)\r\n"
+            % (uid, uid, len(header), header))
+
+
+def test_a_refusal_in_the_middle_of_an_earlier_answer_takes_none_of_it() -> None:
+    """Dovecot answers BAD to a command sent ahead that it cannot parse as soon as it reads
+    it, while the FETCH before it is still streaming: the earlier FETCH keeps every line of
+    its answer (it used to lose the lines read before the BAD, so its batch came back
+    short and those messages were never counted; seen on Dovecot in tests/test_pipeline)."""
+    pipeline = FetchPipeline(_Scripted(b""), ["FLAGS"])  # type: ignore[arg-type]
+    pipeline.send([1, 2, 3])
+    pipeline.send([4, 5, 6])
+    first, second = (line.split(b" ")[0] for line in pipeline._imap.lines)  # type: ignore[attr-defined]
+    pipeline._imap = _Scripted(  # type: ignore[assignment]
+        _fetch_line(1) + second + b" BAD Error in IMAP command: Unknown command\r\n"
+        + _fetch_line(2) + _fetch_line(3) + first + b" OK Fetch completed.\r\n")
+    uids, answer, _ = pipeline.receive()
+    assert list(uids) == [1, 2, 3]
+    assert sorted(parse_fetch(answer)) == [1, 2, 3]
+    with pytest.raises(FetchRefused, match="BAD"):
+        pipeline.receive()
 
 
 def test_a_long_command_is_split_into_lines_a_server_takes() -> None:

@@ -159,9 +159,12 @@ class FetchPipeline:
             if said[:3].upper() == b"OK " or said.upper() == b"OK":
                 done.answer, self._data = self._data, []
             else:
-                # What came before a NO (a partial answer) goes with it, not into the
-                # next command's answer: the FETCH counts as refused.
-                done.refused, self._data = said.decode("utf-8", "replace"), []
+                # A refusal can come while an earlier FETCH is still being answered (Dovecot
+                # says BAD to a command it cannot parse at once, in the middle of the FETCH
+                # lines before it): what was read so far stays for the command that
+                # completes next, which goes by the UIDs. Given to the refused one, it was
+                # lost, and the earlier batch came back short.
+                done.refused = said.decode("utf-8", "replace")
 
     def _untagged(self, line: bytes, data: FetchData) -> None:
         number, fetch, rest = line[2:].partition(b" FETCH ")
