@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -29,7 +30,7 @@ from agent.mailbox.pipeline import (
 from agent.service import Retry, run_scan
 from tests.faultproxy import Fault, FaultProxy
 from tests.kit import generated_folders, message, open_mailbox, plant, write_config
-from tests.mailgen import generate, realistic
+from tests.mailgen import GeneratedMailbox, generate, realistic
 from tests.servers.account import ImapAccount
 from tests.test_faults import assert_same_ledger, ledger_dump
 
@@ -234,17 +235,25 @@ def _refuse_second_fetch() -> Callable[[bytes], bytes]:
     return rewrite
 
 
+def _planted_with_reference(account: ImapAccount, seed: int, tmp_path: Path,
+                            monkeypatch: pytest.MonkeyPatch
+                            ) -> tuple[GeneratedMailbox, dict[str, list[tuple[Any, ...]]]]:
+    """A generated mailbox (seed) and 200 realistic messages (seed + 1) planted in
+    ``account``, and the ledger of a scan without faults (tmp_path/whole), to compare with."""
+    generated = generate(seed, people=20, now=NOW, folders=generated_folders(account))
+    plant(account, generated)
+    account.append_many(realistic(seed + 1, 200, now=NOW, sent=account.sent_folder))
+    whole = write_config(monkeypatch, account, tmp_path / "whole", aliases=generated.aliases,
+                         batch_size=BATCH)
+    run_scan(load_config(whole), now=NOW)
+    return generated, ledger_dump(tmp_path / "whole" / "followup.db")
+
+
 def test_a_refused_fetch_sent_ahead_falls_back_and_loses_nothing(
         dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     account = dovecot_account
-    generated = generate(33, people=20, now=NOW, folders=generated_folders(account))
-    plant(account, generated)
-    account.append_many(realistic(34, 200, now=NOW, sent=account.sent_folder))
-    plain = write_config(monkeypatch, account, tmp_path / "plain", aliases=generated.aliases,
-                         batch_size=BATCH)
-    run_scan(load_config(plain), now=NOW)
-    reference = ledger_dump(tmp_path / "plain" / "followup.db")
+    generated, reference = _planted_with_reference(account, 33, tmp_path, monkeypatch)
 
     in_flight = _max_in_flight(monkeypatch)
     with FaultProxy(account.host, account.port, rewrite_up=_refuse_second_fetch(),
@@ -288,13 +297,7 @@ def test_leaving_the_batches_early_leaves_the_connection_usable(
 def test_an_interrupted_scan_resumes_and_loses_nothing(
         dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     account = dovecot_account
-    generated = generate(35, people=20, now=NOW, folders=generated_folders(account))
-    plant(account, generated)
-    account.append_many(realistic(36, 200, now=NOW, sent=account.sent_folder))
-    whole = write_config(monkeypatch, account, tmp_path / "whole", aliases=generated.aliases,
-                         batch_size=BATCH)
-    run_scan(load_config(whole), now=NOW)
-    reference = ledger_dump(tmp_path / "whole" / "followup.db")
+    generated, reference = _planted_with_reference(account, 35, tmp_path, monkeypatch)
 
     asked = 0
 
