@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple, Protocol
 
 from agent.config import Config, MailboxConfig
-from agent.headers.meta import Exchanges, MessageMeta, exchanges, parse_message
+from agent.headers.meta import Exchanges, MessageMeta, exchanges, from_user, parse_message
 from agent.identity import self_keys
 from agent.mailbox.client import FolderStatus, Mailbox
 from agent.mailbox.fetch import FetchedHeader
@@ -123,7 +123,7 @@ def process_batch(fetched: Sequence[FetchedHeader], own: frozenset[str], now: da
     outside: set[int] = set()
     if delivered is not None:
         from_me = [item.uid for item, meta in zip(fetched, metas, strict=True)
-                   if _from_self(meta, own) and "\\draft" not in item.flags]
+                   if from_user(meta, own) and "\\draft" not in item.flags]
         if from_me:
             outside = delivered(from_me)
     batch = Batch([], [], set(), [], [])
@@ -148,13 +148,6 @@ def process_batch(fetched: Sequence[FetchedHeader], own: frozenset[str], now: da
     return batch
 
 
-def _from_self(meta: MessageMeta, own: frozenset[str]) -> bool:
-    senders = meta.from_
-    if len(senders) == 1:  # nearly all mail: no generator for any()
-        return senders[0].key in own
-    return any(addr.key in own for addr in senders)
-
-
 def _classify(item: FetchedHeader, meta: MessageMeta, key: str, own: frozenset[str],
               outside: set[int], batch: Batch) -> str | None:
     """Add the message's exchanges (or held exchanges) to ``batch``; why it does not count."""
@@ -162,7 +155,7 @@ def _classify(item: FetchedHeader, meta: MessageMeta, key: str, own: frozenset[s
         return "draft"
     if item.uid in outside:
         return DELIVERED_FROM_OUTSIDE
-    if meta.message_id and _from_self(meta, own):
+    if meta.message_id and from_user(meta, own):
         batch.sent_ids.append(meta.message_id)
     if meta.automated:
         parent = meta.parent

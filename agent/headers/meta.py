@@ -23,7 +23,7 @@ from agent.headers.fields import (
 )
 from agent.text import one_line
 
-__all__ = ["HEADER_FIELDS", "Exchanges", "MessageMeta", "exchanges", "parse_message"]
+__all__ = ["HEADER_FIELDS", "Exchanges", "MessageMeta", "exchanges", "from_user", "parse_message"]
 
 logger = logging.getLogger(__name__)
 
@@ -295,8 +295,7 @@ def exchanges(meta: MessageMeta, self_keys: frozenset[str], *,
     if meta.automated is not None and not (answers_the_user and meta.automated_soft):
         return _NO_EXCHANGE
     excluded = meta.list_addresses
-    senders = meta.from_
-    if (senders[0].key in self_keys) if len(senders) == 1 else _any_in(senders, self_keys):
+    if from_user(meta, self_keys):
         direction: Literal["in", "out"] = "out"
         candidates = (*meta.to, *meta.cc, *meta.bcc)
     else:
@@ -318,5 +317,9 @@ def exchanges(meta: MessageMeta, self_keys: frozenset[str], *,
 _NO_EXCHANGE: Final = Exchanges(None, ())
 
 
-def _any_in(addrs: tuple[Addr, ...], keys: frozenset[str]) -> bool:
-    return any(addr.key in keys for addr in addrs)
+def from_user(meta: MessageMeta, self_keys: frozenset[str]) -> bool:
+    """Whether a From address of the message is one of the user's."""
+    senders = meta.from_
+    if len(senders) == 1:  # nearly all mail: no generator for any()
+        return senders[0].key in self_keys
+    return any(addr.key in self_keys for addr in senders)
