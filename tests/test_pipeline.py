@@ -274,6 +274,93 @@ def test_a_refused_fetch_sent_ahead_falls_back_and_loses_nothing(
     assert_same_ledger(tmp_path / "refused" / "followup.db", reference)
 
 
+def _leave_out(uid: int, commands: int) -> Callable[[bytes], bytes]:
+    """A ``rewrite_up`` that takes ``uid`` out of the UID set of the first ``commands`` UID
+    FETCHes that ask for it: the server answers them without it, as if the answer had come
+    back short, while the client still expects it."""
+    done = 0
+
+    def rewrite(chunk: bytes) -> bytes:
+        nonlocal done
+        out = []
+        for line in chunk.split(b"\r\n"):
+            head, fetch, rest = line.partition(b" UID FETCH ")
+            if fetch and done < commands:
+                wanted, _, items = rest.partition(b" ")
+                uids = expand(wanted)
+                if uid in uids:
+                    done += 1
+                    # Asked alone, it is swapped for a UID that no message has.
+                    others = [u for u in uids if u != uid] or [2**32 - 1]
+                    line = head + fetch + uid_set(others) + b" " + items
+            out.append(line)
+        return b"\r\n".join(out)
+
+    return rewrite
+
+
+@pytest.mark.parametrize("depth", [mailbox_client.PIPELINE_DEPTH, 1])
+def test_a_fetch_answer_short_of_a_message_that_exists_loses_nothing(
+        dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, depth: int) -> None:
+    """A message missing from a FETCH answer is not taken for expunged while it is still
+    there: it is fetched again, and the ledger is that of a scan without the fault (FETCHes
+    sent ahead, and one at a time)."""
+    account = dovecot_account
+    generated, reference = _planted_with_reference(account, 39, tmp_path, monkeypatch)
+    monkeypatch.setattr(mailbox_client, "PIPELINE_DEPTH", depth)
+    with FaultProxy(account.host, account.port, rewrite_up=_leave_out(3, commands=1),
+                    record_upstream=True) as proxy, \
+            caplog.at_level(logging.INFO, logger="agent.mailbox"):
+        short = write_config(monkeypatch, account, tmp_path / "short", port=proxy.port,
+                             aliases=generated.aliases, batch_size=BATCH)
+        summary = run_scan(load_config(short), now=NOW)
+        upstream = bytes(proxy.connections[0].upstream)
+    assert b" UID SEARCH UID 3" in upstream
+    said = [r.getMessage() for r in caplog.records if "still there" in r.getMessage()]
+    assert len(said) == 1, said
+    assert not summary.interrupted and len(proxy.connections) == 1
+    assert_same_ledger(tmp_path / "short" / "followup.db", reference)
+
+
+def test_a_message_the_server_never_gives_is_named_and_the_rest_is_counted(
+        dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    account = dovecot_account
+    generated, reference = _planted_with_reference(account, 41, tmp_path, monkeypatch)
+    with FaultProxy(account.host, account.port, rewrite_up=_leave_out(4, commands=10**6)
+                    ) as proxy, caplog.at_level(logging.INFO, logger="agent.mailbox"):
+        never = write_config(monkeypatch, account, tmp_path / "never", port=proxy.port,
+                             aliases=generated.aliases, batch_size=BATCH)
+        summary = run_scan(load_config(never), now=NOW)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned and all("gave no headers for UID 4 in " in w for w in warned), warned
+    assert not summary.interrupted
+    # Every other message is in the ledger; UID 4 of each folder that has one is not.
+    got = {row[:2] for row in ledger_dump(tmp_path / "never" / "followup.db")["messages"]}
+    want = {row[:2] for row in reference["messages"]}
+    assert got == {(folder, uid) for folder, uid in want if uid != 4}
+    assert len(warned) == len(want - got) > 0
+
+
+def test_uids_expunged_before_their_fetch_are_checked_once_and_not_fetched_again(
+        dovecot_account: ImapAccount, caplog: pytest.LogCaptureFixture) -> None:
+    account = dovecot_account
+    for n in range(12):
+        account.append("INBOX", message(sender=f"p{n}@example.net", subject=f"S{n}"))
+    with contextlib.closing(open_mailbox(account)) as mailbox, \
+            caplog.at_level(logging.INFO, logger="agent.mailbox"):
+        mailbox.select("INBOX")
+        uids = mailbox.uids_after(0)
+        gone = [uids[-1] + 5, uids[-1] + 6]  # never there (as if expunged meanwhile)
+        batches = list(mailbox.header_batches([*uids, *gone], 5))
+        single = mailbox.fetch_headers([uids[0], *gone])
+    assert [f.uid for _, found in batches for f in found] == uids
+    assert [f.uid for f in single] == uids[:1]
+    assert not [r for r in caplog.records if "still there" in r.getMessage()
+                or r.levelno >= logging.WARNING]
+
+
 @pytest.mark.parametrize("personality", ["standard", "cyrus", "pymap"])
 def test_leaving_the_batches_early_leaves_the_connection_usable(
         personality: str, make_account: Callable[[str], ImapAccount]) -> None:

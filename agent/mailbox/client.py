@@ -39,7 +39,7 @@ from agent.mailbox.fetch import (
 )
 from agent.mailbox.folders import Folder, FolderRoles, choose_scan_folders, discover_roles
 from agent.mailbox.parts import TEXT_CAP, as_message, text_parts
-from agent.mailbox.pipeline import FetchData, FetchPipeline
+from agent.mailbox.pipeline import FetchData, FetchPipeline, uid_set
 
 log = logging.getLogger(__name__)
 
@@ -417,12 +417,14 @@ class Mailbox:
                         "fetching without it", self.host, exc)
             self._gm_msgid = False
             parsed = self._fetch(uids, self._header_items())
-        return [parsed[uid] for uid in uids if uid in parsed]  # the rest: expunged meanwhile
+        found = [parsed[uid] for uid in uids if uid in parsed]
+        return found if len(found) == len(uids) else self._complete(uids, found)
 
     def header_batches(self, uids: Sequence[int], batch_size: int
                        ) -> Generator[tuple[Sequence[int], list[FetchedHeader]], None, None]:
         """The headers of ``uids`` (ascending, in the selected folder) batch by batch and in
-        order, each with the UIDs it asked for (those missing were expunged meanwhile).
+        order, each with the UIDs it asked for (those missing were expunged meanwhile: a
+        short answer is checked, see ``_complete``).
 
         PIPELINE_DEPTH FETCHes are in flight at a time, so no batch waits for a network
         round trip. Where a server refuses a FETCH sent ahead, this connection goes on one
@@ -460,8 +462,10 @@ class Mailbox:
                              "this connection from now on", self.host, exc)
                     self._pipelining = False
                     return done
-                parsed = self._parsed(answer)
-                yield chunk, _in_order(chunk, parsed, early)
+                found = _in_order(chunk, self._parsed(answer), early)
+                if len(found) < len(chunk):
+                    found = self._complete(chunk, found)
+                yield chunk, found
                 done += len(chunk)
         except MailboxError:
             broken = True  # the connection is of no more use; Retry opens another
@@ -471,6 +475,34 @@ class Mailbox:
             if pipeline.unread and not broken:
                 self._abandon(pipeline)  # the caller left early
         return done
+
+    def _complete(self, uids: Sequence[int], found: list[FetchedHeader]) -> list[FetchedHeader]:
+        """``found``, the answer to a FETCH of ``uids`` that lacks some of them, with those
+        that still exist fetched again.
+
+        A UID missing from an answer was expunged meanwhile, nearly always. But an answer
+        read short (by a fault of ours or of the server) must not pass for that: the folder's
+        sync state would move past messages never counted. A UID SEARCH of the missing UIDs
+        says which are still there; they are fetched once more. Those the server still does
+        not give are named in the log and left out (a message it cannot read).
+        """
+        have = {record.uid for record in found}
+        missing = [uid for uid in uids if uid not in have]
+        there = sorted(self._call(self._client.search,
+                                  ["UID", uid_set(missing).decode("ascii")]))
+        if not there:
+            return found  # expunged meanwhile
+        log.info("%s: %d message(s) missing from a FETCH answer are still there; fetching "
+                 "them again", self.host, len(there))
+        again = self._fetch(there, self._header_items())
+        lost = [uid for uid in there if uid not in again]
+        if lost:
+            log.warning("%s gave no headers for UID %s in %s twice, though the message(s) "
+                        "exist; not counted", self.host, ", ".join(map(str, lost)),
+                        self._selected or "the selected folder")
+        records = {record.uid: record for record in found}
+        records.update(again)
+        return [records[uid] for uid in uids if uid in records]
 
     def _abandon(self, pipeline: FetchPipeline) -> None:
         """Read the answers still on their way (the caller left early), or give up the
