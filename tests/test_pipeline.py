@@ -292,7 +292,8 @@ def _leave_out(uid: int, commands: int) -> Callable[[bytes], bytes]:
                     done += 1
                     # Asked alone, it is swapped for a UID that no message has.
                     others = [u for u in uids if u != uid] or [2**32 - 1]
-                    line = head + fetch + uid_set(others) + b" " + items
+                    out.append(head + fetch + uid_set(others) + b" " + items)
+                    continue
             out.append(line)
         return b"\r\n".join(out)
 
