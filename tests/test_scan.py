@@ -294,7 +294,8 @@ def test_a_no_change_rescan_says_little(imap_account: ImapAccount, tmp_path: Pat
 # time that `followup scan` from cron or a shell would pay every time).
 NOT_FOR_A_RESCAN = ("sqlite_utils", "jinja2", "vobject", "phonenumbers", "authlib", "httpx",
                     "mailparser", "agent.delivery", "agent.render", "agent.drafts.lifecycle",
-                    "agent.signature_sync", "agent.addressbook")
+                    "agent.signature_sync", "agent.addressbook", "agent.commands.apply",
+                    "agent.commands.confirm", "agent.sendmail")
 
 
 def test_a_no_change_rescan_imports_only_what_it_uses(

@@ -24,9 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from agent import policy, sendmail
-from agent.commands import confirm, grammar
-from agent.commands.apply import Context, apply
+from agent import policy
+from agent.commands import grammar
 from agent.config import Config
 from agent.headers.meta import MessageMeta, parse_message
 from agent.identity import self_keys
@@ -186,9 +185,11 @@ def _message(config: Config, store: Store, mailbox: Mailbox, folder: str,
                "digest's secret part does not match)")
         return
 
-    # Imported here, for a candidate only: message bodies and the digest's templates take
-    # ~0.1 s to import, which every scan would pay (README "How fast": the no-change rescan).
+    # Imported here, for a candidate only: message bodies, the digest's templates and the
+    # commands' effects take ~0.1 s to import, which every scan would pay (README "How
+    # fast": the no-change rescan).
     from agent.bodies import text_of, written
+    from agent.commands.apply import Context, apply
 
     result.candidates += 1
     raw = mailbox.fetch_text_part(folder, item.uid)
@@ -243,7 +244,13 @@ def _lines(body: Sequence[grammar.Line], subject: str) -> list[grammar.Line]:
 def _confirm(config: Config, store: Store, mailbox: Mailbox, secret: bytes, now: datetime,
              result: CommandsResult) -> None:
     """One confirmation per applied message not yet confirmed (``[commands] confirm``)."""
-    for record in store.commands.unconfirmed():
+    records = store.commands.unconfirmed()
+    if not records:
+        return
+    from agent import sendmail  # as above: only with something to confirm
+    from agent.commands import confirm
+
+    for record in records:
         if confirm.wanted(config, record):
             ident = confirm.confirmation_id(config, record.message_id, secret)
             if not mailbox.search("INBOX", ["HEADER", "Message-ID", ident]):
