@@ -131,7 +131,7 @@ def run_password_command(kind: str, command: str, key: str = "password_command")
     try:
         result = subprocess.run(
             argv, capture_output=True, timeout=COMMAND_TIMEOUT, check=False,
-            stdin=subprocess.DEVNULL, env=_child_environment(),
+            stdin=subprocess.DEVNULL, env=child_environment(),
         )
     except FileNotFoundError:
         raise CredentialError(
@@ -170,7 +170,7 @@ def feed_command(kind: str, command: str, secret: str) -> None:
     try:
         result = subprocess.run(
             argv, input=(secret + "\n").encode(), capture_output=True,
-            timeout=COMMAND_TIMEOUT, check=False, env=_child_environment())
+            timeout=COMMAND_TIMEOUT, check=False, env=child_environment())
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise CredentialError(f"--store-command {argv[0]!r} could not run "
                               f"({type(exc).__name__})") from None
@@ -182,7 +182,7 @@ def feed_command(kind: str, command: str, secret: str) -> None:
     log.debug("%s refresh token handed to %s", kind, argv[0])
 
 
-def _child_environment() -> dict[str, str]:
+def child_environment() -> dict[str, str]:
     """This process's environment without any password followup was handed in it (those
     are remembered as secrets, so that the command's error output is scrubbed of them)."""
     kept = {}

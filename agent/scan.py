@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
+from agent.classify import Batch, Tally
 from agent.config import Config, MailboxConfig
-from agent.headers.meta import Exchanges, MessageMeta, exchanges, from_user, parse_message
 from agent.identity import self_keys
 from agent.mailbox.client import FolderStatus, Mailbox
-from agent.mailbox.fetch import FetchedHeader
+from agent.scanwork import Classifier, Worker, classifier
 from agent.store import Store
-from agent.store.ledger import ExchangeRow, FolderState, HeldRow, MessageRow
+from agent.store.ledger import FolderState
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +43,15 @@ class NoProgress:
 
 
 @dataclass
-class ScanSummary:
+class ScanSummary(Tally):
+    """What a scan did: the folders, the messages and exchanges, and (its Tally) what counted,
+    what did not and why, what was repaired."""
+
     folders: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     reset: dict[str, str] = field(default_factory=dict)  # folder → why its state was reset
     fetched: int = 0
-    counted: int = 0
     new_exchanges: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    repaired: Counter[str] = field(default_factory=Counter)
-    # Every repair with the message it was made to: "FOLDER UID n <Message-ID>: what".
-    repairs: list[str] = field(default_factory=list)
     addresses_refreshed: int = 0
     seconds: float = 0.0
     interrupted: bool = False
@@ -75,113 +71,6 @@ class ScanSummary:
         if self.interrupted:
             parts.append("interrupted (resumes next time)")
         return "; ".join(parts)
-
-
-def message_key(meta_message_id: str | None, from_key: str, time_value: datetime | None,
-                header: bytes, gm_msgid: int | None = None) -> str:
-    """Identity of a message across folders.
-
-    The Message-ID, qualified by sender and Date so two different messages sharing one
-    broken Message-ID stay two; without a Message-ID, a digest of the fetched headers
-    (identical in every copy of the same message). Gmail names every message itself
-    (X-GM-MSGID, the same under every label): that wins when present. A sane Date leads
-    the key as a sortable prefix (minutes since 1970, hex) so that keys of mail scanned in
-    time order land next to each other in the ledger's index (see store.key_id).
-    """
-    prefix = f"{int(time_value.timestamp()) // 60:08x}:" if time_value else ""
-    if gm_msgid is not None:
-        return f"{prefix}gm:{gm_msgid}"
-    if meta_message_id:
-        stamp = time_value.isoformat() if time_value else ""
-        return f"{prefix}{meta_message_id}\x00{from_key}\x00{stamp}"
-    return prefix + "sha1:" + hashlib.sha1(header, usedforsecurity=False).hexdigest()
-
-
-#: Why a message From the user does not count as sent (README "Security").
-DELIVERED_FROM_OUTSIDE = ("your address in From, but delivered from outside into a folder you "
-                          "do not file sent mail in")
-NO_COUNTERPART = "no counterpart (no usable From/To, or only your own addresses)"
-
-
-class Batch(NamedTuple):
-    """One parsed FETCH batch, ready for ``Ledger.save_batch``."""
-
-    messages: list[MessageRow]
-    rows: list[ExchangeRow]
-    lists: set[str]
-    sent_ids: list[str]  # Message-IDs of the user's own mail
-    held: list[HeldRow]  # replies that count if they answer the user's mail
-
-
-def process_batch(fetched: Sequence[FetchedHeader], own: frozenset[str], now: datetime,
-                  summary: ScanSummary, *, folder: str = "",
-                  delivered: Callable[[Sequence[int]], set[int]] | None = None) -> Batch:
-    """Parse and classify one batch; pure apart from counting into ``summary`` and asking
-    ``delivered`` which of the UIDs From the user came from outside (None: a folder where
-    the user's own mail is what it says: Sent, Archive, All Mail)."""
-    metas = [parse_message(item.header, item.internaldate, now) for item in fetched]
-    outside: set[int] = set()
-    if delivered is not None:
-        from_me = [item.uid for item, meta in zip(fetched, metas, strict=True)
-                   if from_user(meta, own) and "\\draft" not in item.flags]
-        if from_me:
-            outside = delivered(from_me)
-    batch = Batch([], [], set(), [], [])
-    for item, meta in zip(fetched, metas, strict=True):
-        for problem in meta.problems:
-            summary.repaired[problem.split(":", 1)[0]] += 1
-            summary.repairs.append(
-                f"{folder} UID {item.uid} <{meta.message_id or 'no Message-ID'}>: {problem}")
-        if meta.list_addresses:
-            batch.lists.update(meta.list_addresses)
-        from_key = meta.from_[0].key if meta.from_ else ""
-        key = message_key(meta.message_id, from_key,
-                          meta.time if meta.time_source == "date" else None, item.header,
-                          item.gm_msgid)
-        skipped = _classify(item, meta, key, own, outside, batch)
-        if skipped:
-            summary.skipped[skipped] += 1
-        else:
-            summary.counted += 1
-        batch.messages.append(MessageRow(uid=item.uid, msg_key=key, time=meta.time,
-                                         skipped=skipped))
-    return batch
-
-
-def _classify(item: FetchedHeader, meta: MessageMeta, key: str, own: frozenset[str],
-              outside: set[int], batch: Batch) -> str | None:
-    """Add the message's exchanges (or held exchanges) to ``batch``; why it does not count."""
-    if "\\draft" in item.flags:
-        return "draft"
-    if item.uid in outside:
-        return DELIVERED_FROM_OUTSIDE
-    if meta.message_id and from_user(meta, own):
-        batch.sent_ids.append(meta.message_id)
-    if meta.automated:
-        parent = meta.parent
-        if meta.automated_soft and parent is not None:
-            # A person's reply can carry a bulk mark; it counts if it answers the user.
-            found = exchanges(meta, own, answers_the_user=True)
-            if found.direction == "in":
-                batch.held.extend(HeldRow(parent, row) for row in _rows(meta, key, found))
-        return f"automated: {meta.automated}"
-    found = exchanges(meta, own)
-    if not found.addrs or found.direction is None:
-        return NO_COUNTERPART
-    batch.rows.extend(_rows(meta, key, found))
-    return None
-
-
-def _rows(meta: MessageMeta, key: str, found: Exchanges) -> list[ExchangeRow]:
-    direction = found.direction or "in"
-    if len(found.addrs) == 1:  # most messages: no list comprehension
-        addr = found.addrs[0]
-        return [ExchangeRow(msg_key=key, address=addr.key, direction=direction, time=meta.time,
-                            subject=meta.subject, message_id=meta.message_id, name=addr.name,
-                            language=meta.language)]
-    return [ExchangeRow(msg_key=key, address=addr.key, direction=direction, time=meta.time,
-                        subject=meta.subject, message_id=meta.message_id, name=addr.name,
-                        language=meta.language) for addr in found.addrs]
 
 
 def folder_plan(state: FolderState | None, status: FolderStatus) -> tuple[str, int]:
@@ -218,11 +107,15 @@ def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
     folders = mailbox.folders_to_scan(source.imap.folders, source.imap.exclude_folders)
     roles = mailbox.roles()
     sent_folders = frozenset(name for name in (roles.sent, roles.all, *roles.archive) if name)
-    for folder in folders:
-        _scan_folder(config, source, mailbox, store, folder, states.get(folder), now, progress,
-                     should_stop, summary, sent_folders)
-        if summary.interrupted:
-            break
+    work = _Work(self_keys(config), now)
+    try:
+        for folder in folders:
+            _scan_folder(source, mailbox, store, folder, states.get(folder), now, progress,
+                         should_stop, summary, sent_folders, work)
+            if summary.interrupted:
+                break
+    finally:
+        work.close()
     summary.addresses_refreshed = store.refresh(now)
     if summary.fetched:
         store.database.checkpoint()
@@ -231,10 +124,32 @@ def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
     return summary
 
 
-def _scan_folder(config: Config, source: MailboxConfig, mailbox: Mailbox, store: Store,
-                 folder: str, state: FolderState | None, now: datetime, progress: Progress,
+class _Work:
+    """A scan's classifier: in this process, or (for a big folder, from then on) a worker
+    process (agent.scanwork) kept for the rest of the scan."""
+
+    def __init__(self, own: frozenset[str], now: datetime) -> None:
+        self._own = own
+        self._now = now
+        self._worker: Classifier | None = None
+
+    def for_folder(self, messages: int) -> Classifier:
+        if self._worker is not None:
+            return self._worker
+        chosen = classifier(self._own, self._now, messages)
+        if isinstance(chosen, Worker):
+            self._worker = chosen
+        return chosen
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+
+
+def _scan_folder(source: MailboxConfig, mailbox: Mailbox, store: Store, folder: str,
+                 state: FolderState | None, now: datetime, progress: Progress,
                  should_stop: Callable[[], bool], summary: ScanSummary,
-                 sent_folders: frozenset[str]) -> None:
+                 sent_folders: frozenset[str], work: _Work) -> None:
     """One folder: skip it if unchanged, reset it if its UIDs changed meaning, fetch the rest."""
     summary.folders.append(folder)
     status = mailbox.status(folder)
@@ -251,30 +166,51 @@ def _scan_folder(config: Config, source: MailboxConfig, mailbox: Mailbox, store:
     selected = mailbox.select(folder)
     uidvalidity = selected.uidvalidity or status.uidvalidity
     uids = mailbox.uids_after(last_uid)
-    own = self_keys(config)
     # Mail From the user counts as sent where the user files sent mail; anywhere else (INBOX,
     # folders a server-side filter delivers into) only if it was not delivered from outside.
     delivered = None if folder in sent_folders else mailbox.delivered
-    batch_size = source.imap.batch_size
     progress.folder_started(folder, len(uids))
-    # Several FETCHes are on their way while a batch is parsed and written (README "How
-    # fast"); leaving early, closing reads what is still coming.
+    classify = work.for_folder(len(uids))
+
+    def save(chunk: Sequence[int], count: int, batch: Batch, tally: Tally) -> None:
+        summary.add(tally)
+        summary.new_exchanges += store.ledger.save_batch(
+            folder, uidvalidity, chunk[-1], batch.messages, batch.rows, batch.lists,
+            source.key, sent_ids=batch.sent_ids, held=batch.held)
+        summary.fetched += count
+        progress.advanced(len(chunk))
+        wrote(count)
+
+    # Several FETCHes are on their way while a batch is classified and the one before it is
+    # written (README "How fast"); leaving early, closing reads what is still coming.
     # Each batch is saved with the folder's new sync state in the same transaction, and a
     # transaction is committed every few thousand messages or seconds (store.grouped).
-    with contextlib.closing(mailbox.header_batches(uids, batch_size)) as batches, \
+    waiting: tuple[Sequence[int], int] | None = None  # submitted, not yet saved
+    done: tuple[Batch, Tally] | None = None  # its classification, once collected
+    with contextlib.closing(mailbox.header_batches(uids, source.imap.batch_size)) as batches, \
             store.database.grouped() as wrote:
-        for chunk, fetched in batches:
-            if should_stop():
-                summary.interrupted = True
-                break
-            batch = process_batch(fetched, own, now, summary, folder=folder,
-                                  delivered=delivered)
-            summary.new_exchanges += store.ledger.save_batch(
-                folder, uidvalidity, chunk[-1], batch.messages, batch.rows, batch.lists,
-                source.key, sent_ids=batch.sent_ids, held=batch.held)
-            summary.fetched += len(fetched)
-            progress.advanced(len(chunk))
-            wrote(len(fetched))
+        try:
+            for chunk, fetched in batches:
+                if should_stop():
+                    summary.interrupted = True
+                    break
+                if waiting is not None:
+                    done = classify.collect()
+                classify.submit(fetched, folder, delivered)  # the worker starts on it
+                if waiting is not None and done is not None:
+                    save(*waiting, *done)  # meanwhile, the batch before is written
+                    waiting = done = None
+                waiting = (chunk, len(fetched))
+        except Exception:
+            # A batch failed to come (a dropped connection) or to be classified: the one
+            # before it was read whole, and is kept unless classifying it needs the broken
+            # connection too.
+            if waiting is not None:
+                with contextlib.suppress(Exception):
+                    save(*waiting, *(done or classify.collect()))
+            raise
+        if waiting is not None:  # the last batch (or, when stopped, the one in hand)
+            save(*waiting, *classify.collect())
     progress.folder_done(folder)
     if not summary.interrupted:
         uidnext = max(status.uidnext, selected.uidnext)

@@ -7,7 +7,8 @@ there too), so a later run starts at once. Prints, in one run, at ``--messages``
 - the raw limit: the same UID FETCH commands (same batches, several in flight) on a plain
   socket, bytes read and dropped: what server and wire cost;
 - imapclient's ``fetch`` of the same items in the same batches;
-- ``followup scan`` as a process (first scan, fresh database), its ratio to both;
+- ``followup scan`` as a process (first scan, fresh database), its ratio to both; and the
+  same in one process (no worker process: agent.scanwork);
 - a no-change rescan as a process (interpreter and CLI start-up included), and the CLI's
   start-up alone (``followup --help``);
 - where a first scan's time goes (bench/phases.py: timers around each phase);
@@ -184,6 +185,14 @@ class Run:
     wall: float  # seconds, the whole process
     reported: float  # seconds followup reports for the scan
     rss_mb: float  # peak RSS of the process
+    worker_mb: float = 0.0  # peak RSS of its worker process (0: none, or not measured)
+
+    @property
+    def total_mb(self) -> str:
+        """Peak RSS of the scan and of its worker (together at most the sum)."""
+        if not self.worker_mb:
+            return f"{self.rss_mb:.0f} MB"
+        return f"{self.rss_mb:.0f} MB + worker {self.worker_mb:.0f} MB"
 
 
 def write_config(account: ImapAccount, directory: Path, batch: int, port: int) -> Path:
@@ -208,19 +217,27 @@ path = "{directory / 'followup.db'}"
     return path
 
 
-def followup(config: Path, password: str, *args: str, depth: int | None = None) -> Run:
-    """``followup ARGS`` in its own process; ``depth`` sets PIPELINE_DEPTH in it."""
+def followup(config: Path, password: str, *args: str, depth: int | None = None,
+             worker: bool = True, first: bool = False) -> Run:
+    """``followup ARGS`` in its own process; ``depth`` sets PIPELINE_DEPTH in it, ``worker``
+    False keeps the scan in that one process (no agent.scanwork worker); ``first`` (a first
+    scan) also reports the worker's peak RSS (the process's waited children)."""
     # Without PYTHONDONTWRITEBYTECODE: an installed package has its bytecode compiled (pip
     # does that), and compiling ours on every start would add ~0.1 s that no user pays.
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
            "FOLLOWUP_CONFIG": str(config), "FOLLOWUP_IMAP_PASSWORD": password,
            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
     command = [sys.executable, "-m", "agent", *args]
-    if depth is not None:
+    if depth is not None or not worker or first:
         command = [sys.executable, "-c",
-                   "import sys; import agent.mailbox.client as c; "
-                   f"c.PIPELINE_DEPTH = {depth}; from agent.cli.root import main; "
-                   "sys.argv[0] = 'followup'; main()", *args]
+                   "import sys, atexit, resource; import agent.mailbox.client as c; "
+                   "import agent.scanwork as w; "
+                   f"c.PIPELINE_DEPTH = {depth or 'c.PIPELINE_DEPTH'}; "
+                   f"w.WORKER_MIN_MESSAGES = {'w.WORKER_MIN_MESSAGES' if worker else 2**62}; "
+                   "atexit.register(lambda: print('peak RSS', *(resource.getrusage(who).ru_maxrss "
+                   "for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)), "
+                   "file=sys.stderr)); "
+                   "from agent.cli.root import main; sys.argv[0] = 'followup'; main()", *args]
     with tempfile.TemporaryFile("w+") as out:
         started = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -232,7 +249,11 @@ def followup(config: Path, password: str, *args: str, depth: int | None = None) 
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"followup {' '.join(args)} failed:\n{text}")
     match = re.search(r"in ([\d.]+) s", text)
-    return Run(wall, float(match[1]) if match else wall, usage.ru_maxrss / 1024)
+    # wait4's ru_maxrss is the largest of the process and its children (the worker); the
+    # process itself says which is which.
+    peaks = re.search(r"peak RSS (\d+) (\d+)", text)
+    rss, worker_rss = (int(peaks[1]), int(peaks[2])) if peaks else (usage.ru_maxrss, 0)
+    return Run(wall, float(match[1]) if match else wall, rss / 1024, worker_rss / 1024)
 
 
 def phases(config: Path, password: str) -> str:
@@ -281,10 +302,15 @@ def run(messages: int, batch: int, rss_sizes: Sequence[int], link: bool) -> None
             client = imapclient_fetch(account, batch)
             print(f"  imapclient fetch: {client[0]:.2f} s ({client[1]} messages)", flush=True)
             config = write_config(account, work / "main", batch, account.port)
-            first = followup(config, account.password, "scan")
+            first = followup(config, account.password, "scan", first=True)
             print(f"  followup scan (first): {first.reported:.2f} s reported, "
-                  f"{first.wall:.2f} s process, peak RSS {first.rss_mb:.0f} MB; "
+                  f"{first.wall:.2f} s process, peak RSS {first.total_mb}; "
                   f"{first.wall / raw[0]:.2f}x raw, {first.wall / client[0]:.2f}x imapclient",
+                  flush=True)
+            alone = followup(write_config(account, work / "alone", batch, account.port),
+                             account.password, "scan", worker=False)
+            print(f"  followup scan (first), in one process (no worker): {alone.wall:.2f} s "
+                  f"process, peak RSS {alone.total_mb}; {alone.wall / raw[0]:.2f}x raw",
                   flush=True)
             rescans = [followup(config, account.password, "scan") for _ in range(3)]
             best = min(rescans, key=lambda r: r.wall)
@@ -321,9 +347,9 @@ def run(messages: int, batch: int, rss_sizes: Sequence[int], link: bool) -> None
                     limit = raw_limit(accounts[n], batch)[0]
                     result = followup(write_config(accounts[n], work / f"rss-{n}", batch,
                                                    accounts[n].port),
-                                      accounts[n].password, "scan")
+                                      accounts[n].password, "scan", first=True)
                 print(f"  {n:>9} messages: scan {result.wall:.1f} s, raw limit {limit:.1f} s "
-                      f"({result.wall / limit:.1f}x), peak RSS {result.rss_mb:.0f} MB",
+                      f"({result.wall / limit:.1f}x), peak RSS {result.total_mb}",
                       flush=True)
     print(f"\nload at end: {os.getloadavg()[0]:.2f}")
 

@@ -30,9 +30,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.classify import process_batch
 from agent.errors import StoreError
 from agent.mailbox.fetch import FetchedHeader
-from agent.scan import ScanSummary, process_batch
+from agent.scan import ScanSummary
 from agent.store import Store
 from tests.kit import ME, iso, message, run_cli, write_config
 from tests.mailgen import realistic

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agent.scan import DELIVERED_FROM_OUTSIDE
+from agent.classify import DELIVERED_FROM_OUTSIDE
 from agent.store import Store
 from tests.kit import ME, iso, message, run_cli, write_config
 from tests.servers.account import ImapAccount

@@ -22,11 +22,12 @@ from typing import Any
 import pytest
 
 from agent import service
+from agent.classify import process_batch
 from agent.config import load_config
 from agent.decisions import resolve
 from agent.mailbox.client import FolderStatus, Mailbox
 from agent.mailbox.fetch import FetchedHeader
-from agent.scan import ScanSummary, folder_plan, process_batch
+from agent.scan import ScanSummary, folder_plan
 from agent.store import Store
 from agent.store.ledger import FolderState
 from tests.faultproxy import FaultProxy
@@ -658,7 +659,7 @@ def test_an_empty_mailbox_scans_to_an_empty_ledger(
 
 def test_message_keys_sort_by_minute_and_gmail_ids_win() -> None:
     """Same message → same key in every folder; Gmail's own id beats the headers."""
-    from agent.scan import message_key
+    from agent.classify import message_key
     from agent.store.ledger import key_id
 
     when = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)

@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from agent.model import Direction, Exchange
 from agent.store.database import Database, Row, epoch, from_epoch
@@ -47,8 +48,10 @@ class FolderState:
     highestmodseq: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class MessageRow:
+class MessageRow(NamedTuple):
+    """One message of a scanned batch. Rows are tuples: cheap to make and to hand from the
+    scan's worker process (agent.scanwork)."""
+
     uid: int
     msg_key: str
     time: datetime
@@ -69,8 +72,7 @@ class Incoming:
     mailbox: str = ""  # the mailbox it was first seen in ("" the primary)
 
 
-@dataclass(frozen=True, slots=True)
-class ExchangeRow:
+class ExchangeRow(NamedTuple):
     msg_key: str
     address: str
     direction: Direction
@@ -87,8 +89,7 @@ def id_digest(message_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") >> 1
 
 
-@dataclass(frozen=True, slots=True)
-class HeldRow:
+class HeldRow(NamedTuple):
     """An exchange that counts only once the user's message it answers is seen (issue 20)."""
 
     parent: str  # the Message-ID it answers

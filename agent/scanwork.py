@@ -1,0 +1,253 @@
+"""Parsing and classifying a scan's batches in a second process (README "How fast").
+
+A first scan is Python on our side: parsing and classifying header blocks take about half
+of its time, writing the ledger and reading the socket the other half. With a core to
+spare, a worker process (``python -m agent.scanwork``) parses and classifies one batch
+while the scan writes the batch before it and reads the batch after it. Both sides run
+:func:`agent.classify.process_batch`, so the rows are the same either way.
+
+The worker is a plain child process speaking pickle over its stdin and stdout, with no
+network, no database and no secret (its environment is this one's without passwords, as
+for every program followup starts). It asks the scan one question, the only one
+classifying needs the server for: which of the user's own messages in a folder where
+the user files no sent mail came from outside (``Mailbox.delivered``). If the worker
+cannot be started, or dies, the batch it had is classified here, and so is the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Final, Protocol
+
+from agent.classify import Batch, Tally, process_batch
+from agent.credentials import child_environment
+from agent.mailbox.fetch import FetchedHeader
+
+log = logging.getLogger(__name__)
+
+#: A folder needs this many new messages before a worker is worth its start (~0.2 s of
+#: imports in the child, while this process reads the first batches).
+WORKER_MIN_MESSAGES: Final = 5000
+
+Delivered = Callable[[Sequence[int]], set[int]]
+
+
+class Classifier(Protocol):
+    """Batches go in with :meth:`submit` and come out, classified, with :meth:`collect`, one
+    at a time and in order: the scan submits a batch, then writes the one before."""
+
+    def submit(self, fetched: list[FetchedHeader], folder: str,
+               delivered: Delivered | None) -> None: ...
+
+    def collect(self) -> tuple[Batch, Tally]: ...
+
+    def close(self) -> None: ...
+
+
+class InProcess:
+    """Classifies in this process, as the batch is submitted (so that a connection that
+    breaks while the next batch is read costs no batch already read)."""
+
+    def __init__(self, own: frozenset[str], now: datetime) -> None:
+        self._own = own
+        self._now = now
+        self._done: tuple[Batch, Tally] | None = None
+
+    def submit(self, fetched: list[FetchedHeader], folder: str,
+               delivered: Delivered | None) -> None:
+        self._done = None
+        tally = Tally()
+        batch = process_batch(fetched, self._own, self._now, tally, folder=folder,
+                              delivered=delivered)
+        self._done = batch, tally
+
+    def collect(self) -> tuple[Batch, Tally]:
+        done, self._done = self._done, None
+        assert done is not None, "collect() without a submit() that finished"
+        return done
+
+    def close(self) -> None:
+        self._done = None
+
+
+class WorkerGone(Exception):
+    """The worker process cannot be written to or read from any more."""
+
+
+class Worker:
+    """Classifies in a child process while this one goes on; falls back to this process."""
+
+    def __init__(self, own: frozenset[str], now: datetime) -> None:
+        self._here = InProcess(own, now)
+        self._process: subprocess.Popen[bytes] | None = None
+        # The batch with the worker: kept, to be classified here if the worker dies.
+        self._batch: tuple[list[FetchedHeader], str, Delivered | None] | None = None
+        root = str(Path(__file__).resolve().parent.parent)  # where the agent package is
+        env = child_environment()
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "agent.scanwork"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, env=env, close_fds=True)
+            self._send(("start", own, now))
+        except (OSError, WorkerGone) as exc:
+            self._give_up(f"could not start ({exc})")
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None
+
+    def submit(self, fetched: list[FetchedHeader], folder: str,
+               delivered: Delivered | None) -> None:
+        if self._process is None:
+            self._here.submit(fetched, folder, delivered)
+            return
+        self._batch = (fetched, folder, delivered)
+        items = [(f.uid, f.internaldate, f.header, f.flags, f.gm_msgid) for f in fetched]
+        try:
+            self._send(("batch", folder, delivered is not None, items))
+        except WorkerGone as exc:
+            self._give_up(str(exc))
+
+    def collect(self) -> tuple[Batch, Tally]:
+        if self._process is not None and self._batch is not None:
+            try:
+                return self._from_worker(self._batch[2])
+            except WorkerGone as exc:
+                self._give_up(str(exc))
+            except BaseException:
+                # The question for the worker failed (the connection broke): the worker
+                # waits for an answer that will not come.
+                self._give_up("was left waiting for an answer from the server")
+                raise
+        return self._here.collect()
+
+    def _from_worker(self, delivered: Delivered | None) -> tuple[Batch, Tally]:
+        while True:
+            kind, value = self._receive()
+            if kind == "done":
+                self._batch = None
+                batch, tally = value
+                return batch, tally
+            # "delivered": the worker asks which of the user's messages came from outside;
+            # the connection is this process's.
+            assert delivered is not None
+            self._send(("delivered", delivered(value)))
+
+    def close(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()  # EOF: the worker ends
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def _give_up(self, why: str) -> None:
+        """Stop the worker; its batch, if any, is classified here."""
+        log.warning("scan worker process %s; classifying in this process", why)
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.wait()
+        batch, self._batch = self._batch, None
+        if batch is not None:
+            with contextlib.suppress(Exception):  # needs the connection, which may be gone
+                self._here.submit(*batch)
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        process = self._process
+        assert process is not None and process.stdin is not None
+        try:
+            pickle.dump(message, process.stdin, pickle.HIGHEST_PROTOCOL)
+            process.stdin.flush()
+        except (OSError, ValueError) as exc:
+            raise WorkerGone(f"stopped taking work ({type(exc).__name__})") from None
+
+    def _receive(self) -> tuple[str, Any]:
+        process = self._process
+        assert process is not None and process.stdout is not None
+        try:
+            kind, value = _load(process.stdout)
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+            raise WorkerGone(f"ended (exit status {process.poll()}, "
+                             f"{type(exc).__name__})") from None
+        return str(kind), value
+
+
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def classifier(own: frozenset[str], now: datetime, messages: int) -> Classifier:
+    """A Worker for a folder of ``messages`` new messages on a machine with a core to spare,
+    else InProcess."""
+    if messages < WORKER_MIN_MESSAGES or cores() < 2:
+        return InProcess(own, now)
+    worker = Worker(own, now)
+    return worker if worker.alive else InProcess(own, now)
+
+
+def _load(stream: IO[bytes]) -> Any:
+    """One message from the other end. Pickle, because both ends are this program: the scan
+    and the child it started, on the pipes between them and no one else's. The header
+    bytes the worker reads from the server are data inside a message, never a pickle."""
+    return pickle.load(stream)  # noqa: S301 - see above
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    """The worker's loop: batches in, classified batches out, until stdin ends."""
+    def send(message: tuple[Any, ...]) -> None:
+        pickle.dump(message, stdout, pickle.HIGHEST_PROTOCOL)
+        stdout.flush()
+
+    try:
+        _, own, now = _load(stdin)
+    except EOFError:
+        return
+    while True:
+        try:
+            _, folder, ask, items = _load(stdin)
+        except EOFError:
+            return
+        fetched = [FetchedHeader(*item) for item in items]
+
+        def delivered(uids: Sequence[int]) -> set[int]:
+            send(("delivered", list(uids)))
+            _, outside = _load(stdin)
+            return set(outside)
+
+        tally = Tally()
+        batch = process_batch(fetched, own, now, tally, folder=folder,
+                              delivered=delivered if ask else None)
+        send(("done", (batch, tally)))
+
+
+def main() -> None:
+    # Ctrl-C is the scan's to handle (it finishes the batch in hand); the worker ends when
+    # the scan closes its stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    serve(sys.stdin.buffer, sys.stdout.buffer)
+
+
+if __name__ == "__main__":
+    main()
