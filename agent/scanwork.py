@@ -16,13 +16,13 @@ cannot be started, or dies, the batch it had is classified here, and so is the r
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import pickle
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -53,6 +53,23 @@ class Classifier(Protocol):
     def close(self) -> None: ...
 
 
+Part = tuple[list[FetchedHeader], str, Delivered | None]  # a batch, its folder, the question
+
+
+def _here(part: Part, own: frozenset[str], now: datetime) -> tuple[Batch, Tally]:
+    fetched, folder, delivered = part
+    tally = Tally()
+    return process_batch(fetched, own, now, tally, folder=folder, delivered=delivered), tally
+
+
+def _joined(first: tuple[Batch, Tally], second: tuple[Batch, Tally]) -> tuple[Batch, Tally]:
+    """Two classified parts of one batch as one, in order."""
+    (a, tally), (b, more) = first, second
+    tally.add(more)
+    return Batch(a.messages + b.messages, a.rows + b.rows, a.lists | b.lists,
+                 a.sent_ids + b.sent_ids, a.held + b.held), tally
+
+
 class InProcess:
     """Classifies in this process, as the batch is submitted (so that a connection that
     breaks while the next batch is read costs no batch already read)."""
@@ -65,14 +82,12 @@ class InProcess:
     def submit(self, fetched: list[FetchedHeader], folder: str,
                delivered: Delivered | None) -> None:
         self._done = None
-        tally = Tally()
-        batch = process_batch(fetched, self._own, self._now, tally, folder=folder,
-                              delivered=delivered)
-        self._done = batch, tally
+        self._done = _here((fetched, folder, delivered), self._own, self._now)
 
     def collect(self) -> tuple[Batch, Tally]:
         done, self._done = self._done, None
-        assert done is not None, "collect() without a submit() that finished"
+        if done is None:
+            raise RuntimeError("collect() without a submit() that finished")
         return done
 
     def close(self) -> None:
@@ -84,13 +99,27 @@ class WorkerGone(Exception):
 
 
 class Worker:
-    """Classifies in a child process while this one goes on; falls back to this process."""
+    """Classifies the first part of each batch in a child process while this one goes on,
+    and the rest here; falls back to this process alone if the child fails.
 
-    def __init__(self, own: frozenset[str], now: datetime) -> None:
-        self._here = InProcess(own, now)
+    The part kept here follows the worker: it grows while collecting waits for the worker
+    (SHARE_STEP a batch, up to MAX_SHARE), and shrinks while it does not, so neither side
+    idles for long whatever the machine (here a third of the time was waiting, before).
+    """
+
+    SHARE_STEP: Final = 0.02
+    MAX_SHARE: Final = 0.5
+    LATE: Final = 0.002  # seconds of waiting for the worker's answer that count as late
+
+    def __init__(self, own: frozenset[str], now: datetime,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._own = own
+        self._now = now
+        self._clock = clock
+        self.share = 0.1  # of each batch, classified here
         self._process: subprocess.Popen[bytes] | None = None
-        # The batch with the worker: kept, to be classified here if the worker dies.
-        self._batch: tuple[list[FetchedHeader], str, Delivered | None] | None = None
+        self._theirs: Part | None = None  # with the worker (done here if the worker dies)
+        self._mine: Part | None = None
         root = str(Path(__file__).resolve().parent.parent)  # where the agent package is
         env = child_environment()
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
@@ -100,7 +129,9 @@ class Worker:
                 stdout=subprocess.PIPE, env=env, close_fds=True)
             self._send(("start", own, now))
         except (OSError, WorkerGone) as exc:
-            self._give_up(f"could not start ({exc})")
+            log.warning("scan worker process could not start (%s); classifying in this "
+                        "process", exc)
+            self._give_up(None)
 
     @property
     def alive(self) -> bool:
@@ -108,40 +139,58 @@ class Worker:
 
     def submit(self, fetched: list[FetchedHeader], folder: str,
                delivered: Delivered | None) -> None:
-        if self._process is None:
-            self._here.submit(fetched, folder, delivered)
+        cut = len(fetched) - int(len(fetched) * self.share) if self._process else 0
+        self._theirs = (fetched[:cut], folder, delivered) if cut else None
+        self._mine = (fetched[cut:], folder, delivered)
+        if self._theirs is None:
             return
-        self._batch = (fetched, folder, delivered)
-        items = [(f.uid, f.internaldate, f.header, f.flags, f.gm_msgid) for f in fetched]
+        items = [(f.uid, f.internaldate, f.header, f.flags, f.gm_msgid) for f in fetched[:cut]]
         try:
             self._send(("batch", folder, delivered is not None, items))
         except WorkerGone as exc:
             self._give_up(str(exc))
 
     def collect(self) -> tuple[Batch, Tally]:
-        if self._process is not None and self._batch is not None:
+        mine, theirs = self._mine, self._theirs
+        if mine is None:
+            raise RuntimeError("collect() without submit()")
+        try:
+            done = _here(mine, self._own, self._now)
+            if theirs is not None:
+                done = _joined(self._collect_theirs(theirs), done)
+        except BaseException:
+            # Never half a batch: the worker, perhaps waiting for an answer that will not
+            # come (the connection broke), is stopped, and the batch is gone.
+            self._mine = self._theirs = None
+            self._give_up(None)
+            raise
+        self._mine = self._theirs = None
+        return done
+
+    def _collect_theirs(self, theirs: Part) -> tuple[Batch, Tally]:
+        if self._process is not None:
             try:
-                return self._from_worker(self._batch[2])
+                began = self._clock()
+                first = self._receive()
+                late = self._clock() - began > self.LATE
+                self.share = (min(self.share + self.SHARE_STEP, self.MAX_SHARE) if late
+                              else max(self.share - self.SHARE_STEP, 0.0))
+                return self._answered(first, theirs[2])
             except WorkerGone as exc:
                 self._give_up(str(exc))
-            except BaseException:
-                # The question for the worker failed (the connection broke): the worker
-                # waits for an answer that will not come.
-                self._give_up("was left waiting for an answer from the server")
-                raise
-        return self._here.collect()
+        return _here(theirs, self._own, self._now)
 
-    def _from_worker(self, delivered: Delivered | None) -> tuple[Batch, Tally]:
-        while True:
-            kind, value = self._receive()
-            if kind == "done":
-                self._batch = None
-                batch, tally = value
-                return batch, tally
+    def _answered(self, said: tuple[str, Any], delivered: Delivered | None
+                  ) -> tuple[Batch, Tally]:
+        kind, value = said
+        while kind != "done":
             # "delivered": the worker asks which of the user's messages came from outside;
             # the connection is this process's.
             assert delivered is not None
             self._send(("delivered", delivered(value)))
+            kind, value = self._receive()
+        batch, tally = value
+        return batch, tally
 
     def close(self) -> None:
         process, self._process = self._process, None
@@ -156,17 +205,15 @@ class Worker:
             process.kill()
             process.wait()
 
-    def _give_up(self, why: str) -> None:
-        """Stop the worker; its batch, if any, is classified here."""
-        log.warning("scan worker process %s; classifying in this process", why)
+    def _give_up(self, why: str | None) -> None:
+        """Stop the worker (``why`` it failed, for the log; None: the scan did); what it had
+        is classified here."""
+        if why is not None and self._process is not None:
+            log.warning("scan worker process %s; classifying in this process", why)
         process, self._process = self._process, None
         if process is not None:
             process.kill()
             process.wait()
-        batch, self._batch = self._batch, None
-        if batch is not None:
-            with contextlib.suppress(Exception):  # needs the connection, which may be gone
-                self._here.submit(*batch)
 
     def _send(self, message: tuple[Any, ...]) -> None:
         process = self._process

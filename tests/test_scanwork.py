@@ -214,3 +214,39 @@ def test_one_core_or_a_small_folder_gets_no_worker(monkeypatch: pytest.MonkeyPat
     small = scanwork.WORKER_MIN_MESSAGES - 1
     assert isinstance(scanwork.classifier(own, NOW, small), scanwork.InProcess)
     assert os.path.basename(sys.executable)  # the worker runs under this same Python
+
+
+def _synthetic(count: int, start: int) -> list[FetchedHeader]:
+    when = parse_internaldate(b"07-Oct-2026 09:00:00 +0000")
+    return [FetchedHeader(uid, when,
+                          b"From: P%d <p%d@example.net>\r\nTo: me@example.org\r\n"
+                          b"Subject: s%d\r\nMessage-ID: <%d@example.net>\r\n\r\n"
+                          % (uid, uid % 7, uid, uid), frozenset())
+            for uid in range(start, start + count)]
+
+
+@pytest.mark.parametrize(("step", "grows"), [(1.0, True), (0.0, False)])
+def test_the_part_classified_here_follows_the_worker(step: float, grows: bool) -> None:
+    """Each batch is split between the worker and this process; this process takes more
+    while collecting waits for the worker (a clock where every wait is long), less while
+    it does not (a clock that stands still). Either way the batch is whole and in order."""
+    own = frozenset({"me@example.org"})
+    ticks = iter(range(10**6))
+    worker = scanwork.Worker(own, NOW, clock=lambda: next(ticks) * step)
+    shares = []
+    try:
+        for n in range(40):
+            fetched = _synthetic(20, 1 + 20 * n)
+            worker.submit(fetched, "INBOX", None)
+            batch, tally = worker.collect()
+            shares.append(worker.share)
+            want = process_batch(fetched, own, NOW, Tally(), folder="INBOX")
+            assert batch == want
+            assert tally.counted == len(fetched) == len(batch.messages)
+    finally:
+        worker.close()
+    assert worker.alive is False
+    if grows:
+        assert shares[-1] == scanwork.Worker.MAX_SHARE and shares == sorted(shares)
+    else:
+        assert shares[-1] == 0.0 and shares == sorted(shares, reverse=True)
