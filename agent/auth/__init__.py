@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from agent import credentials
-from agent.auth import tokens
-from agent.auth.endpoints import joined
 from agent.config import Config, MailboxConfig, ServerLogin
+
+if TYPE_CHECKING:
+    from agent.auth import tokens
+
+# The OAuth2 modules (tokens, endpoints: ~5 ms to import) are imported where an OAuth2 sign-in
+# needs them: a password login, like every no-change rescan with one, goes without.
 
 PASSWORD = "password"  # noqa: S105 - the name of a sign-in method
 OAUTH2 = "oauth2"
@@ -43,6 +48,8 @@ def password_login(username: str, password: str) -> Login:
 
 def oauth_account(kind: str, settings: ServerLogin, username: str,
                   label: str) -> tokens.Account:
+    from agent.auth import tokens
+
     timeout = getattr(settings, "timeout", 60.0)
     return tokens.account(kind, settings, username, label, timeout)
 
@@ -52,6 +59,8 @@ def login(kind: str, settings: ServerLogin, username: str, label: str) -> Login:
     if not settings.oauth2:
         password, source = credentials.lookup_password(kind, username, settings.password_command)
         return Login(username, password, source=source)
+    from agent.auth import tokens
+
     acct = oauth_account(kind, settings, username, label)
     token = tokens.access_token(acct)
     return Login(username, token.token, OAUTH2,
@@ -78,6 +87,8 @@ def smtp_login(config: Config) -> Login | None:
 def oauth_accounts(config: Config) -> list[tokens.Account]:
     """Every OAuth2 sign-in the config uses, once each (IMAP and SMTP of one account at one
     provider share one sign-in with the scopes of both)."""
+    from agent.auth.endpoints import joined
+
     found: dict[tuple[str, str, str], tokens.Account] = {}
     sections: list[tuple[str, ServerLogin, str, str]] = [
         ("imap", m.imap, m.imap.username, mailbox_label(m)) for m in config.mailboxes]
