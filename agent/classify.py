@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import NamedTuple
 
 from agent.headers.meta import Exchanges, MessageMeta, exchanges, from_user, parse_message
-from agent.mailbox.fetch import FetchedHeader
-from agent.store.ledger import ExchangeRow, HeldRow, MessageRow
+from agent.mailbox.records import FetchedHeader
+from agent.model import ExchangeRow, HeldRow, MessageRow
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Direction = Literal["in", "out"]
 Status = Literal["ok", "due", "overdue", "waiting", "snoozed", "ignored"]
@@ -131,3 +131,34 @@ class ContactState:
     cadence_days: int | None
     reason: str
     urgency: float  # higher is more urgent; only meaningful for due/overdue/waiting
+
+
+# -- what a scan hands the ledger (agent.classify → agent.store.ledger) ---------------------
+
+
+class MessageRow(NamedTuple):
+    """One message of a scanned batch. Rows are tuples: cheap to make and to hand from the
+    scan's worker process (agent.scanwork)."""
+
+    uid: int
+    msg_key: str
+    time: datetime
+    skipped: str | None
+
+
+class ExchangeRow(NamedTuple):
+    msg_key: str
+    address: str
+    direction: Direction
+    time: datetime
+    subject: str
+    message_id: str | None
+    name: str
+    language: str | None
+
+
+class HeldRow(NamedTuple):
+    """An exchange that counts only once the user's message it answers is seen (issue 20)."""
+
+    parent: str  # the Message-ID it answers
+    exchange: ExchangeRow

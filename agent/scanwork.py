@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import IO, Any, Final, Protocol
 
 from agent.classify import Batch, Tally, process_batch
-from agent.credentials import child_environment
-from agent.mailbox.fetch import FetchedHeader
+from agent.mailbox.records import FetchedHeader
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +119,8 @@ class Worker:
         self._process: subprocess.Popen[bytes] | None = None
         self._theirs: Part | None = None  # with the worker (done here if the worker dies)
         self._mine: Part | None = None
+        from agent.credentials import child_environment  # not in the worker: no keyring
+
         root = str(Path(__file__).resolve().parent.parent)  # where the agent package is
         env = child_environment()
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))

@@ -234,9 +234,17 @@ def followup(config: Path, password: str, *args: str, depth: int | None = None,
                    "import agent.scanwork as w; "
                    f"c.PIPELINE_DEPTH = {depth or 'c.PIPELINE_DEPTH'}; "
                    f"w.WORKER_MIN_MESSAGES = {'w.WORKER_MIN_MESSAGES' if worker else 2**62}; "
-                   "atexit.register(lambda: print('peak RSS', *(resource.getrusage(who).ru_maxrss "
-                   "for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)), "
-                   "file=sys.stderr)); "
+                   # The worker's own peak, read before it ends (its ru_maxrss would count
+                   # the scan's pages it was forked with, before its exec).
+                   "peaks = [0]; close = w.Worker.close\n"
+                   "def closing(self):\n"
+                   "    if self._process is not None:\n"
+                   "        status = open(f'/proc/{self._process.pid}/status').read()\n"
+                   "        peaks.append(int(status.split('VmHWM:')[1].split()[0]))\n"
+                   "    close(self)\n"
+                   "w.Worker.close = closing; "
+                   "atexit.register(lambda: print('peak RSS', resource.getrusage("
+                   "resource.RUSAGE_SELF).ru_maxrss, max(peaks), file=sys.stderr)); "
                    "from agent.cli.root import main; sys.argv[0] = 'followup'; main()", *args]
     with tempfile.TemporaryFile("w+") as out:
         started = time.perf_counter()
@@ -250,7 +258,7 @@ def followup(config: Path, password: str, *args: str, depth: int | None = None,
         raise SystemExit(f"followup {' '.join(args)} failed:\n{text}")
     match = re.search(r"in ([\d.]+) s", text)
     # wait4's ru_maxrss is the largest of the process and its children (the worker); the
-    # process itself says which is which.
+    # process itself says which is which (the worker's from /proc: Linux).
     peaks = re.search(r"peak RSS (\d+) (\d+)", text)
     rss, worker_rss = (int(peaks[1]), int(peaks[2])) if peaks else (usage.ru_maxrss, 0)
     return Run(wall, float(match[1]) if match else wall, rss / 1024, worker_rss / 1024)

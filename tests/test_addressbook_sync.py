@@ -12,9 +12,8 @@ import pytest
 
 from agent import cardsync, decisions, plan, policy
 from agent.config import Config
-from agent.model import Contact
+from agent.model import Contact, ExchangeRow, MessageRow
 from agent.store import Store
-from agent.store.ledger import ExchangeRow, MessageRow
 from tests.addressbook_cards import ANNA, CARLA, GOOD_CARDS, book_config, write_vcf, write_vdir
 from tests.carddav_server import CardDavAccount, free_port
 

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from agent.classify import process_batch
 from agent.errors import StoreError
-from agent.mailbox.fetch import FetchedHeader
+from agent.mailbox.records import FetchedHeader
 from agent.scan import ScanSummary
 from agent.store import Store
 from tests.kit import ME, iso, message, run_cli, write_config

@@ -38,7 +38,7 @@ from agent.config import load_config
 from agent.decisions import resolve
 from agent.errors import StoreError, TransientMailboxError
 from agent.mailbox.client import Mailbox
-from agent.mailbox.fetch import FetchedHeader
+from agent.mailbox.records import FetchedHeader
 from agent.scan import ScanSummary
 from agent.service import RETRY_DELAYS, Retry, run_scan
 from agent.store import Store

@@ -51,11 +51,11 @@ def test_status_search_and_fetch_headers(imap_account: ImapAccount) -> None:
         assert status.messages == 5
         assert status.uidnext > 5 - 1
         mailbox.select("INBOX")
-        uids = mailbox.uids_after(0)
+        uids = list(mailbox.uids_after(0))
         assert len(uids) == 5
         # `UID n:*` above every UID still answers the last message: it must be filtered.
-        assert mailbox.uids_after(uids[-1]) == []
-        assert mailbox.uids_after(uids[2]) == uids[3:]
+        assert list(mailbox.uids_after(uids[-1])) == []
+        assert list(mailbox.uids_after(uids[2])) == uids[3:]
         fetched = mailbox.fetch_headers(uids)
         assert [f.uid for f in fetched] == uids
         first = fetched[0]
@@ -308,8 +308,8 @@ def test_a_big_folder_is_searched_in_windows_of_uids(imap_account: ImapAccount,
         imap_account.append("INBOX", message(sender=f"p{n}@example.net"))
     with _open(imap_account) as mailbox:
         mailbox.select("INBOX")
-        whole = mailbox.uids_after(0)
-        later = mailbox.uids_after(whole[9])
+        whole = list(mailbox.uids_after(0))
+        later = list(mailbox.uids_after(whole[9]))
     assert len(whole) == 30 and later == whole[10:]
 
     searches: list[str] = []
@@ -323,13 +323,13 @@ def test_a_big_folder_is_searched_in_windows_of_uids(imap_account: ImapAccount,
     monkeypatch.setattr(mailbox_client, "SEARCH_WINDOW", 7)
     with _open(imap_account) as mailbox:
         mailbox.select("INBOX")
-        assert mailbox.uids_after(0) == whole
+        assert list(mailbox.uids_after(0)) == whole
         *windows, last = searches
         assert len(windows) >= 5 and last.endswith(":*")  # windows up to UIDNEXT, then on
         for window in windows:
             first, end = (int(n) for n in window.removeprefix("UID ").split(":"))
             assert end - first < 7
-        assert mailbox.uids_after(whole[9]) == later
+        assert list(mailbox.uids_after(whole[9])) == later
 
 
 def test_status_is_asked_again_only_after_another_command(dovecot_account: ImapAccount,

@@ -33,10 +33,9 @@ import pytest
 import agent.store.database
 import agent.store.migrations
 from agent.decisions import resolve
-from agent.model import Direction, Touch
+from agent.model import Direction, ExchangeRow, MessageRow, Touch
 from agent.store import Store
 from agent.store.commands import Result
-from agent.store.ledger import ExchangeRow, MessageRow
 from agent.store.migrations import SCHEMA_VERSION
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "data" / "schema"

@@ -162,10 +162,10 @@ def test_status_uids_and_headers(personality_account: ImapAccount,
             status = mailbox.status(folder)
             assert status.messages == 3 and status.uidnext > 3 - 1
             mailbox.select(folder)
-            uids = mailbox.uids_after(0)
+            uids = list(mailbox.uids_after(0))
             assert len(uids) == 3
-            assert mailbox.uids_after(uids[-1]) == []
-            assert mailbox.uids_after(uids[0]) == uids[1:]
+            assert list(mailbox.uids_after(uids[-1])) == []
+            assert list(mailbox.uids_after(uids[0])) == uids[1:]
             fetched = mailbox.fetch_headers(uids)
             assert [f.uid for f in fetched] == uids
             assert all(f.internaldate == when for f in fetched)

@@ -352,7 +352,7 @@ def test_uids_expunged_before_their_fetch_are_checked_once_and_not_fetched_again
     with contextlib.closing(open_mailbox(account)) as mailbox, \
             caplog.at_level(logging.INFO, logger="agent.mailbox"):
         mailbox.select("INBOX")
-        uids = mailbox.uids_after(0)
+        uids = list(mailbox.uids_after(0))
         gone = [uids[-1] + 5, uids[-1] + 6]  # never there (as if expunged meanwhile)
         batches = list(mailbox.header_batches([*uids, *gone], 5))
         single = mailbox.fetch_headers([uids[0], *gone])
@@ -370,7 +370,7 @@ def test_leaving_the_batches_early_leaves_the_connection_usable(
         account.append("INBOX", message(sender=f"p{n}@example.net", subject=f"S{n}"))
     with contextlib.closing(open_mailbox(account)) as mailbox:
         mailbox.select("INBOX")
-        uids = mailbox.uids_after(0)
+        uids = list(mailbox.uids_after(0))
         with contextlib.closing(mailbox.header_batches(uids, 5)) as batches:
             chunk, fetched = next(batches)
             assert [f.uid for f in fetched] == list(chunk) == uids[:5]

@@ -26,7 +26,7 @@ from agent.classify import process_batch
 from agent.config import load_config
 from agent.decisions import resolve
 from agent.mailbox.client import FolderStatus, Mailbox
-from agent.mailbox.fetch import FetchedHeader
+from agent.mailbox.records import FetchedHeader
 from agent.scan import ScanSummary, folder_plan
 from agent.store import Store
 from agent.store.ledger import FolderState

@@ -8,6 +8,7 @@ import io
 import logging
 import os
 import pickle
+import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,7 +21,8 @@ from agent import scanwork
 from agent.classify import DELIVERED_FROM_OUTSIDE, Tally, process_batch
 from agent.config import load_config
 from agent.mailbox.client import Mailbox
-from agent.mailbox.fetch import FetchedHeader, parse_internaldate
+from agent.mailbox.fetch import parse_internaldate
+from agent.mailbox.records import FetchedHeader
 from agent.scan import ScanSummary
 from agent.service import run_scan
 from tests.kit import ME, generated_folders, message, plant, write_config
@@ -250,3 +252,15 @@ def test_the_part_classified_here_follows_the_worker(step: float, grows: bool) -
         assert shares[-1] == scanwork.Worker.MAX_SHARE and shares == sorted(shares)
     else:
         assert shares[-1] == 0.0 and shares == sorted(shares, reverse=True)
+
+
+def test_the_worker_imports_neither_the_keyring_nor_imap_nor_sqlite() -> None:
+    """The worker's memory is its parser's: it starts without the modules it has no use for
+    (its peak RSS adds to the scan's: README "How fast")."""
+    probe = "import sys, agent.scanwork; print(' '.join(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=True)
+    loaded = set(done.stdout.split())
+    assert "agent.classify" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in (
+        "keyring", "imapclient", "imaplib", "sqlite3", "sqlite_utils", "click", "rich")}

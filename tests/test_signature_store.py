@@ -6,9 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent.model import Card, Phone
+from agent.model import Card, ExchangeRow, MessageRow, Phone
 from agent.store import Store
-from agent.store.ledger import ExchangeRow, MessageRow
 
 T0 = datetime(2026, 6, 1, 9, tzinfo=UTC)
 ANNA = "anna@firma.example"

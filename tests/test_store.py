@@ -14,10 +14,9 @@ import pytest
 
 from agent.decisions import resolve
 from agent.errors import StoreError, UsageError
-from agent.model import Contact
+from agent.model import Contact, ExchangeRow, MessageRow
 from agent.store import Store
 from agent.store.database import exclusive_lock
-from agent.store.ledger import ExchangeRow, MessageRow
 from agent.store.migrations import SCHEMA_VERSION
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)

@@ -14,10 +14,9 @@ import pytest
 from agent.commands import grammar
 from agent.commands.grammar import Command, NotCommand
 from agent.decisions import resolve
-from agent.model import Direction
+from agent.model import Direction, ExchangeRow, MessageRow
 from agent.store import Store
 from agent.store.commands import Result
-from agent.store.ledger import ExchangeRow, MessageRow
 from tests.kit import ME, run_cli, write_config
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)

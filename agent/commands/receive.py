@@ -30,7 +30,7 @@ from agent.config import Config
 from agent.headers.meta import MessageMeta, parse_message
 from agent.identity import self_keys
 from agent.mailbox.client import Mailbox
-from agent.mailbox.fetch import FetchedHeader
+from agent.mailbox.records import FetchedHeader
 from agent.store import Store
 from agent.store.commands import CommandRecord
 
@@ -99,6 +99,7 @@ def _folder(config: Config, store: Store, mailbox: Mailbox, folder: str, secret:
             now: datetime, result: CommandsResult) -> None:
     status = mailbox.status(folder)
     position = store.commands.position(folder)
+    uids: Sequence[int]
     if position is not None and position[0] == status.uidvalidity:
         if status.uidnext and status.uidnext <= position[1] + 1:
             return  # nothing new

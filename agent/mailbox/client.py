@@ -8,6 +8,7 @@ import re
 import socket
 import ssl
 import time
+from array import array
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +31,6 @@ from agent.errors import (
 )
 from agent.mailbox.fetch import (
     FETCH_BODY,
-    FetchedHeader,
     UnreadableFetch,
     as_text,
     imaplib_of,
@@ -40,6 +40,7 @@ from agent.mailbox.fetch import (
 from agent.mailbox.folders import Folder, FolderRoles, choose_scan_folders, discover_roles
 from agent.mailbox.parts import TEXT_CAP, as_message, text_parts
 from agent.mailbox.pipeline import FetchData, FetchPipeline, uid_set
+from agent.mailbox.records import FetchedHeader
 
 log = logging.getLogger(__name__)
 
@@ -371,26 +372,28 @@ class Mailbox:
 
     # ------------------------------------------------------------------ reading
 
-    def uids_after(self, last_uid: int) -> list[int]:
+    def uids_after(self, last_uid: int) -> array[int]:
         """UIDs above ``last_uid`` in the selected folder, ascending.
 
         ``UID SEARCH UID n:*`` always matches the highest UID even when it is below n
         (RFC 3501 6.4.8), hence the filter. A folder of more than SEARCH_WINDOW messages is
         searched in windows of UIDs up to its UIDNEXT, then from there on: one answer is one
-        line, and imaplib refuses lines over 1 MB (~90,000 UIDs).
+        line, and imaplib refuses lines over 1 MB (~90,000 UIDs). The UIDs are kept as an
+        array of C longs (a UID has 32 bits): 8 bytes each at most, where a list of Python
+        ints takes 36 (24 MB for a folder of 667,000 messages).
         """
         status = self._selected_status
-        found: list[int] = []
+        found = array("L")
         start = last_uid + 1
         if status is not None and status.messages > SEARCH_WINDOW:
             while start < status.uidnext:
                 end = min(start + SEARCH_WINDOW, status.uidnext) - 1
-                found += self._call(self._client.search, ["UID", f"{start}:{end}"])
+                # Each window's UIDs lie above the last one's: sorted windows, sorted UIDs.
+                found.extend(sorted(self._call(self._client.search, ["UID", f"{start}:{end}"])))
                 start = end + 1
         # Windows hold only their own UIDs; "n:*" may add the highest one again, below n.
-        found += (uid for uid in self._call(self._client.search, ["UID", f"{start}:*"])
-                  if uid >= start)
-        found.sort()  # in place: a million UIDs are 8 MB of list, and 40 more as a set
+        found.extend(sorted(uid for uid in self._call(self._client.search, ["UID", f"{start}:*"])
+                            if uid >= start))
         return found
 
     def _header_items(self) -> list[str]:

@@ -6,7 +6,6 @@ import imaplib
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
 
@@ -15,19 +14,11 @@ from imapclient import exceptions as imap_errors
 from imapclient.response_parser import parse_fetch_response
 
 from agent.headers.meta import HEADER_FIELDS
+from agent.mailbox.records import FetchedHeader
 
 log = logging.getLogger(__name__)
 
 FETCH_BODY = "BODY.PEEK[HEADER.FIELDS (" + " ".join(f.upper() for f in HEADER_FIELDS) + ")]"
-
-
-@dataclass(frozen=True, slots=True)
-class FetchedHeader:
-    uid: int
-    internaldate: datetime | None
-    header: bytes
-    flags: frozenset[str]  # lower-case
-    gm_msgid: int | None = None
 
 
 def as_text(value: Any) -> str:

@@ -11,9 +11,8 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
 
-from agent.model import Direction, Exchange
+from agent.model import Direction, Exchange, ExchangeRow, HeldRow, MessageRow
 from agent.store.database import Database, Row, epoch, from_epoch
 from agent.store.migrations import LEDGER_TABLES
 
@@ -48,16 +47,6 @@ class FolderState:
     highestmodseq: int | None
 
 
-class MessageRow(NamedTuple):
-    """One message of a scanned batch. Rows are tuples: cheap to make and to hand from the
-    scan's worker process (agent.scanwork)."""
-
-    uid: int
-    msg_key: str
-    time: datetime
-    skipped: str | None
-
-
 @dataclass(frozen=True, slots=True)
 class Incoming:
     """A contact's newest message to the user and where the scan saw it (folder, UID)."""
@@ -72,28 +61,10 @@ class Incoming:
     mailbox: str = ""  # the mailbox it was first seen in ("" the primary)
 
 
-class ExchangeRow(NamedTuple):
-    msg_key: str
-    address: str
-    direction: Direction
-    time: datetime
-    subject: str
-    message_id: str | None
-    name: str
-    language: str | None
-
-
 def id_digest(message_id: str) -> int:
     """A Message-ID as a signed 63-bit integer: how ``sent_ids`` and ``held`` name messages."""
     data = message_id.encode("utf-8", "surrogatepass")
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") >> 1
-
-
-class HeldRow(NamedTuple):
-    """An exchange that counts only once the user's message it answers is seen (issue 20)."""
-
-    parent: str  # the Message-ID it answers
-    exchange: ExchangeRow
 
 
 def _exchange(row: Row) -> Exchange:
