@@ -291,9 +291,11 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
 
 
 def main() -> None:
-    # Ctrl-C is the scan's to handle (it finishes the batch in hand); the worker ends when
-    # the scan closes its stdin.
+    # Ctrl-C and SIGTERM are the scan's to handle (it finishes the batch in hand; a service
+    # manager's stop reaches every process of the service): the worker ends when the scan
+    # closes its stdin, or ends itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     serve(sys.stdin.buffer, sys.stdout.buffer)
 
 

@@ -8,6 +8,7 @@ import io
 import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -264,3 +265,23 @@ def test_the_worker_imports_neither_the_keyring_nor_imap_nor_sqlite() -> None:
     assert "agent.classify" in loaded
     assert not {m for m in loaded if m.split(".")[0] in (
         "keyring", "imapclient", "imaplib", "sqlite3", "sqlite_utils", "click", "rich")}
+
+
+def test_a_stop_signal_to_every_process_leaves_the_worker_to_the_scan() -> None:
+    """A service manager's stop sends SIGTERM (Ctrl-C: SIGINT) to the scan and its worker
+    alike; the scan finishes the batch in hand, so the worker goes on until it is closed."""
+    own = frozenset({"me@example.org"})
+    worker = scanwork.Worker(own, NOW)
+    try:
+        process = worker._process
+        assert process is not None
+        worker.submit(_synthetic(20, 1), "INBOX", None)
+        worker.collect()  # answered: the worker is in its loop, its signals set
+        worker.submit(_synthetic(20, 21), "INBOX", None)
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            process.send_signal(stop)
+        batch, _ = worker.collect()
+        assert worker.alive and len(batch.messages) == 20
+    finally:
+        worker.close()
+    assert process.returncode == 0
