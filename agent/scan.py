@@ -14,7 +14,7 @@ from agent.classify import Batch, Tally
 from agent.config import Config, MailboxConfig
 from agent.identity import self_keys
 from agent.mailbox.client import FolderStatus, Mailbox
-from agent.scanwork import Classifier, Worker, classifier
+from agent.scanwork import Classifiers
 from agent.store import Store
 from agent.store.ledger import FolderState
 
@@ -107,7 +107,7 @@ def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
     folders = mailbox.folders_to_scan(source.imap.folders, source.imap.exclude_folders)
     roles = mailbox.roles()
     sent_folders = frozenset(name for name in (roles.sent, roles.all, *roles.archive) if name)
-    work = _Work(self_keys(config), now)
+    work = Classifiers(self_keys(config), now)
     try:
         for folder in folders:
             _scan_folder(source, mailbox, store, folder, states.get(folder), now, progress,
@@ -124,32 +124,10 @@ def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
     return summary
 
 
-class _Work:
-    """A scan's classifier: in this process, or (for a big folder, from then on) a worker
-    process (agent.scanwork) kept for the rest of the scan."""
-
-    def __init__(self, own: frozenset[str], now: datetime) -> None:
-        self._own = own
-        self._now = now
-        self._worker: Classifier | None = None
-
-    def for_folder(self, messages: int) -> Classifier:
-        if self._worker is not None:
-            return self._worker
-        chosen = classifier(self._own, self._now, messages)
-        if isinstance(chosen, Worker):
-            self._worker = chosen
-        return chosen
-
-    def close(self) -> None:
-        if self._worker is not None:
-            self._worker.close()
-
-
 def _scan_folder(source: MailboxConfig, mailbox: Mailbox, store: Store, folder: str,
                  state: FolderState | None, now: datetime, progress: Progress,
                  should_stop: Callable[[], bool], summary: ScanSummary,
-                 sent_folders: frozenset[str], work: _Work) -> None:
+                 sent_folders: frozenset[str], work: Classifiers) -> None:
     """One folder: skip it if unchanged, reset it if its UIDs changed meaning, fetch the rest."""
     summary.folders.append(folder)
     status = mailbox.status(folder)

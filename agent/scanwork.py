@@ -207,8 +207,8 @@ class Worker:
             process.wait()
 
     def _give_up(self, why: str | None) -> None:
-        """Stop the worker (``why`` it failed, for the log; None: the scan did); what it had
-        is classified here."""
+        """Stop the worker (``why`` it failed, for the log; None: the scan did); collect
+        classifies here what it had."""
         if why is not None and self._process is not None:
             log.warning("scan worker process %s; classifying in this process", why)
         process, self._process = self._process, None
@@ -220,8 +220,7 @@ class Worker:
         process = self._process
         assert process is not None and process.stdin is not None
         try:
-            pickle.dump(message, process.stdin, pickle.HIGHEST_PROTOCOL)
-            process.stdin.flush()
+            _dump(process.stdin, message)
         except (OSError, ValueError) as exc:
             raise WorkerGone(f"stopped taking work ({type(exc).__name__})") from None
 
@@ -243,13 +242,36 @@ def cores() -> int:
     return os.cpu_count() or 1
 
 
-def classifier(own: frozenset[str], now: datetime, messages: int) -> Classifier:
-    """A Worker for a folder of ``messages`` new messages on a machine with a core to spare,
-    else InProcess."""
-    if messages < WORKER_MIN_MESSAGES or cores() < 2:
-        return InProcess(own, now)
-    worker = Worker(own, now)
-    return worker if worker.alive else InProcess(own, now)
+class Classifiers:
+    """A scan's classifier for each folder: InProcess, until a folder of WORKER_MIN_MESSAGES
+    new messages or more on a machine with a core to spare starts a Worker, which then
+    serves every later folder of the scan; :meth:`close` ends it."""
+
+    def __init__(self, own: frozenset[str], now: datetime) -> None:
+        self._own = own
+        self._now = now
+        self._worker: Worker | None = None
+
+    def for_folder(self, messages: int) -> Classifier:
+        if self._worker is not None:
+            return self._worker
+        if messages < WORKER_MIN_MESSAGES or cores() < 2:
+            return InProcess(self._own, self._now)
+        worker = Worker(self._own, self._now)
+        if not worker.alive:
+            return InProcess(self._own, self._now)
+        self._worker = worker
+        return worker
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+
+
+def _dump(stream: IO[bytes], message: tuple[Any, ...]) -> None:
+    """One message to the other end (see _load)."""
+    pickle.dump(message, stream, pickle.HIGHEST_PROTOCOL)
+    stream.flush()
 
 
 def _load(stream: IO[bytes]) -> Any:
@@ -264,10 +286,6 @@ def _load(stream: IO[bytes]) -> Any:
 
 def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """The worker's loop: batches in, classified batches out, until stdin ends."""
-    def send(message: tuple[Any, ...]) -> None:
-        pickle.dump(message, stdout, pickle.HIGHEST_PROTOCOL)
-        stdout.flush()
-
     try:
         _, own, now = _load(stdin)
     except EOFError:
@@ -280,14 +298,11 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         fetched = [FetchedHeader(*item) for item in items]
 
         def delivered(uids: Sequence[int]) -> set[int]:
-            send(("delivered", list(uids)))
+            _dump(stdout, ("delivered", list(uids)))
             _, outside = _load(stdin)
             return set(outside)
 
-        tally = Tally()
-        batch = process_batch(fetched, own, now, tally, folder=folder,
-                              delivered=delivered if ask else None)
-        send(("done", (batch, tally)))
+        _dump(stdout, ("done", _here((fetched, folder, delivered if ask else None), own, now)))
 
 
 def main() -> None:

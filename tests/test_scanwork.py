@@ -212,10 +212,10 @@ def test_the_worker_loop_classifies_as_process_batch_does() -> None:
 def test_one_core_or_a_small_folder_gets_no_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     own = frozenset({"me@example.org"})
     monkeypatch.setattr(scanwork, "cores", lambda: 1)
-    assert isinstance(scanwork.classifier(own, NOW, 10**6), scanwork.InProcess)
+    assert isinstance(scanwork.Classifiers(own, NOW).for_folder(10**6), scanwork.InProcess)
     monkeypatch.setattr(scanwork, "cores", lambda: 8)
     small = scanwork.WORKER_MIN_MESSAGES - 1
-    assert isinstance(scanwork.classifier(own, NOW, small), scanwork.InProcess)
+    assert isinstance(scanwork.Classifiers(own, NOW).for_folder(small), scanwork.InProcess)
     assert os.path.basename(sys.executable)  # the worker runs under this same Python
 
 
