@@ -46,6 +46,8 @@ class SourceSync:
 
 @dataclass
 class CardSync:
+    """What one address-book sync did: each source, then the cards applied to people."""
+
     sources: list[SourceSync] = field(default_factory=list)
     applied: Applied | None = None
 

@@ -36,6 +36,8 @@ from agent.errors import ConfigError
 
 @dataclass(frozen=True)
 class AccountConfig:
+    """[account]: the user's address, aliases, name and phone region."""
+
     email: str
     aliases: tuple[str, ...]
     name: str
@@ -70,6 +72,8 @@ class ServerLogin:
 
 @dataclass(frozen=True)
 class ImapConfig(ServerLogin):
+    """[imap]: where and how the primary mailbox is read."""
+
     port: int
     security: str
     username: str
@@ -82,6 +86,8 @@ class ImapConfig(ServerLogin):
 
 @dataclass(frozen=True)
 class SmtpConfig(ServerLogin):
+    """[smtp]: where the digest is sent from (absent: it is filed by IMAP)."""
+
     port: int
     security: str
     username: str | None
@@ -114,6 +120,8 @@ class MailboxConfig:
 
 @dataclass(frozen=True)
 class PolicyConfig:
+    """[policy]: when a contact is due, and the [[policy.rule]] entries."""
+
     cadence_days: int
     lead_days: int
     reply_after_days: int
@@ -125,6 +133,8 @@ class PolicyConfig:
 
 @dataclass(frozen=True)
 class DigestConfig:
+    """[digest]: when, in which language and how the morning digest arrives."""
+
     time: dtime
     timezone: str
     language: str
@@ -141,6 +151,8 @@ class DigestConfig:
 
 @dataclass(frozen=True)
 class DraftsConfig:
+    """[drafts]: whether and how many check-in drafts are written a day."""
+
     enabled: bool
     max_per_day: int
     snooze_days: int
@@ -148,21 +160,29 @@ class DraftsConfig:
 
 @dataclass(frozen=True)
 class CommandsConfig:
+    """[commands]: when a mail command is answered with a confirmation."""
+
     confirm: str  # always | errors
 
 
 @dataclass(frozen=True)
 class DaemonConfig:
+    """[daemon]: how often `followup daemon` scans between digests."""
+
     scan_interval: timedelta
 
 
 @dataclass(frozen=True)
 class TemplatesConfig:
+    """[templates]: the user's own template directory, if any."""
+
     dir: Path | None
 
 
 @dataclass(frozen=True)
 class StorageConfig:
+    """[storage]: where the database lives."""
+
     path: Path
 
 
@@ -187,6 +207,8 @@ class AddressbookConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole config file, read and checked (agent.configspec names every key)."""
+
     account: AccountConfig
     imap: ImapConfig
     smtp: SmtpConfig | None

@@ -260,6 +260,8 @@ RULE_KEYS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Rule:
+    """One [[policy.rule]]: which addresses it matches and what it changes."""
+
     match: str | None
     tag: str | None
     cadence_days: int | None

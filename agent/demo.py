@@ -54,6 +54,8 @@ class DemoDraft:
 
 @dataclass
 class DemoResult:
+    """What `followup demo` built and where it left the digest."""
+
     directory: Path
     config: Config
     now: datetime

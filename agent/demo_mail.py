@@ -83,6 +83,8 @@ STORIES: tuple[tuple[str, int, tuple[int, int]], ...] = (
 
 @dataclass(frozen=True)
 class Person:
+    """One invented correspondent of the demo mailbox and their story."""
+
     name: str
     address: str
     language: str
@@ -102,6 +104,8 @@ class DemoMessage:
 
 @dataclass
 class DemoMailbox:
+    """The demo's people and the messages exchanged with them."""
+
     people: list[Person]
     messages: list[DemoMessage] = field(default_factory=list)
 

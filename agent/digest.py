@@ -96,6 +96,8 @@ class BirthdayRow:
 
 @dataclass(frozen=True)
 class Counts:
+    """The numbers a digest's header line shows."""
+
     picks: int
     waiting: int
     overdue: int
@@ -111,6 +113,8 @@ class Counts:
 
 @dataclass(frozen=True)
 class User:
+    """Whom the digest is for (its To and greeting)."""
+
     name: str
     email: str
 

@@ -55,6 +55,8 @@ def name_key(name: str) -> str:
 
 @dataclass(frozen=True)
 class MergeSuggestion:
+    """Two contacts that are likely one person, and why."""
+
     keep: Contact
     other: Contact
     reason: str

@@ -111,6 +111,8 @@ class Answers:
 
 @dataclass(frozen=True)
 class InitResult:
+    """What `followup init` wrote and found on the server."""
+
     path: Path
     answers: Answers
     folders: list[str]

@@ -107,6 +107,8 @@ class Found:
 
 @dataclass(frozen=True)
 class _Candidate:
+    """A phone number found in a signature, with its label and surrounding words."""
+
     raw: str
     label: str  # phone | cell | fax | switchboard | none
     words: str

@@ -58,6 +58,8 @@ SENT_SLACK = timedelta(days=1)
 
 @dataclass(frozen=True)
 class Skipped:
+    """A contact that got no draft today, and why."""
+
     contact_id: int
     name: str
     address: str

@@ -70,6 +70,8 @@ _APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
 
 @dataclass(frozen=True, slots=True)
 class FolderStatus:
+    """What STATUS (or SELECT) tells of a folder."""
+
     uidvalidity: int
     uidnext: int
     messages: int

@@ -34,6 +34,8 @@ GMAIL_ROOTS = ("[gmail]", "[google mail]")
 
 @dataclass(frozen=True, slots=True)
 class Folder:
+    """One LIST entry: name, hierarchy delimiter and flags."""
+
     name: str
     delimiter: str
     flags: frozenset[str]  # lower-case, e.g. "\\sent", "\\noselect"

@@ -16,6 +16,8 @@ TEXT_CAP = 64 * 1024  # bytes of a text part; a command or a signature is far sh
 
 @dataclass(frozen=True)
 class Part:
+    """A text part of a message's BODYSTRUCTURE, and how to decode it."""
+
     section: str  # IMAP section number: "1", "2.1" …
     subtype: str  # plain | html
     charset: str

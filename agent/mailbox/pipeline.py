@@ -58,6 +58,8 @@ def fetch_command(tag: bytes, uids: Sequence[int], items: Sequence[str]) -> byte
 
 @dataclass
 class _Sent:
+    """A FETCH command in flight, and its answer once read."""
+
     tag: bytes
     uids: Sequence[int]
     sent_at: float

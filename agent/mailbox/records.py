@@ -9,6 +9,8 @@ from datetime import datetime
 
 @dataclass(frozen=True, slots=True)
 class FetchedHeader:
+    """One message's FETCH answer: UID, INTERNALDATE, header block, flags."""
+
     uid: int
     internaldate: datetime | None
     header: bytes

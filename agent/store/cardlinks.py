@@ -53,6 +53,8 @@ class Applied:
 
 @dataclass
 class _Group:
+    """Cards joined by shared addresses: one person."""
+
     keys: list[str] = field(default_factory=list)  # card keys, in card order
     addresses: list[str] = field(default_factory=list)  # those that count
     listed: set[str] = field(default_factory=set)  # every address on the cards

@@ -18,6 +18,8 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 
 @dataclass(frozen=True)
 class DraftRecord:
+    """A draft followup wrote, and where it was filed."""
+
     id: int
     contact_id: int
     address: str

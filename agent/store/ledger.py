@@ -40,6 +40,8 @@ def key_id(msg_key: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class FolderState:
+    """What the ledger remembers of a folder between scans."""
+
     name: str
     uidvalidity: int
     last_uid: int
