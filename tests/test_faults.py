@@ -737,7 +737,10 @@ def test_kill_9_at_random_points_of_ten_daily_cycles(
         _, active = cycle(1, None)  # how long a day's work takes once connected
         where = []
         for day in range(2, 12):
-            alive, _ = cycle(day, rng.uniform(0.0, active))
+            # One kill in each tenth of the first 90 % of a day's work, at a random moment
+            # of it: every step is hit, and a day a little faster than day 1 is still
+            # killed (uniform draws over the whole day bunched near its end and finished).
+            alive, _ = cycle(day, (day - 2 + rng.random()) / 10 * 0.9 * active)
             where.append(f"day {day}: {'killed' if alive else 'had finished'}")
             cycle(day, None)
             digests, _ = _assert_no_duplicates(account, db)
