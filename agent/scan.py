@@ -105,12 +105,17 @@ def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
         # for its STATUS (~70 ms at 66,000 messages); before it, from its index (~8 ms).
         mailbox.status("INBOX")
     folders = mailbox.folders_to_scan(source.imap.folders, source.imap.exclude_folders)
+    # Every folder's STATUS in one round trip, not one each; what they say at the start of
+    # the scan decides which folders it reads (new mail after that waits for the next scan,
+    # as mail that comes just after the scan does).
+    statuses = mailbox.statuses(folders)
     roles = mailbox.roles()
     sent_folders = frozenset(name for name in (roles.sent, roles.all, *roles.archive) if name)
     work = Classifiers(self_keys(config), now)
     try:
         for folder in folders:
-            _scan_folder(source, mailbox, store, folder, states.get(folder), now, progress,
+            _scan_folder(source, mailbox, store, folder, states.get(folder),
+                         statuses.get(folder) or mailbox.status(folder), now, progress,
                          should_stop, summary, sent_folders, work)
             if summary.interrupted:
                 break
@@ -125,12 +130,12 @@ def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
 
 
 def _scan_folder(source: MailboxConfig, mailbox: Mailbox, store: Store, folder: str,
-                 state: FolderState | None, now: datetime, progress: Progress,
+                 state: FolderState | None, status: FolderStatus, now: datetime,
+                 progress: Progress,
                  should_stop: Callable[[], bool], summary: ScanSummary,
                  sent_folders: frozenset[str], work: Classifiers) -> None:
     """One folder: skip it if unchanged, reset it if its UIDs changed meaning, fetch the rest."""
     summary.folders.append(folder)
-    status = mailbox.status(folder)
     plan, last_uid = folder_plan(state, status)
     if plan == "skip":
         summary.unchanged.append(folder)

@@ -60,6 +60,8 @@ ITEMS = ("INTERNALDATE", "FLAGS", FETCH_BODY)
 FOLDERS = ("INBOX", "Sent")
 DELAY = 0.020  # each way: 40 ms round trip
 BANDWIDTH = 50e6  # bits per second
+#: Folders of the rescan over the link: a freelancer's project and client folders.
+PROJECTS = tuple(f"Projekte/Kunde {n:02d}" for n in range(30))
 DEPTH = 4  # FETCHes in flight for the raw limit, as followup's PIPELINE_DEPTH
 _MAILDIR_FLAGS = {"\\Seen": "S", "\\Flagged": "F", "\\Answered": "R", "\\Draft": "D"}
 
@@ -195,7 +197,10 @@ class Run:
         return f"{self.rss_mb:.0f} MB + worker {self.worker_mb:.0f} MB"
 
 
-def write_config(account: ImapAccount, directory: Path, batch: int, port: int) -> Path:
+def write_config(account: ImapAccount, directory: Path, batch: int, port: int,
+                 folders: Sequence[str] | None = FOLDERS) -> Path:
+    """A config for ``account`` through ``port``; ``folders`` None: every folder (the
+    default a user gets)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "followup.db").unlink(missing_ok=True)
     path = directory / "config.toml"
@@ -209,7 +214,7 @@ security = "none"
 username = "{account.username}"
 batch_size = {batch}
 timeout = 600
-folders = ["INBOX", "Sent"]
+{'' if folders is None else 'folders = [' + ', '.join(f'"{f}"' for f in folders) + ']'}
 [storage]
 path = "{directory / 'followup.db'}"
 """)
@@ -218,20 +223,23 @@ path = "{directory / 'followup.db'}"
 
 
 def followup(config: Path, password: str, *args: str, depth: int | None = None,
-             worker: bool = True, first: bool = False) -> Run:
+             worker: bool = True, first: bool = False, statuses: bool = True) -> Run:
     """``followup ARGS`` in its own process; ``depth`` sets PIPELINE_DEPTH in it, ``worker``
     False keeps the scan in that one process (no agent.scanwork worker); ``first`` (a first
-    scan) also reports the worker's peak RSS (the process's waited children)."""
+    scan) also reports the worker's peak RSS (the process's waited children); ``statuses``
+    False asks each folder's STATUS alone (as before Mailbox.statuses)."""
     # Without PYTHONDONTWRITEBYTECODE: an installed package has its bytecode compiled (pip
     # does that), and compiling ours on every start would add ~0.1 s that no user pays.
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
            "FOLLOWUP_CONFIG": str(config), "FOLLOWUP_IMAP_PASSWORD": password,
            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
     command = [sys.executable, "-m", "agent", *args]
-    if depth is not None or not worker or first:
+    if depth is not None or not worker or first or not statuses:
+        alone = "" if statuses else "c.Mailbox.statuses = lambda self, folders: None; "
         command = [sys.executable, "-c",
                    "import sys, atexit, resource; import agent.mailbox.client as c; "
                    "import agent.scanwork as w; "
+                   f"{alone}"
                    f"c.PIPELINE_DEPTH = {depth or 'c.PIPELINE_DEPTH'}; "
                    f"w.WORKER_MIN_MESSAGES = {'w.WORKER_MIN_MESSAGES' if worker else 2**62}; "
                    # The worker's own peak, read before it ends (its ru_maxrss would count
@@ -345,6 +353,22 @@ def run(messages: int, batch: int, rss_sizes: Sequence[int], link: bool) -> None
                           f"({scan.reported:.2f} s reported); floor {floor:.2f} s "
                           f"({proxy.bytes_down / 1e6:.1f} MB down); "
                           f"{scan.wall / floor:.2f}x floor", flush=True)
+
+                print(f"  no-change rescan of every folder ({len(PROJECTS)} project folders and "
+                      "the usual ones), each folder's STATUS:", flush=True)
+                small = server.new_account()
+                for name in PROJECTS:
+                    small.create_folder(name)
+                    small.append(name, next(iter(realistic(7, 1, now=NOW)))[1])
+                with LinkProxy(small.host, small.port, delay=DELAY,
+                               bits_per_second=BANDWIDTH) as proxy:
+                    config = write_config(small, work / "link-folders", batch, proxy.port,
+                                          folders=None)
+                    followup(config, small.password, "scan")
+                    for name, at_once in (("at once", True), ("one at a time", False)):
+                        runs = [followup(config, small.password, "scan", statuses=at_once).wall
+                                for _ in range(3)]
+                        print(f"    {name}: {min(runs):.2f} s (best of 3)", flush=True)
 
             print("\nfirst scan and its peak RSS by size (each after the raw read, which "
                   "fills Dovecot's cache as the 100,000 run's did):", flush=True)

@@ -4,6 +4,7 @@ servers, and nothing lost when a server refuses one, a scan stops early or the l
 from __future__ import annotations
 
 import contextlib
+import imaplib
 import io
 import logging
 import re
@@ -17,14 +18,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.config import load_config
+from agent.errors import MailboxError
 from agent.mailbox import client as mailbox_client
 from agent.mailbox.client import MAX_BATCH_GROWTH, next_batch_size
 from agent.mailbox.fetch import parse_fetch
 from agent.mailbox.pipeline import (
     MAX_COMMAND_BYTES,
+    STATUS_WINDOW,
     FetchPipeline,
     FetchRefused,
     fetch_command,
+    status_answers,
     uid_set,
 )
 from agent.service import Retry, run_scan
@@ -427,3 +431,127 @@ def test_a_link_dropped_with_fetches_in_flight_is_retried_and_loses_nothing(
     assert not summary.interrupted
     assert_same_ledger(tmp_path / "dropped" / "followup.db", reference)
 
+
+
+# --------------------------------------------------------------------------- STATUS at once
+
+# Names a scan meets: spaces, quotes, umlauts (modified UTF-7 on the wire), all digits (an
+# atom the parser reads as a number), and more folders than one window of STATUS commands.
+ODD_NAMES = ["Projekte 2026", 'Kunde "Nord"', "Entwürfe alt", "Ärger & Ölkännchen", "2024"]
+
+
+@pytest.mark.parametrize("personality", ["standard", "cyrus", "pymap"])
+def test_every_status_at_once_is_what_each_alone_says(
+        personality: str, make_account: Callable[[str], ImapAccount]) -> None:
+    account = make_account(personality)
+    names = []
+    for name in [*ODD_NAMES, *(f"F{n:02d}" for n in range(STATUS_WINDOW))]:
+        try:
+            account.create_folder(name)
+        except imaplib.IMAP4.error:  # Cyrus refuses '"' in a name
+            continue
+        names.append(name)
+    assert len(names) >= len(ODD_NAMES) - 1 + STATUS_WINDOW
+    for n, name in enumerate(names):
+        for m in range(n % 3):
+            account.append(name, message(sender=f"p{n}.{m}@example.net", subject=f"S{m}"))
+    account.append("INBOX", message(sender="inbox@example.net", subject="hello"))
+    folders = ["INBOX", *names]
+    with contextlib.closing(open_mailbox(account)) as alone:
+        expected = {name: alone.status(name) for name in folders}
+    assert [expected[name].messages for name in names] == [n % 3 for n in range(len(names))]
+
+    with contextlib.closing(open_mailbox(account)) as mailbox:
+        mailbox.statuses(folders)
+
+        def asked_alone(*_args: Any, **_kwargs: Any) -> Any:
+            raise AssertionError("a STATUS was asked again, one folder at a time")
+
+        mailbox._client.folder_status = asked_alone  # type: ignore[method-assign]
+        assert {name: mailbox.status(name) for name in folders} == expected
+
+
+def test_a_status_the_server_refuses_is_asked_alone_and_says_why(
+        dovecot_account: ImapAccount) -> None:
+    account = dovecot_account
+    account.create_folder("Archiv")
+    with contextlib.closing(open_mailbox(account)) as mailbox:
+        mailbox.statuses(["INBOX", "Gibt es nicht", "Archiv"])
+        assert mailbox.status("Archiv").messages == 0  # the answer after the refusal kept
+        with pytest.raises(MailboxError, match="refused") as refused:
+            mailbox.status("Gibt es nicht")
+        assert "Gibt es nicht" in str(refused.value)
+        assert mailbox.status("INBOX").uidvalidity > 0  # and the connection still works
+
+
+def test_status_answers_keep_literal_names_and_pass_over_other_lines() -> None:
+    """A name sent back as a literal, an unrelated untagged line, a refusal: each command
+    gets the STATUS lines read before its own tagged OK, in imaplib's shape."""
+    imap = _Scripted(b"")
+
+    def answer(data: bytes) -> None:  # the server's side: answers to the tags just sent
+        first, second, third = re.findall(rb"^(fu\d+) STATUS", data, re.M)
+        imap._stream = io.BytesIO(
+            b"* STATUS {5}\r\nInbox (MESSAGES 3 UIDNEXT 9 UIDVALIDITY 7)\r\n"
+            + first + b" OK Status completed.\r\n"
+            + b"* 4 EXISTS\r\n"
+            + second + b" NO Mailbox doesn't exist: Nope\r\n"
+            + b'* STATUS "A b" (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 8)\r\n'
+            + third + b" OK Status completed.\r\n")
+
+    imap.send = answer  # type: ignore[method-assign]
+    answers = status_answers(imap, [b'"INBOX"', b'"Nope"', b'"A b"'],  # type: ignore[arg-type]
+                             b"MESSAGES UIDNEXT UIDVALIDITY")
+    assert answers == [
+        [[(b"{5}", b"Inbox"), b" (MESSAGES 3 UIDNEXT 9 UIDVALIDITY 7)"]],
+        None,
+        [[b'"A b" (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 8)']],
+    ]
+
+
+def test_a_link_dropped_between_status_answers_is_retried_and_loses_nothing(
+        dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    account = dovecot_account
+    for name in ("Projekte", "Kunden", "Verein"):
+        account.create_folder(name)
+        account.append(name, message(sender=f"{name.lower()}@example.net", subject=name))
+    account.append_many(realistic(38, 60, now=NOW, sent=account.sent_folder))
+    whole = write_config(monkeypatch, account, tmp_path / "whole", batch_size=BATCH)
+    run_scan(load_config(whole), now=NOW)
+    reference = ledger_dump(tmp_path / "whole" / "followup.db")
+
+    sleeps: list[float] = []
+    with FaultProxy(account.host, account.port, record_upstream=True) as proxy:
+        proxy.plan(Fault.cut_before(b"OK Status completed"))
+        config = write_config(monkeypatch, account, tmp_path / "dropped", port=proxy.port,
+                              batch_size=BATCH)
+        summary = run_scan(load_config(config), now=NOW, retry=Retry(sleep=sleeps.append))
+        first = bytes(proxy.connections[0].upstream)
+        assert proxy.fired(), proxy.describe()
+    assert first.count(b" STATUS ") >= 3  # sent at once, then the link dropped
+    assert len(sleeps) == 1 and len(proxy.connections) == 2
+    assert not summary.interrupted
+    assert_same_ledger(tmp_path / "dropped" / "followup.db", reference)
+
+
+def test_a_rescan_asks_every_status_before_reading_a_folder(
+        dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """New mail in every folder: every folder's STATUS was asked at once before the first
+    was read (the scan's snapshot decides), not one round trip each between the reads."""
+    account = dovecot_account
+    projects = [f"Projekt {n}" for n in range(6)]
+    for name in projects:
+        account.create_folder(name)
+        account.append(name, message(sender=f"{name[-1]}@example.net", subject=name))
+    config = write_config(monkeypatch, account, tmp_path, batch_size=BATCH)
+    first = run_scan(load_config(config), now=NOW)
+    assert first.fetched == len(projects) and len(first.folders) > len(projects)
+    for name in first.folders:
+        account.append(name, message(sender="new@example.net", subject=f"Neu in {name}"))
+    with FaultProxy(account.host, account.port, record_upstream=True) as proxy:
+        write_config(monkeypatch, account, tmp_path, port=proxy.port, batch_size=BATCH)
+        again = run_scan(load_config(config), now=NOW)
+        upstream = bytes(proxy.connections[0].upstream)
+    assert again.fetched == len(first.folders) and sorted(again.folders) == sorted(first.folders)
+    before_reading = upstream.split(b" EXAMINE ")[0]  # SELECT read-only: the folder read
+    assert before_reading.count(b" STATUS ") == len(again.folders), upstream.decode()

@@ -208,3 +208,85 @@ def _literal_size(text: bytes) -> int | None:
     start = text.rfind(b"{")
     size = text[start + 1:-1]
     return int(size) if start >= 0 and size.isdigit() else None
+
+
+#: STATUS commands sent at once (:func:`status_answers`): few enough that neither side's
+#: socket buffer fills while the other has not read yet.
+STATUS_WINDOW: Final = 32
+
+#: One untagged STATUS response as imaplib gives a response: its text after "* STATUS ",
+#: a name sent as a literal being a ``(text, literal)`` pair followed by the rest.
+StatusData = list[Any]
+
+
+def status_answers(imap: imaplib.IMAP4, mailboxes: Sequence[bytes], items: bytes
+                   ) -> list[list[StatusData] | None]:
+    """``STATUS`` of each of ``mailboxes`` (encoded and quoted), up to STATUS_WINDOW sent at
+    once: one round trip for them all, where asking one after the other waits one per folder.
+
+    Each command's answer is the untagged STATUS responses read before its tagged OK (one,
+    from any server that answers in turn), None for a command the server refused. Errors
+    are imapclient's, as in :class:`FetchPipeline`: ``IMAPClientAbortError`` when the
+    connection breaks or the server says what no IMAP server may say here.
+    """
+    answers: list[list[StatusData] | None] = []
+    for start in range(0, len(mailboxes), STATUS_WINDOW):
+        window = mailboxes[start:start + STATUS_WINDOW]
+        tags = [b"fu%d" % next(_TAGS) for _ in window]
+        imap.send(b"".join(b"%s STATUS %s (%s)\r\n" % (tag, mailbox, items)
+                           for tag, mailbox in zip(tags, window, strict=True)))
+        answers.extend(_status_window(imap, tags))
+    return answers
+
+
+def _status_window(imap: imaplib.IMAP4, tags: Sequence[bytes]) -> list[list[StatusData] | None]:
+    done: dict[bytes, list[StatusData] | None] = {}
+    responses: list[StatusData] = []  # untagged STATUS read since the last tagged line
+    while len(done) < len(tags):
+        line = _checked_line(imap, "connection closed during STATUS")
+        if line.startswith(b"* "):
+            kind = line[2:].split(b" ", 1)[0].upper()
+            if kind == b"BYE":
+                raise imap_errors.IMAPClientAbortError(
+                    f"server closed the connection: {line[2:-2].decode('utf-8', 'replace')}")
+            response = _with_literals(imap, line[2:-2])
+            if kind == b"STATUS":
+                first = response[0]
+                if isinstance(first, tuple):
+                    response[0] = (first[0][len(b"STATUS "):], first[1])
+                else:
+                    response[0] = first[len(b"STATUS "):]
+                responses.append(response)
+            continue  # anything else untagged (EXISTS, OK [...]) is not about these
+        tag, _, said = line[:-2].partition(b" ")
+        if tag not in tags or tag in done:
+            raise imap_errors.IMAPClientAbortError(
+                f"unexpected response during STATUS: {line[:80]!r}")
+        if said[:3].upper() == b"OK " or said.upper() == b"OK":
+            done[tag], responses = responses, []
+        else:
+            done[tag] = None  # what was read stays for the command that completes next
+    return [done[tag] for tag in tags]
+
+
+def _with_literals(imap: imaplib.IMAP4, text: bytes) -> StatusData:
+    """A response line (without CRLF) and the literals it announces, in imaplib's shape."""
+    parts: StatusData = []
+    size = _literal_size(text)
+    while size is not None:
+        literal = imap.read(size)
+        if len(literal) != size:
+            raise imap_errors.IMAPClientAbortError("connection closed inside a literal")
+        parts.append((text, literal))
+        text = _checked_line(imap, "connection closed inside a response")[:-2]
+        size = _literal_size(text)
+    parts.append(text)
+    return parts
+
+
+def _checked_line(imap: imaplib.IMAP4, closed: str) -> bytes:
+    line = imap.readline()
+    if not line.endswith(b"\r\n"):
+        raise imap_errors.IMAPClientAbortError(
+            closed if not line else f"unterminated line: {line[:80]!r}")
+    return line
