@@ -235,7 +235,7 @@ def followup(config: Path, password: str, *args: str, depth: int | None = None,
            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
     command = [sys.executable, "-m", "agent", *args]
     if depth is not None or not worker or first or not statuses:
-        alone = "" if statuses else "c.Mailbox.statuses = lambda self, folders: None; "
+        alone = "" if statuses else "c.Mailbox.statuses = lambda self, folders: {}; "
         command = [sys.executable, "-c",
                    "import sys, atexit, resource; import agent.mailbox.client as c; "
                    "import agent.scanwork as w; "
