@@ -72,7 +72,7 @@ HEADER_FIELDS: Final[tuple[str, ...]] = (
 _FIELD_LABELS: Final = {name.lower(): name for name in HEADER_FIELDS}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageMeta:
     """Everything the rest of the program needs to know about one message."""
 
@@ -106,7 +106,7 @@ class MessageMeta:
         return self.references[-1] if self.references else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Exchanges:
     """The exchanges one message makes: ``direction`` is None exactly when ``addrs`` is empty."""
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FetchedHeader:
     """One message's FETCH answer: UID, INTERNALDATE, header block, flags."""
 
