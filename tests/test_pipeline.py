@@ -21,7 +21,7 @@ from agent.config import load_config
 from agent.errors import MailboxError
 from agent.mailbox import client as mailbox_client
 from agent.mailbox.client import MAX_BATCH_GROWTH, next_batch_size
-from agent.mailbox.fetch import parse_fetch
+from agent.mailbox.fetch import USUAL, parse_fetch
 from agent.mailbox.pipeline import (
     MAX_COMMAND_BYTES,
     STATUS_WINDOW,
@@ -31,6 +31,7 @@ from agent.mailbox.pipeline import (
     status_answers,
     uid_set,
 )
+from agent.mailbox.records import FetchedHeader
 from agent.service import Retry, run_scan
 from tests.faultproxy import Fault, FaultProxy
 from tests.kit import generated_folders, message, open_mailbox, plant, write_config
@@ -117,6 +118,35 @@ def test_a_refusal_in_the_middle_of_an_earlier_answer_takes_none_of_it() -> None
     assert sorted(parse_fetch(answer)) == [1, 2, 3]
     with pytest.raises(FetchRefused, match="BAD"):
         pipeline.receive()
+
+
+def _usual_line(uid: int, header: bytes, tail: bytes = b")") -> bytes:
+    return (b'* %d FETCH (UID %d INTERNALDATE " 5-Jan-2026 10:00:00 +0100" FLAGS (\\Seen) '
+            b"BODY[HEADER.FIELDS (FROM)] {%d}\r\n%s%s\r\n" % (uid, uid, len(header), header, tail))
+
+
+def test_the_usual_answer_is_read_into_records_and_any_other_is_handed_over() -> None:
+    """The pipeline reads the usual answer line straight into a record; a line that only
+    starts like it (more items after the literal), and an answer of another shape (a header
+    sent as NIL), are handed over in imaplib's shape, and the parsers read them the same."""
+    header = b"From: a@example.net\r\n\r\n"
+    pipeline = FetchPipeline(_Scripted(b""), ["FLAGS"], usual=USUAL)  # type: ignore[arg-type]
+    pipeline.send([1, 2, 3])
+    tag = pipeline._imap.lines[0].split(b" ")[0]  # type: ignore[attr-defined]
+    pipeline._imap = _Scripted(  # type: ignore[assignment]
+        _usual_line(1, header) + _usual_line(2, header, b" X-GM-MSGID 77)")
+        + b"* 3 FETCH (UID 3 FLAGS () BODY[HEADER.FIELDS (FROM)] NIL)\r\n"
+        + tag + b" OK Fetch completed.\r\n")
+    _, answer, _ = pipeline.receive()
+    assert isinstance(answer[0], FetchedHeader)  # read straight into a record
+    assert not any(isinstance(item, FetchedHeader) for item in answer[1:])
+    records = parse_fetch(answer)
+    assert sorted(records) == [1, 2, 3]
+    assert records[1].header == records[2].header == header
+    assert records[1].flags == records[2].flags == frozenset({"\\seen"})
+    assert records[1].internaldate == records[2].internaldate is not None
+    assert records[2].gm_msgid == 77 and records[1].gm_msgid is None
+    assert records[3].header == b""
 
 
 def test_a_long_command_is_split_into_lines_a_server_takes() -> None:

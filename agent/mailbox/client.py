@@ -33,6 +33,7 @@ from agent.errors import (
 )
 from agent.mailbox.fetch import (
     FETCH_BODY,
+    USUAL,
     UnreadableFetch,
     as_text,
     imaplib_of,
@@ -494,7 +495,8 @@ class Mailbox:
         it handed over (all, unless the server refused a FETCH)."""
         imap = imaplib_of(self._client)
         assert imap is not None
-        pipeline = self._pipeline = FetchPipeline(imap, self._header_items(), self.clock)
+        pipeline = self._pipeline = FetchPipeline(imap, self._header_items(), self.clock,
+                                                  USUAL)
         early: dict[int, FetchedHeader] = {}  # answers that came with an earlier batch
         sent = done = 0
         broken = False

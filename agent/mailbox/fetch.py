@@ -14,6 +14,7 @@ from imapclient import exceptions as imap_errors
 from imapclient.response_parser import parse_fetch_response
 
 from agent.headers.meta import HEADER_FIELDS
+from agent.mailbox.pipeline import Usual
 from agent.mailbox.records import FetchedHeader
 
 log = logging.getLogger(__name__)
@@ -65,15 +66,19 @@ class UnreadableFetch(Exception):
 def parse_fetch(data: list[Any]) -> dict[int, FetchedHeader]:
     """The records of a raw FETCH answer: by the fast parser when it knows the answer's shape
     (nearly always), else by imapclient's general parser, so the fast one can only make
-    reading quicker.  UnreadableFetch when neither can read it."""
+    reading quicker.  UnreadableFetch when neither can read it. Records the pipeline read
+    itself (USUAL) are taken as they are."""
     parsed = parse_fetch_fast(data)
     if parsed is not None:
         return parsed
     log.debug("unusual FETCH response shape; using the general parser")
+    read = {item.uid: item for item in data if isinstance(item, FetchedHeader)}
     try:
-        return parse_fetch_general(data)
+        parsed = parse_fetch_general([item for item in data
+                                      if not isinstance(item, FetchedHeader)])
     except _PARSE_ERRORS as exc:
         raise UnreadableFetch(str(exc)) from None
+    return {**read, **parsed}
 
 _FETCH_UNSOLICITED = re.compile(
     rb"^\d+ \((?:(?:UID \d+|FLAGS \([^()]*\)|MODSEQ \(\d+\)) ?)+\)$")
@@ -86,6 +91,20 @@ _FETCH_BODY = re.compile(rb"BODY\[HEADER\.FIELDS [^\]]*\] \{(\d+)\}$")
 # instead of five searches.
 _FETCH_USUAL = re.compile(rb'\d+ \(UID (\d+) INTERNALDATE "([^"]*)" FLAGS \(([^()]*)\) '
                           rb"BODY\[HEADER\.FIELDS [^\]]*\] \{(\d+)\}")
+# The same as one line off the socket, "* n FETCH " and CRLF included: what the pipeline
+# reads straight into a record (USUAL), without the imaplib-shaped answer in between.
+_FETCH_USUAL_LINE = re.compile(rb'\* \d+ FETCH \(UID (\d+) INTERNALDATE "([^"]*)" '
+                               rb"FLAGS \(([^()]*)\) BODY\[HEADER\.FIELDS [^\]]*\] "
+                               rb"\{(?P<size>\d+)\}\r\n")
+
+
+def _usual_record(match: re.Match[bytes], literal: bytes) -> FetchedHeader:
+    return FetchedHeader(int(match[1]), parse_internaldate(match[2]), literal, _flags(match[3]))
+
+
+#: How a header batch's answer usually looks (Dovecot, Cyrus), for FetchPipeline.
+USUAL = Usual(_FETCH_USUAL_LINE.fullmatch, _usual_record)
+
 _MONTHS = {m.encode(): i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 _ZONES: dict[int, timezone] = {}
@@ -118,6 +137,10 @@ def parse_fetch_fast(data: Sequence[Any]) -> dict[int, FetchedHeader] | None:
     index, count = 0, len(data)
     while index < count:
         item = data[index]
+        if isinstance(item, FetchedHeader):  # read by the pipeline itself (USUAL)
+            out[item.uid] = item
+            index += 1
+            continue
         if isinstance(item, bytes):
             if not _FETCH_UNSOLICITED.match(item):
                 return None  # e.g. a header sent as "" or NIL: left to the general parser

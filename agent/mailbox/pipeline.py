@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import imaplib
 import itertools
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from imapclient import exceptions as imap_errors
 
@@ -72,6 +73,17 @@ class _Sent:
         return self.answer is not None or self.refused is not None
 
 
+class Usual(NamedTuple):
+    """How the FETCH answer a pipeline asks for usually looks, to read it straight into a
+    record: ``line`` matches the line of one message's answer (CRLF included) when it is
+    the usual one, its group "size" the length of the one literal that follows; ``record``
+    makes the record of a match and that literal, when the line after the literal is the
+    answer's end, ")". Anything else is handed over in imaplib's shape, for the parsers."""
+
+    line: Callable[[bytes], re.Match[bytes] | None]
+    record: Callable[[re.Match[bytes], bytes], Any]
+
+
 class FetchRefused(imaplib.IMAP4.error):  # imapclient's IMAPClientError is this class
     """The server answered one FETCH of the pipeline with NO or BAD."""
 
@@ -86,10 +98,12 @@ class FetchPipeline:
     """
 
     def __init__(self, imap: imaplib.IMAP4, items: Sequence[str],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 usual: Usual | None = None) -> None:
         self._imap = imap
         self._clock = clock
         self._items = tuple(items)
+        self._usual = usual
         self._sent: deque[_Sent] = deque()
         self._data: FetchData = []  # untagged FETCH data read since the last tagged line
 
@@ -169,6 +183,19 @@ class FetchPipeline:
                 done.refused = said.decode("utf-8", "replace")
 
     def _untagged(self, line: bytes, data: FetchData) -> None:
+        if self._usual is not None:
+            match = self._usual.line(line)
+            if match is not None:
+                literal = self._literal(int(match["size"]))
+                tail = self._line()
+                if tail == b")\r\n":
+                    data.append(self._usual.record(match, literal))
+                    return
+                # Not the usual end after all: handed over as imaplib would give it.
+                number, _, rest = line[2:].partition(b" FETCH ")
+                data.append((number + b" " + rest[:-2], literal))
+                self._rest(tail[:-2], data)
+                return
         number, fetch, rest = line[2:].partition(b" FETCH ")
         if not fetch or not number.isdigit():
             # Anything else untagged (EXISTS, EXPUNGE, OK [...]) says nothing about these
@@ -183,16 +210,22 @@ class FetchPipeline:
                 size = _literal_size(line[:-2])
             return
         # As imaplib stores an untagged FETCH: "n (...)", "* " and "FETCH " dropped.
-        text = number + b" " + rest[:-2]
+        self._rest(number + b" " + rest[:-2], data)
+
+    def _rest(self, text: bytes, data: FetchData) -> None:
+        """``text`` (a line without CRLF) and the literals and lines that follow it."""
         size = _literal_size(text)
         while size is not None:
-            literal = self._imap.read(size)
-            if len(literal) != size:
-                raise imap_errors.IMAPClientAbortError("connection closed inside a literal")
-            data.append((text, literal))
+            data.append((text, self._literal(size)))
             text = self._line()[:-2]
             size = _literal_size(text)
         data.append(text)
+
+    def _literal(self, size: int) -> bytes:
+        literal = self._imap.read(size)
+        if len(literal) != size:
+            raise imap_errors.IMAPClientAbortError("connection closed inside a literal")
+        return literal
 
     def _line(self) -> bytes:
         line = self._imap.readline()
