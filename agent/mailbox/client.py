@@ -81,6 +81,11 @@ class FolderStatus:
     highestmodseq: int | None = None
 
 
+#: Servers (host, port) whose connection broke while STATUS commands were sent at once: this
+#: process asks them one folder at a time (Mailbox.statuses).
+_STATUS_ALONE: set[tuple[str, int]] = set()
+
+
 def _folder_status(data: dict[bytes, Any]) -> FolderStatus:
     """A STATUS answer's items (imapclient's ``folder_status`` shape) as a FolderStatus."""
     return FolderStatus(
@@ -219,6 +224,7 @@ class Mailbox:
                  timeout: float | None = None) -> None:
         self._client = client
         self.host = host
+        self.port = 0  # as opened (Mailbox.open)
         self.name = ""  # the key of the mailbox in the config ("" for the primary)
         self.timeout = timeout  # the socket timeout, for "did not answer" errors
         self._capabilities: frozenset[str] | None = None
@@ -267,6 +273,7 @@ class Mailbox:
         client.normalise_times = False
         _no_delay(client)
         mailbox = cls(client, host, timeout)
+        mailbox.port = port
         try:
             if security == "starttls":
                 _start_tls(client, context, host, port)
@@ -373,11 +380,20 @@ class Mailbox:
 
     def _ask_statuses(self, wanted: Sequence[str]) -> None:
         imap = imaplib_of(self._client)
-        if len(wanted) < 2 or imap is None:
+        if len(wanted) < 2 or imap is None or (self.host, self.port) in _STATUS_ALONE:
             return
         items = self._status_items()
         names = [_quoted(imap_utf7.encode(name)) for name in wanted]
-        answers = self._call(status_answers, imap, names, b" ".join(items))
+        try:
+            answers = self._call(status_answers, imap, names, b" ".join(items))
+        except TransientMailboxError:
+            # A server that drops the connection when STATUS commands come at once (or a
+            # link that broke just then): the retry, and this process from now on, ask it
+            # one folder at a time, which costs round trips and nothing else.
+            _STATUS_ALONE.add((self.host, self.port))
+            log.info("%s: the connection broke while STATUS commands were on their way; one "
+                     "folder at a time from now on", self.host)
+            raise
         for folder, answer in zip(wanted, answers, strict=True):
             for response in answer or ():
                 try:
