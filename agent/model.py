@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal, NamedTuple
@@ -162,3 +164,77 @@ class HeldRow(NamedTuple):
 
     parent: str  # the Message-ID it answers
     exchange: ExchangeRow
+
+
+class LedgerBatch(NamedTuple):
+    """A classified batch in the shape of the ledger's INSERTs: plain tuples of numbers and
+    text, keys digested (key_id) and times in epoch seconds. Made where the batch was
+    classified (the scan's worker process, when there is one), so that the scan only writes
+    them; and plain values cross the worker's pipe cheaply (a named tuple is pickled through
+    a Python call each way, a datetime as an object, a message key as ~100 characters)."""
+
+    # mailbox, folder, uid, key, time, skipped
+    messages: list[tuple[str, str, int, int, int, str | None]]
+    # key, address, direction, time, subject, folder, message_id, mailbox
+    exchanges: list[tuple[int, str, Direction, int, str, str, str | None, str]]
+    names: list[tuple[str, str, int, str | None]]  # address, name, time, language
+    addresses: list[tuple[str]]  # each exchange's address, once: its aggregates to refresh
+    lists: list[tuple[str]]  # mailing-list addresses seen
+    sent_ids: list[str]  # Message-IDs of the user's own mail
+    held: list[HeldRow]  # replies that count if they answer the user's mail (few)
+
+
+def ledger_batch(messages: Sequence[MessageRow], exchanges: Sequence[ExchangeRow],
+                 lists: Iterable[str], folder: str, mailbox: str = "",
+                 sent_ids: Sequence[str] = (), held: Sequence[HeldRow] = ()) -> LedgerBatch:
+    """The rows of one batch of ``folder`` in ``mailbox`` as the ledger writes them."""
+    keys: dict[str, int] = {}
+    message_rows = []
+    for m in messages:
+        key = keys.get(m.msg_key)
+        if key is None:
+            key = keys[m.msg_key] = key_id(m.msg_key)
+        message_rows.append((mailbox, folder, m.uid, key, int(m.time.timestamp()), m.skipped))
+    exchange_rows = []
+    names = []
+    for e in exchanges:
+        key = keys.get(e.msg_key)
+        if key is None:
+            key = keys[e.msg_key] = key_id(e.msg_key)
+        when = int(e.time.timestamp())
+        exchange_rows.append((key, e.address, e.direction, when, e.subject, folder,
+                              e.message_id, mailbox))
+        if e.name:
+            names.append((e.address, e.name, when, e.language if e.direction == "in" else None))
+    return LedgerBatch(message_rows, exchange_rows, names,
+                       [(address,) for address in dict.fromkeys(e.address for e in exchanges)],
+                       [(address,) for address in lists], list(sent_ids), list(held))
+
+
+def joined(first: LedgerBatch, second: LedgerBatch) -> LedgerBatch:
+    """Two parts of one batch as one, in order."""
+    return LedgerBatch(first.messages + second.messages, first.exchanges + second.exchanges,
+                       first.names + second.names, first.addresses + second.addresses,
+                       first.lists + second.lists, first.sent_ids + second.sent_ids,
+                       first.held + second.held)
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def key_id(msg_key: str) -> int:
+    """A message's identity as a signed 64-bit integer for the ledger's unique index.
+
+    Keys from classify.message_key start with the message's minute ("01b3f2a4:"); that
+    minute becomes the high bits, so a scan, which reads mail roughly in time order, appends
+    to the index instead of writing all over it (random keys made every batch dirty pages
+    across the whole index, and the cost per message grew with the mailbox). The low 30
+    bits are a digest of the whole key: a collision needs ~30,000 messages in one minute.
+    Keys without a minute get the negative half, from a 62-bit digest.
+    """
+    data = msg_key.encode("utf-8", "surrogatepass")
+    if len(msg_key) > 9 and msg_key[8] == ":" and _HEX.issuperset(msg_key[:8]):
+        low = int.from_bytes(hashlib.blake2b(data, digest_size=4).digest(), "big")
+        return (int(msg_key[:8], 16) << 30) | (low & 0x3FFFFFFF)
+    digest = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+    return -1 - (digest & 0x3FFFFFFFFFFFFFFF)

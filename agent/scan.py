@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from agent.classify import Batch, Tally
+from agent.classify import Tally
 from agent.config import Config, MailboxConfig
 from agent.identity import self_keys
 from agent.mailbox.client import FolderStatus, Mailbox
+from agent.model import LedgerBatch
 from agent.scanwork import Classifiers
 from agent.store import Store
 from agent.store.ledger import FolderState
@@ -111,7 +112,7 @@ def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
     statuses = mailbox.statuses(folders)
     roles = mailbox.roles()
     sent_folders = frozenset(name for name in (roles.sent, roles.all, *roles.archive) if name)
-    work = Classifiers(self_keys(config), now)
+    work = Classifiers(self_keys(config), now, source.key)
     try:
         for folder in folders:
             _scan_folder(source, mailbox, store, folder, states.get(folder),
@@ -155,11 +156,10 @@ def _scan_folder(source: MailboxConfig, mailbox: Mailbox, store: Store, folder: 
     progress.folder_started(folder, len(uids))
     classify = work.for_folder(len(uids))
 
-    def save(chunk: Sequence[int], count: int, batch: Batch, tally: Tally) -> None:
+    def save(chunk: Sequence[int], count: int, batch: LedgerBatch, tally: Tally) -> None:
         summary.add(tally)
-        summary.new_exchanges += store.ledger.save_batch(
-            folder, uidvalidity, chunk[-1], batch.messages, batch.rows, batch.lists,
-            source.key, sent_ids=batch.sent_ids, held=batch.held)
+        summary.new_exchanges += store.ledger.save(folder, uidvalidity, chunk[-1], batch,
+                                                   source.key)
         summary.fetched += count
         progress.advanced(len(chunk))
         wrote(count)
@@ -169,7 +169,7 @@ def _scan_folder(source: MailboxConfig, mailbox: Mailbox, store: Store, folder: 
     # Each batch is saved with the folder's new sync state in the same transaction, and a
     # transaction is committed every few thousand messages or seconds (store.grouped).
     waiting: tuple[Sequence[int], int] | None = None  # submitted, not yet saved
-    done: tuple[Batch, Tally] | None = None  # its classification, once collected
+    done: tuple[LedgerBatch, Tally] | None = None  # its classification, once collected
     with contextlib.closing(mailbox.header_batches(uids, source.imap.batch_size)) as batches, \
             store.database.grouped() as wrote:
         try:

@@ -28,8 +28,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final, Protocol
 
-from agent.classify import Batch, Tally, process_batch
+from agent.classify import Tally, process_batch
 from agent.mailbox.records import FetchedHeader
+from agent.model import LedgerBatch, joined, ledger_batch
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Classifier(Protocol):
     def submit(self, fetched: list[FetchedHeader], folder: str,
                delivered: Delivered | None) -> None: ...
 
-    def collect(self) -> tuple[Batch, Tally]: ...
+    def collect(self) -> tuple[LedgerBatch, Tally]: ...
 
     def close(self) -> None: ...
 
@@ -55,35 +56,40 @@ class Classifier(Protocol):
 Part = tuple[list[FetchedHeader], str, Delivered | None]  # a batch, its folder, the question
 
 
-def _here(part: Part, own: frozenset[str], now: datetime) -> tuple[Batch, Tally]:
+def _here(part: Part, own: frozenset[str], now: datetime, mailbox: str
+          ) -> tuple[LedgerBatch, Tally]:
+    """Classify a part of a batch; its rows as the ledger writes them."""
     fetched, folder, delivered = part
     tally = Tally()
-    return process_batch(fetched, own, now, tally, folder=folder, delivered=delivered), tally
+    batch = process_batch(fetched, own, now, tally, folder=folder, delivered=delivered)
+    return ledger_batch(batch.messages, batch.rows, batch.lists, folder, mailbox,
+                        batch.sent_ids, batch.held), tally
 
 
-def _joined(first: tuple[Batch, Tally], second: tuple[Batch, Tally]) -> tuple[Batch, Tally]:
+def _joined(first: tuple[LedgerBatch, Tally], second: tuple[LedgerBatch, Tally]
+            ) -> tuple[LedgerBatch, Tally]:
     """Two classified parts of one batch as one, in order."""
     (a, tally), (b, more) = first, second
     tally.add(more)
-    return Batch(a.messages + b.messages, a.rows + b.rows, a.lists | b.lists,
-                 a.sent_ids + b.sent_ids, a.held + b.held), tally
+    return joined(a, b), tally
 
 
 class InProcess:
     """Classifies in this process, as the batch is submitted (so that a connection that
     breaks while the next batch is read costs no batch already read)."""
 
-    def __init__(self, own: frozenset[str], now: datetime) -> None:
+    def __init__(self, own: frozenset[str], now: datetime, mailbox: str = "") -> None:
         self._own = own
         self._now = now
-        self._done: tuple[Batch, Tally] | None = None
+        self._mailbox = mailbox
+        self._done: tuple[LedgerBatch, Tally] | None = None
 
     def submit(self, fetched: list[FetchedHeader], folder: str,
                delivered: Delivered | None) -> None:
         self._done = None
-        self._done = _here((fetched, folder, delivered), self._own, self._now)
+        self._done = _here((fetched, folder, delivered), self._own, self._now, self._mailbox)
 
-    def collect(self) -> tuple[Batch, Tally]:
+    def collect(self) -> tuple[LedgerBatch, Tally]:
         done, self._done = self._done, None
         if done is None:
             raise RuntimeError("collect() without a submit() that finished")
@@ -110,10 +116,11 @@ class Worker:
     MAX_SHARE: Final = 0.5
     LATE: Final = 0.002  # seconds of waiting for the worker's answer that count as late
 
-    def __init__(self, own: frozenset[str], now: datetime,
+    def __init__(self, own: frozenset[str], now: datetime, mailbox: str = "",
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._own = own
         self._now = now
+        self._mailbox = mailbox
         self._clock = clock
         self.share = 0.1  # of each batch, classified here
         self._process: subprocess.Popen[bytes] | None = None
@@ -128,7 +135,7 @@ class Worker:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "agent.scanwork"], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, env=env, close_fds=True)
-            self._send(("start", own, now))
+            self._send(("start", own, now, mailbox))
         except (OSError, WorkerGone) as exc:
             log.warning("scan worker process could not start (%s); classifying in this "
                         "process", exc)
@@ -151,12 +158,12 @@ class Worker:
         except WorkerGone as exc:
             self._give_up(str(exc))
 
-    def collect(self) -> tuple[Batch, Tally]:
+    def collect(self) -> tuple[LedgerBatch, Tally]:
         mine, theirs = self._mine, self._theirs
         if mine is None:
             raise RuntimeError("collect() without submit()")
         try:
-            done = _here(mine, self._own, self._now)
+            done = _here(mine, self._own, self._now, self._mailbox)
             if theirs is not None:
                 done = _joined(self._collect_theirs(theirs), done)
         except BaseException:
@@ -168,7 +175,7 @@ class Worker:
         self._mine = self._theirs = None
         return done
 
-    def _collect_theirs(self, theirs: Part) -> tuple[Batch, Tally]:
+    def _collect_theirs(self, theirs: Part) -> tuple[LedgerBatch, Tally]:
         if self._process is not None:
             try:
                 began = self._clock()
@@ -179,10 +186,10 @@ class Worker:
                 return self._answered(first, theirs[2])
             except WorkerGone as exc:
                 self._give_up(str(exc))
-        return _here(theirs, self._own, self._now)
+        return _here(theirs, self._own, self._now, self._mailbox)
 
     def _answered(self, said: tuple[str, Any], delivered: Delivered | None
-                  ) -> tuple[Batch, Tally]:
+                  ) -> tuple[LedgerBatch, Tally]:
         kind, value = said
         while kind != "done":
             # "delivered": the worker asks which of the user's messages came from outside;
@@ -247,19 +254,20 @@ class Classifiers:
     new messages or more on a machine with a core to spare starts a Worker, which then
     serves every later folder of the scan; :meth:`close` ends it."""
 
-    def __init__(self, own: frozenset[str], now: datetime) -> None:
+    def __init__(self, own: frozenset[str], now: datetime, mailbox: str = "") -> None:
         self._own = own
         self._now = now
+        self._mailbox = mailbox  # the key of the mailbox scanned, for its ledger rows
         self._worker: Worker | None = None
 
     def for_folder(self, messages: int) -> Classifier:
         if self._worker is not None:
             return self._worker
         if messages < WORKER_MIN_MESSAGES or cores() < 2:
-            return InProcess(self._own, self._now)
-        worker = Worker(self._own, self._now)
+            return InProcess(self._own, self._now, self._mailbox)
+        worker = Worker(self._own, self._now, self._mailbox)
         if not worker.alive:
-            return InProcess(self._own, self._now)
+            return InProcess(self._own, self._now, self._mailbox)
         self._worker = worker
         return worker
 
@@ -287,7 +295,7 @@ def _load(stream: IO[bytes]) -> Any:
 def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """The worker's loop: batches in, classified batches out, until stdin ends."""
     try:
-        _, own, now = _load(stdin)
+        _, own, now, mailbox = _load(stdin)
     except EOFError:
         return
     while True:
@@ -302,7 +310,8 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
             _, outside = _load(stdin)
             return set(outside)
 
-        _dump(stdout, ("done", _here((fetched, folder, delivered if ask else None), own, now)))
+        _dump(stdout, ("done", _here((fetched, folder, delivered if ask else None), own, now,
+                                     mailbox)))
 
 
 def main() -> None:

@@ -12,30 +12,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from agent.model import Direction, Exchange, ExchangeRow, HeldRow, MessageRow
+from agent.model import (
+    Direction,
+    Exchange,
+    ExchangeRow,
+    HeldRow,
+    LedgerBatch,
+    MessageRow,
+    key_id,
+    ledger_batch,
+)
 from agent.store.database import Database, Row, epoch, from_epoch
 from agent.store.migrations import LEDGER_TABLES
 
-_HEX = frozenset("0123456789abcdef")
 _NEVER = datetime.min.replace(tzinfo=UTC)
-
-
-def key_id(msg_key: str) -> int:
-    """A message's identity as a signed 64-bit integer for the ledger's unique index.
-
-    Keys from scan.message_key start with the message's minute ("01b3f2a4:"); that minute
-    becomes the high bits, so a scan, which reads mail roughly in time order, appends to
-    the index instead of writing all over it (random keys made every batch dirty pages
-    across the whole index, and the cost per message grew with the mailbox). The low 30
-    bits are a digest of the whole key: a collision needs ~30,000 messages in one minute.
-    Keys without a minute get the negative half, from a 62-bit digest.
-    """
-    data = msg_key.encode("utf-8", "surrogatepass")
-    if len(msg_key) > 9 and msg_key[8] == ":" and _HEX.issuperset(msg_key[:8]):
-        low = int.from_bytes(hashlib.blake2b(data, digest_size=4).digest(), "big")
-        return (int(msg_key[:8], 16) << 30) | (low & 0x3FFFFFFF)
-    digest = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
-    return -1 - (digest & 0x3FFFFFFFFFFFFFFF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,60 +111,47 @@ class Ledger:
                    messages: Sequence[MessageRow], exchanges: Sequence[ExchangeRow],
                    list_addresses: Iterable[str], mailbox: str = "", *,
                    sent_ids: Sequence[str] = (), held: Sequence[HeldRow] = ()) -> int:
+        """:meth:`save` of these rows (model.ledger_batch makes them the ledger's)."""
+        return self.save(folder, uidvalidity, last_uid,
+                         ledger_batch(messages, exchanges, list_addresses, folder, mailbox,
+                                      sent_ids, held), mailbox)
+
+    def save(self, folder: str, uidvalidity: int, last_uid: int, batch: LedgerBatch,
+             mailbox: str = "") -> int:
         """Record one fetched batch of ``mailbox`` and advance the folder's sync state,
         atomically.
 
-        ``sent_ids`` are the Message-IDs of the user's own mail in the batch; ``held`` are
-        replies that count only if they answer one of those (in this batch, an earlier one
-        or a later one: see :meth:`_release_held`). Returns how many exchanges were new (a
-        message seen in two folders, or in two mailboxes, counts once). The hot path of a
-        scan: plain ``executemany`` with positional tuples, measured.
+        ``batch.sent_ids`` are the Message-IDs of the user's own mail in the batch;
+        ``batch.held`` are replies that count only if they answer one of those (in this
+        batch, an earlier one or a later one: see :meth:`_release_held`). Returns how many
+        exchanges were new (a message seen in two folders, or in two mailboxes, counts
+        once). The hot path of a scan: plain ``executemany`` with the batch's tuples as
+        they come, measured.
         """
         with self._db.transaction() as conn:
-            added = self._save_exchanges(conn, mailbox, folder, messages, exchanges,
-                                         list_addresses)
-            if sent_ids or held:
-                added += self._hold_and_release(conn, mailbox, folder, sent_ids, held)
+            conn.executemany(
+                "INSERT OR IGNORE INTO messages (mailbox, folder, uid, msg_key, time, skipped) "
+                "VALUES (?, ?, ?, ?, ?, ?)", batch.messages)
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO exchanges (msg_key, address, direction, time, subject, "
+                "folder, message_id, mailbox) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch.exchanges)
+            added = conn.total_changes - before
+            conn.executemany(
+                "INSERT INTO address_names (address, name, time, language) VALUES (?, ?, ?, ?) "  # noqa: S608 - fixed text
+                + _NEWER_NAME, batch.names)
+            # Once per address and batch (INSERT OR IGNORE of the same row changes nothing).
+            conn.executemany("INSERT OR IGNORE INTO dirty (address) VALUES (?)", batch.addresses)
+            conn.executemany("INSERT OR IGNORE INTO lists (address) VALUES (?)", batch.lists)
+            if batch.sent_ids or batch.held:
+                added += self._hold_and_release(conn, mailbox, folder, batch.sent_ids,
+                                                batch.held)
             conn.execute(
                 "INSERT INTO folders (mailbox, name, uidvalidity, last_uid) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (mailbox, name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
                 "last_uid = max(last_uid, excluded.last_uid)",
                 (mailbox, folder, uidvalidity, last_uid),
             )
-        return added
-
-    def _save_exchanges(self, conn: sqlite3.Connection, mailbox: str, folder: str,
-                        messages: Sequence[MessageRow], exchanges: Sequence[ExchangeRow],
-                        list_addresses: Iterable[str]) -> int:
-        # A message's key digest, computed once for the message and its exchanges.
-        ids = {m.msg_key: key_id(m.msg_key) for m in messages}
-        conn.executemany(
-            "INSERT OR IGNORE INTO messages (mailbox, folder, uid, msg_key, time, skipped) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(mailbox, folder, m.uid, ids[m.msg_key], epoch(m.time), m.skipped)
-             for m in messages],
-        )
-        rows = [(ids.get(e.msg_key) or key_id(e.msg_key), e.address, e.direction,
-                 epoch(e.time), e) for e in exchanges]
-        before = conn.total_changes
-        conn.executemany(
-            "INSERT OR IGNORE INTO exchanges (msg_key, address, direction, time, subject, "
-            "folder, message_id, mailbox) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(key, address, direction, when, e.subject, folder, e.message_id, mailbox)
-             for key, address, direction, when, e in rows],
-        )
-        added = conn.total_changes - before
-        conn.executemany(
-            "INSERT INTO address_names (address, name, time, language) VALUES (?, ?, ?, ?) "  # noqa: S608 - fixed text
-            + _NEWER_NAME,
-            [(address, e.name, when, e.language if direction == "in" else None)
-             for _, address, direction, when, e in rows if e.name],
-        )
-        # Once per address and batch (INSERT OR IGNORE of the same row changes nothing).
-        conn.executemany("INSERT OR IGNORE INTO dirty (address) VALUES (?)",
-                         [(address,) for address in dict.fromkeys(e.address for e in exchanges)])
-        conn.executemany("INSERT OR IGNORE INTO lists (address) VALUES (?)",
-                         [(a,) for a in list_addresses])
         return added
 
     def _hold_and_release(self, conn: sqlite3.Connection, mailbox: str, folder: str,
