@@ -152,7 +152,8 @@ class Worker:
         self._mine = (fetched[cut:], folder, delivered)
         if self._theirs is None:
             return
-        items = [(f.uid, f.internaldate, f.header, f.flags, f.gm_msgid) for f in fetched[:cut]]
+        items = [(f.uid, f.given_internaldate, f.header, f.flags, f.gm_msgid)
+                 for f in fetched[:cut]]
         try:
             self._send(("batch", folder, delivered is not None, items))
         except WorkerGone as exc:

@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 
 from agent.config import load_config
 from agent.errors import MailboxError
+from agent.headers.meta import parse_message
 from agent.mailbox import client as mailbox_client
 from agent.mailbox.client import MAX_BATCH_GROWTH, next_batch_size
-from agent.mailbox.fetch import USUAL, parse_fetch
+from agent.mailbox.fetch import USUAL, parse_fetch, parse_internaldate
 from agent.mailbox.pipeline import (
     MAX_COMMAND_BYTES,
     STATUS_WINDOW,
@@ -589,3 +590,17 @@ def test_a_rescan_asks_every_status_before_reading_a_folder(
     assert again.fetched == len(first.folders) and sorted(again.folders) == sorted(first.folders)
     before_reading = upstream.split(b" EXAMINE ")[0]  # SELECT read-only: the folder read
     assert before_reading.count(b" STATUS ") == len(again.folders), upstream.decode()
+
+
+def test_an_internaldate_given_as_text_is_read_when_needed_and_equals_the_parsed_one() -> None:
+    parsed = parse_internaldate(b" 5-Jan-2026 10:00:00 +0100")
+    lazy = FetchedHeader(7, b" 5-Jan-2026 10:00:00 +0100", b"X: y\r\n\r\n", frozenset())
+    assert lazy.given_internaldate == b" 5-Jan-2026 10:00:00 +0100"  # not parsed yet
+    assert lazy == FetchedHeader(7, parsed, b"X: y\r\n\r\n", frozenset())
+    assert lazy.internaldate == datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    assert lazy.given_internaldate == lazy.internaldate  # parsed once, kept
+    assert FetchedHeader(8, b"yesterday", b"", frozenset()).internaldate is None
+    # What a scan without a usable Date gets from it: the server's time.
+    meta = parse_message(b"From: a@example.net\r\n\r\n", lazy.internaldate, NOW)
+    assert meta.time == datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    assert meta.time_source == "internaldate"

@@ -6,7 +6,7 @@ import imaplib
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import imapclient
@@ -15,7 +15,7 @@ from imapclient.response_parser import parse_fetch_response
 
 from agent.headers.meta import HEADER_FIELDS
 from agent.mailbox.pipeline import Usual
-from agent.mailbox.records import FetchedHeader
+from agent.mailbox.records import FetchedHeader, parse_internaldate
 
 log = logging.getLogger(__name__)
 
@@ -99,33 +99,12 @@ _FETCH_USUAL_LINE = re.compile(rb'\* \d+ FETCH \(UID (\d+) INTERNALDATE "([^"]*)
 
 
 def _usual_record(match: re.Match[bytes], literal: bytes) -> FetchedHeader:
-    return FetchedHeader(int(match[1]), parse_internaldate(match[2]), literal, _flags(match[3]))
+    # INTERNALDATE as the server's text: parsed if ever read (records.FetchedHeader).
+    return FetchedHeader(int(match[1]), match[2], literal, _flags(match[3]))
 
 
 #: How a header batch's answer usually looks (Dovecot, Cyrus), for FetchPipeline.
 USUAL = Usual(_FETCH_USUAL_LINE.fullmatch, _usual_record)
-
-_MONTHS = {m.encode(): i for i, m in enumerate(
-    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
-_ZONES: dict[int, timezone] = {}
-
-
-def parse_internaldate(raw: bytes) -> datetime | None:
-    """``" 5-Jan-2026 10:00:00 +0100"`` → aware datetime; None when malformed."""
-    try:
-        day_part, time_part, zone = raw.split()
-        day, month, year = day_part.split(b"-")
-        hour, minute, second = time_part.split(b":")
-        sign = -1 if zone[:1] == b"-" else 1
-        offset = sign * (int(zone[1:3]) * 60 + int(zone[3:5]))
-        tz = _ZONES.get(offset)
-        if tz is None:
-            tz = _ZONES.setdefault(offset, timezone(timedelta(minutes=offset)))
-        return datetime(int(year), _MONTHS[month], int(day), int(hour), int(minute),
-                        int(second), tzinfo=tz)
-    except (ValueError, KeyError):
-        return None
-
 
 def parse_fetch_fast(data: Sequence[Any]) -> dict[int, FetchedHeader] | None:
     """Parse ``UID INTERNALDATE FLAGS BODY[HEADER.FIELDS ...] {n}`` responses, or give up.
