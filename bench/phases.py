@@ -4,8 +4,9 @@ environment, as for ``followup scan``); prints one line of seconds per phase.
 
 - read: waiting for and reading the FETCH answers (the generator of header batches);
 - parse: ``parse_message`` of every header block;
-- classify: the rest of ``process_batch`` (exchanges, keys, automated mail, held replies);
-- write: ``Ledger.save_batch`` (the inserts and their indexes);
+- classify: the rest of ``process_batch`` (exchanges, keys, automated mail, held replies)
+  and the rows as the ledger writes them (``model.ledger_batch``: key digests, epoch times);
+- write: ``Ledger.save`` (the inserts and their indexes);
 - commit: every COMMIT (a scan's batches are committed every few thousand messages);
 - refresh: the per-address aggregates at the end;
 - checkpoint: the write-ahead log folded into the database file after the scan;
@@ -74,7 +75,8 @@ def run() -> None:
     agent.scanwork.WORKER_MIN_MESSAGES = 2**62  # type: ignore[misc]
     agent.classify.parse_message = timed("parse", agent.classify.parse_message)
     agent.scanwork.process_batch = timed("process", agent.scanwork.process_batch)
-    Ledger.save_batch = timed("write", Ledger.save_batch)  # type: ignore[method-assign]
+    agent.scanwork.ledger_batch = timed("rows", agent.scanwork.ledger_batch)
+    Ledger.save = timed("write", Ledger.save)  # type: ignore[method-assign]
     Ledger.refresh_aggregates = timed("refresh", Ledger.refresh_aggregates)  # type: ignore[method-assign]
     Mailbox.header_batches = timed_batches(Mailbox.header_batches)  # type: ignore[method-assign]
     Database.checkpoint = timed("checkpoint", Database.checkpoint)  # type: ignore[method-assign]
@@ -90,7 +92,7 @@ def run() -> None:
     phases = {
         "read": SPENT["read"],
         "parse": SPENT["parse"],
-        "classify": SPENT["process"] - SPENT["parse"],
+        "classify": SPENT["process"] - SPENT["parse"] + SPENT["rows"],
         "write": SPENT["write"],
         "commit": SPENT["commit"],
         "refresh": SPENT["refresh"],

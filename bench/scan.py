@@ -275,7 +275,9 @@ def followup(config: Path, password: str, *args: str, depth: int | None = None,
 
 def phases(config: Path, password: str) -> str:
     """bench/phases.py's line: where a first scan's time goes, in its own process."""
-    env = {**os.environ, "FOLLOWUP_CONFIG": str(config), "FOLLOWUP_IMAP_PASSWORD": password,
+    # As in followup(): bytecode written and read, as an installed package's is.
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+           "FOLLOWUP_CONFIG": str(config), "FOLLOWUP_IMAP_PASSWORD": password,
            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "phases.py")], env=env,
                           cwd=ROOT, capture_output=True, text=True, check=False)
