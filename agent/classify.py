@@ -63,7 +63,7 @@ NO_COUNTERPART = "no counterpart (no usable From/To, or only your own addresses)
 
 
 class Batch(NamedTuple):
-    """One parsed FETCH batch, ready for ``Ledger.save_batch``."""
+    """One parsed FETCH batch (``model.ledger_batch`` makes it the rows ``Ledger.save`` writes)."""
 
     messages: list[MessageRow]
     rows: list[ExchangeRow]
