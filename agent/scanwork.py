@@ -22,6 +22,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -131,10 +132,13 @@ class Worker:
         root = str(Path(__file__).resolve().parent.parent)  # where the agent package is
         env = child_environment()
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
+        # Its stderr (a traceback, should it fail) goes to a file, not under the scan's
+        # progress bar: its last line is named in the warning (_give_up).
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the worker
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "agent.scanwork"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, env=env, close_fds=True)
+                stdout=subprocess.PIPE, stderr=self._stderr, env=env, close_fds=True)
             self._send(("start", own, now, mailbox))
         except (OSError, WorkerGone) as exc:
             log.warning("scan worker process could not start (%s); classifying in this "
@@ -204,6 +208,7 @@ class Worker:
     def close(self) -> None:
         process, self._process = self._process, None
         if process is None:
+            self._stderr.close()
             return
         for stream in (process.stdin, process.stdout):
             if stream is not None:
@@ -213,16 +218,30 @@ class Worker:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        self._stderr.close()
 
     def _give_up(self, why: str | None) -> None:
         """Stop the worker (``why`` it failed, for the log; None: the scan did); collect
         classifies here what it had."""
-        if why is not None and self._process is not None:
-            log.warning("scan worker process %s; classifying in this process", why)
         process, self._process = self._process, None
         if process is not None:
             process.kill()
             process.wait()
+            if why is not None:
+                said = self._last_words()
+                log.warning("scan worker process %s%s; classifying in this process", why,
+                            f" ({said})" if said else "")
+        self._stderr.close()
+
+    def _last_words(self) -> str:
+        """The last line the worker wrote to its stderr (the exception that ended it)."""
+        try:
+            self._stderr.seek(0, os.SEEK_END)
+            self._stderr.seek(max(0, self._stderr.tell() - 2000))
+            lines = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
+        except (OSError, ValueError):
+            return ""
+        return lines[-1][:300] if lines else ""
 
     def _send(self, message: tuple[Any, ...]) -> None:
         process = self._process

@@ -160,6 +160,28 @@ def test_a_worker_that_cannot_start_is_no_worker(
     assert_same_ledger(tmp_path / "worker" / "followup.db", reference)
 
 
+def test_a_worker_that_fails_says_why_in_the_log_not_on_the_terminal(
+        caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+    """A worker that ends with an exception: its traceback does not land under the scan's
+    progress bar; the warning names the exception, and the batch is classified here."""
+    own = frozenset({"me@example.org"})
+    worker = scanwork.Worker(own, NOW)
+    try:
+        fetched = _synthetic(20, 1)
+        worker._send(("batch", "INBOX", False, [(1, 2)]))  # no record: the worker fails
+        worker._theirs = (fetched, "INBOX", None)
+        worker._mine = ([], "INBOX", None)
+        with caplog.at_level(logging.WARNING, logger="agent.scanwork"):
+            batch, tally = worker.collect()
+    finally:
+        worker.close()
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "TypeError" in said[0] and "classifying in this process" in said[0]
+    assert not worker.alive
+    assert tally.counted == len(batch.messages) == len(fetched)
+    assert "Traceback" not in capfd.readouterr().err
+
+
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
 def test_the_worker_gets_no_password(monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "worker-must-not-see-this-9f3a"
