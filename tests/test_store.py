@@ -425,16 +425,3 @@ def test_a_second_lock_holder_gets_it_once_released(tmp_path: Path) -> None:
     with exclusive_lock(path, wait=5):
         assert time.monotonic() - started >= 0.1
     thread.join(5)
-
-
-def test_a_new_database_gets_16_kib_pages_and_an_older_one_keeps_its_own(tmp_path: Path) -> None:
-    """16 KiB pages for a new ledger (a first scan's inserts and commits cost less); a
-    database made with SQLite's default 4 KiB pages is opened and migrated as it is."""
-    with Store(tmp_path / "new.db") as new:
-        assert new.database.value("PRAGMA page_size") == 16384
-    older = tmp_path / "older.db"
-    with sqlite3.connect(older) as conn:
-        conn.execute("CREATE TABLE before_followup (x)")
-    with Store(older) as old:
-        assert old.database.value("PRAGMA page_size") == 4096
-        assert old.database.value("PRAGMA user_version") == SCHEMA_VERSION
