@@ -194,7 +194,7 @@ class FetchPipeline:
                 # Not the usual end after all: handed over as imaplib would give it.
                 number, _, rest = line[2:].partition(b" FETCH ")
                 data.append((number + b" " + rest[:-2], literal))
-                self._rest(tail[:-2], data)
+                data.extend(_with_literals(self._imap, tail[:-2]))
                 return
         number, fetch, rest = line[2:].partition(b" FETCH ")
         if not fetch or not number.isdigit():
@@ -210,28 +210,13 @@ class FetchPipeline:
                 size = _literal_size(line[:-2])
             return
         # As imaplib stores an untagged FETCH: "n (...)", "* " and "FETCH " dropped.
-        self._rest(number + b" " + rest[:-2], data)
-
-    def _rest(self, text: bytes, data: FetchData) -> None:
-        """``text`` (a line without CRLF) and the literals and lines that follow it."""
-        size = _literal_size(text)
-        while size is not None:
-            data.append((text, self._literal(size)))
-            text = self._line()[:-2]
-            size = _literal_size(text)
-        data.append(text)
+        data.extend(_with_literals(self._imap, number + b" " + rest[:-2]))
 
     def _literal(self, size: int) -> bytes:
-        literal = self._imap.read(size)
-        if len(literal) != size:
-            raise imap_errors.IMAPClientAbortError("connection closed inside a literal")
-        return literal
+        return _literal(self._imap, size)
 
     def _line(self) -> bytes:
-        line = self._imap.readline()
-        if not line.endswith(b"\r\n"):
-            raise imap_errors.IMAPClientAbortError("connection closed inside a FETCH answer")
-        return line
+        return _checked_line(self._imap, "connection closed inside a FETCH answer")
 
 
 def _literal_size(text: bytes) -> int | None:
@@ -302,19 +287,24 @@ def _status_window(imap: imaplib.IMAP4, tags: Sequence[bytes]) -> list[list[Stat
     return [done[tag] for tag in tags]
 
 
-def _with_literals(imap: imaplib.IMAP4, text: bytes) -> StatusData:
-    """A response line (without CRLF) and the literals it announces, in imaplib's shape."""
-    parts: StatusData = []
+def _with_literals(imap: imaplib.IMAP4, text: bytes) -> list[Any]:
+    """A response line (without CRLF) and the literals it announces with the lines after
+    them, in imaplib's shape: ``(line, literal)`` pairs, then the last line."""
+    parts: list[Any] = []
     size = _literal_size(text)
     while size is not None:
-        literal = imap.read(size)
-        if len(literal) != size:
-            raise imap_errors.IMAPClientAbortError("connection closed inside a literal")
-        parts.append((text, literal))
+        parts.append((text, _literal(imap, size)))
         text = _checked_line(imap, "connection closed inside a response")[:-2]
         size = _literal_size(text)
     parts.append(text)
     return parts
+
+
+def _literal(imap: imaplib.IMAP4, size: int) -> bytes:
+    literal = imap.read(size)
+    if len(literal) != size:
+        raise imap_errors.IMAPClientAbortError("connection closed inside a literal")
+    return literal
 
 
 def _checked_line(imap: imaplib.IMAP4, closed: str) -> bytes:
