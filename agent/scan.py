@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
 from agent.classify import Tally
 from agent.config import Config, MailboxConfig
+from agent.errors import TransientMailboxError
 from agent.identity import self_keys
 from agent.mailbox.client import FolderStatus, Mailbox
+from agent.mailbox.records import FetchedHeader
 from agent.model import LedgerBatch
-from agent.scanwork import Classifiers
+from agent.scanwork import Classifier, Classifiers
 from agent.store import Store
-from agent.store.ledger import FolderState
+from agent.store.ledger import UNREAD_TRIES, FolderState
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ class ScanSummary(Tally):
     addresses_refreshed: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    unread: int = 0  # messages of the mailbox the server would not give, in the ledger
 
     def line(self) -> str:
         """The one-line summary printed when not on a terminal."""
@@ -67,6 +71,8 @@ class ScanSummary(Tally):
         ]
         if self.skipped:
             parts.append(f"{sum(self.skipped.values())} not counted")
+        if self.unread:
+            parts.append(f"{self.unread} the server would not give")
         if self.reset:
             parts.append("reset: " + ", ".join(f"{f} ({why})" for f, why in self.reset.items()))
         if self.interrupted:
@@ -123,6 +129,7 @@ def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
     finally:
         work.close()
     summary.addresses_refreshed = store.refresh(now)
+    summary.unread = store.ledger.unread_count(source.key)
     if summary.fetched:
         store.database.checkpoint()
     summary.seconds = time.monotonic() - started
@@ -135,10 +142,13 @@ def _scan_folder(source: MailboxConfig, mailbox: Mailbox, store: Store, folder: 
                  progress: Progress,
                  should_stop: Callable[[], bool], summary: ScanSummary,
                  sent_folders: frozenset[str], work: Classifiers) -> None:
-    """One folder: skip it if unchanged, reset it if its UIDs changed meaning, fetch the rest."""
+    """One folder: skip it if unchanged, reset it if its UIDs changed meaning, fetch the rest,
+    and ask again for what the server would not give before."""
     summary.folders.append(folder)
     plan, last_uid = folder_plan(state, status)
-    if plan == "skip":
+    due = (store.ledger.unread_due(folder, status.uidvalidity, now, source.key)
+           if plan != "reset" and state is not None else [])
+    if plan == "skip" and not due:
         summary.unchanged.append(folder)
         return
     if plan == "reset" and state is not None:
@@ -149,53 +159,153 @@ def _scan_folder(source: MailboxConfig, mailbox: Mailbox, store: Store, folder: 
         store.ledger.reset_folder(folder, status.uidvalidity, source.key)
     selected = mailbox.select(folder)
     uidvalidity = selected.uidvalidity or status.uidvalidity
-    uids = mailbox.uids_after(last_uid)
+    uids: Sequence[int] = mailbox.uids_after(last_uid) if plan != "skip" else []
+    # Reading the folder broke the connection twice before the scan got past broke_through:
+    # the messages up to it are read one FETCH each, nothing sent ahead, to find the one
+    # that breaks it (Dovecot says BYE to a FETCH of a message it cannot read, every time);
+    # one that breaks it alone twice is left out (README "A message the server will not
+    # give").
+    through = state.broke_through if state is not None and plan == "fetch" else None
+    careful = (bisect.bisect_right(uids, through) if through is not None and state is not None
+               and (state.breaks >= 2 or state.alone is not None) else 0)
     # Mail From the user counts as sent where the user files sent mail; anywhere else (INBOX,
     # folders a server-side filter delivers into) only if it was not delivered from outside.
     delivered = None if folder in sent_folders else mailbox.delivered
     progress.folder_started(folder, len(uids))
-    classify = work.for_folder(len(uids))
-
-    def save(chunk: Sequence[int], count: int, batch: LedgerBatch, tally: Tally) -> None:
-        summary.add(tally)
-        summary.new_exchanges += store.ledger.save(folder, uidvalidity, chunk[-1], batch,
-                                                   source.key)
-        summary.fetched += count
-        progress.advanced(len(chunk))
-        wrote(count)
-
-    # Several FETCHes are on their way while a batch is classified and the one before it is
-    # written (README "How fast"); leaving early, closing reads what is still coming.
-    # Each batch is saved with the folder's new sync state in the same transaction, and a
-    # transaction is committed every few thousand messages or seconds (store.grouped).
-    waiting: tuple[Sequence[int], int] | None = None  # submitted, not yet saved
-    done: tuple[LedgerBatch, Tally] | None = None  # its classification, once collected
-    with contextlib.closing(mailbox.header_batches(uids, source.imap.batch_size)) as batches, \
-            store.database.grouped() as wrote:
-        try:
-            for chunk, fetched in batches:
-                if should_stop():
-                    summary.interrupted = True
-                    break
-                if waiting is not None:
-                    done = classify.collect()
-                classify.submit(fetched, folder, delivered)  # the worker starts on it
-                if waiting is not None and done is not None:
-                    save(*waiting, *done)  # meanwhile, the batch before is written
-                    waiting = done = None
-                waiting = (chunk, len(fetched))
-        except Exception:
-            # A batch failed to come (a dropped connection) or to be classified: the one
-            # before it was read whole, and is kept unless classifying it needs the broken
-            # connection too.
-            if waiting is not None:
-                with contextlib.suppress(Exception):
-                    save(*waiting, *(done or classify.collect()))
-            raise
-        if waiting is not None:  # the last batch (or, when stopped, the one in hand)
-            save(*waiting, *classify.collect())
+    read = _Reader(source, mailbox, store, folder, uidvalidity, now, summary, progress,
+                   delivered, work.for_folder(len(uids)))
+    try:
+        read.run(uids, careful, should_stop)
+    except TransientMailboxError:
+        uid = read.failed_alone
+        if uid is not None and state is not None and state.alone == uid:
+            log.warning("folder %s: the connection broke twice on the message with UID %d "
+                        "alone; it is not counted for now, and asked for again at later scans",
+                        folder, uid)
+            store.ledger.save(folder, uidvalidity, uid, LedgerBatch([], [], [], [], [], [], []),
+                              source.key, unread=[uid], now=now)
+            store.ledger.note_break(folder, uidvalidity, None, source.key)  # found: start anew
+        elif uid is not None:
+            # Once more, before it is left out: a network that drops at the same point (a
+            # byte limit, a proxy) breaks it on another message next time.
+            log.info("folder %s: the connection broke on the message with UID %d alone; "
+                     "asking for it alone once more", folder, uid)
+            store.ledger.note_break(folder, uidvalidity, uid, source.key, alone=True)
+        elif (broke_through := mailbox.broke_through) is not None:
+            store.ledger.note_break(folder, uidvalidity, broke_through, source.key)
+        raise
+    if due and not summary.interrupted:
+        _ask_again(read, folder, due, should_stop)
     progress.folder_done(folder)
     if not summary.interrupted:
         uidnext = max(status.uidnext, selected.uidnext)
         store.ledger.finish_folder(folder, status.uidvalidity, uidnext, status.highestmodseq, now,
                                    source.key)
+
+
+def _ask_again(read: _Reader, folder: str, due: Sequence[int],
+               should_stop: Callable[[], bool]) -> None:
+    """Ask again for the messages of ``folder`` the server would not give at earlier scans
+    (README "A message the server will not give"): those that come are counted, those gone
+    from the folder are forgotten, the others wait for the next scan, or are given up."""
+    ledger, key = read.store.ledger, read.source.key
+    ledger.asking_again(folder, due, read.now, key)  # counted first, should asking break it
+    still = read.run(due, 0, should_stop, again=True)
+    ledger.given(folder, [uid for uid in due if uid not in still], key)
+    if still:
+        log.info("folder %s: %d message(s) the server would not give at earlier scans "
+                 "still not given", folder, len(still))
+    given_up = ledger.given_up(folder, still, read.now, key)
+    if given_up:
+        log.warning("folder %s: the server has not given the message(s) with UID %s at %d "
+                    "scans over a day; they are not asked for again (`followup scan --full` "
+                    "asks for everything again)", folder, ", ".join(map(str, given_up)),
+                    UNREAD_TRIES)
+
+
+class _Reader:
+    """Reads UIDs of the selected folder batch by batch into the ledger: several FETCHes are
+    on their way while a batch is classified and the one before it is written (README "How
+    fast"). Each batch is saved with the folder's new sync state in the same transaction,
+    and a transaction is committed every few thousand messages or seconds (store.grouped).
+    """
+
+    def __init__(self, source: MailboxConfig, mailbox: Mailbox, store: Store, folder: str,
+                 uidvalidity: int, now: datetime, summary: ScanSummary, progress: Progress,
+                 delivered: Callable[[Sequence[int]], set[int]] | None,
+                 classify: Classifier) -> None:
+        self.source, self.mailbox, self.store, self.folder = source, mailbox, store, folder
+        self.uidvalidity, self.now, self.summary = uidvalidity, now, summary
+        self._progress, self._delivered, self._classify = progress, delivered, classify
+        self.through: int | None = None  # the last UID saved
+        self.fetching = False  # whether an error came while waiting for a batch
+        self.failed_alone: int | None = None  # the UID whose FETCH alone broke the link
+        self._unread: list[int] = []
+
+    def run(self, uids: Sequence[int], careful: int, should_stop: Callable[[], bool],
+            again: bool = False) -> list[int]:
+        """Read ``uids``; the first ``careful`` of them one FETCH each. Returns the UIDs the
+        server would not give. ``again``: they were read before (no progress shown)."""
+        classify, summary = self._classify, self.summary
+        self._unread = []
+        waiting: tuple[Sequence[int], int] | None = None  # submitted, not yet saved
+        done: tuple[LedgerBatch, Tally] | None = None  # its classification, once collected
+        read = 0  # UIDs handed over
+        # Leaving early, closing reads what is still coming.
+        with contextlib.closing(self._batches(uids, careful)) as batches, \
+                self.store.database.grouped() as wrote:
+            try:
+                while True:
+                    self.fetching = True
+                    step = next(batches, None)
+                    self.fetching = False
+                    if step is None:
+                        break
+                    chunk, fetched = step
+                    read += len(chunk)
+                    if should_stop():
+                        summary.interrupted = True
+                        break
+                    if waiting is not None:
+                        done = classify.collect()
+                    classify.submit(fetched, self.folder, self._delivered)  # the worker starts
+                    if waiting is not None and done is not None:
+                        self._save(*waiting, *done, wrote, again)  # meanwhile, the one before
+                        waiting = done = None
+                    waiting = (chunk, len(fetched))
+            except Exception:
+                # A batch failed to come (a dropped connection) or to be classified: the one
+                # before it was read whole, and is kept unless classifying it needs the
+                # broken connection too.
+                if waiting is not None:
+                    with contextlib.suppress(Exception):
+                        self._save(*waiting, *(done or classify.collect()), wrote, again)
+                if (self.fetching and read < careful and not again
+                        and (read == 0 or self.through == uids[read - 1])):
+                    self.failed_alone = uids[read]  # and every message before it is kept
+                raise
+            if waiting is not None:  # the last batch (or, when stopped, the one in hand)
+                self._save(*waiting, *classify.collect(), wrote, again)
+        return self._unread
+
+    def _batches(self, uids: Sequence[int], careful: int
+                 ) -> Generator[tuple[Sequence[int], list[FetchedHeader]], None, None]:
+        size = self.source.imap.batch_size
+        if careful:
+            yield from self.mailbox.one_by_one(uids[:careful])
+        yield from self.mailbox.header_batches(uids[careful:], size)
+
+    def _save(self, chunk: Sequence[int], count: int, batch: LedgerBatch, tally: Tally,
+              wrote: Callable[[int], None], again: bool) -> None:
+        summary = self.summary
+        unread = self.mailbox.take_unread(chunk[-1])
+        summary.add(tally)
+        summary.new_exchanges += self.store.ledger.save(
+            self.folder, self.uidvalidity, chunk[-1], batch, self.source.key,
+            unread=unread, now=self.now)
+        summary.fetched += count
+        self._unread.extend(unread)
+        self.through = max(self.through or 0, chunk[-1])
+        if not again:
+            self._progress.advanced(len(chunk))
+        wrote(count)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from imapclient import exceptions as imap_errors
 
 from agent.config import load_config
 from agent.errors import MailboxError
@@ -120,6 +121,35 @@ def test_a_refusal_in_the_middle_of_an_earlier_answer_takes_none_of_it() -> None
     assert sorted(parse_fetch(answer)) == [1, 2, 3]
     with pytest.raises(FetchRefused, match="BAD"):
         pipeline.receive()
+
+
+class _Closing(_Scripted):
+    """A connection the server closed after its script: the third command sent fails."""
+
+    def send(self, data: bytes) -> None:
+        if len(self.lines) == 2:
+            raise BrokenPipeError(32, "Broken pipe")
+        super().send(data)
+
+
+def test_what_came_before_a_connection_closed_while_sending_is_still_read() -> None:
+    """A server that fails on a message closes the connection (Dovecot: "BYE FETCH failed")
+    while later FETCHes are still being sent: the answers it gave before are read in turn,
+    and the pipeline names the highest UID not answered (Mailbox.broke_through)."""
+    imap = _Closing(b"")
+    pipeline = FetchPipeline(imap, ["FLAGS"])  # type: ignore[arg-type]
+    pipeline.send([1, 2])
+    pipeline.send([3, 4])
+    pipeline.send([5, 6])  # the server is gone: this one cannot be sent
+    first = imap.lines[0].split(b" ")[0]
+    imap._stream = io.BytesIO(
+        _fetch_line(1) + _fetch_line(2) + first + b" OK Fetch completed.\r\n"
+        + b"* 3 FETCH (UID 3)\r\n* BYE FETCH failed: Internal error occurred.\r\n")
+    uids, answer, _ = pipeline.receive()
+    assert list(uids) == [1, 2] and sorted(parse_fetch(answer)) == [1, 2]
+    with pytest.raises(imap_errors.IMAPClientAbortError, match="BYE FETCH failed"):
+        pipeline.receive()
+    assert pipeline.broke_through == 6
 
 
 def _usual_line(uid: int, header: bytes, tail: bytes = b")") -> bytes:

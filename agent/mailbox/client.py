@@ -58,6 +58,11 @@ PIPELINE_DEPTH = 4
 #: share of a batch's time.
 MAX_BATCH_GROWTH = 16
 ROUND_TRIP_SHARE = 0.05
+#: A refused FETCH is asked again in halves, down to single messages, to find the message
+#: the server will not give (fetch_headers); this many refusals in a row, with no FETCH
+#: answered in between, say the server refuses everything (it throttles): the refusal
+#: stands. Halving a batch of 8,000 down to one message is 13.
+REFUSALS_IN_A_ROW = 16
 
 # What the user reads when the server refuses one of our calls: its IMAP command.
 _COMMANDS = {
@@ -238,12 +243,18 @@ class Mailbox:
         # FETCHes sent ahead while header_batches runs (None otherwise): every other
         # command first reads their answers (_call).
         self._pipeline: FetchPipeline | None = None
+        self._reading: FetchPipeline | None = None  # the last FETCHes sent (broke_through)
         # False once the server refused a FETCH sent ahead: one at a time from then on.
         self._pipelining = True
         # Seconds from sending the last FETCH to its first answer line (fast path only).
         self._round_trip: float | None = None
         # Whether FETCH through IMAPClient.fetch has been logged on this connection.
         self._public_fetch_said = False
+        # UIDs (in the selected folder) the server would not give: it refused their FETCH
+        # even alone, or left them out of its answer twice. The scan takes them
+        # (take_unread) to ask for them again at later scans.
+        self._unread: list[int] = []
+        self._refusals = 0  # FETCHes refused since the last one answered
         # What batch growth (one FETCH at a time) measures time with; tests set their own.
         self.clock = time.monotonic
 
@@ -427,6 +438,8 @@ class Mailbox:
     def select(self, folder: str, readonly: bool = True) -> FolderStatus:
         data = self._call(self._client.select_folder, folder, readonly=readonly)
         self._selected = folder
+        self._unread = []  # UIDs of the folder selected before
+        self._reading = None
         self._selected_status = FolderStatus(
             uidvalidity=int(data.get(b"UIDVALIDITY", 0)),
             uidnext=int(data.get(b"UIDNEXT", 0)),
@@ -478,15 +491,63 @@ class Mailbox:
             raise
         except MailboxError as exc:
             if "X-GM-MSGID" not in items:
-                raise
+                return self._apart(uids, exc)
             # Proxies and look-alikes advertise X-GM-EXT-1 but answer BAD to its fetch
             # items: ask again without it, once, and not again on this connection.
             log.warning("%s advertises X-GM-EXT-1 but refused X-GM-MSGID (%s); "
                         "fetching without it", self.host, exc)
             self._gm_msgid = False
-            parsed = self._fetch(uids, self._header_items())
+            try:
+                parsed = self._fetch(uids, self._header_items())
+            except TransientMailboxError:
+                raise
+            except MailboxError as again:
+                return self._apart(uids, again)
+        self._refusals = 0
         found = [parsed[uid] for uid in uids if uid in parsed]
         return found if len(found) == len(uids) else self._complete(uids, found)
+
+    def _apart(self, uids: Sequence[int], refusal: MailboxError) -> list[FetchedHeader]:
+        """The headers of ``uids`` whose FETCH the server refused: each half asked for
+        apart, down to single messages.
+
+        Gmail ("Some messages could not be FETCHed"), Yahoo and Exchange refuse a FETCH
+        every time for one message they cannot serve; refusing the whole batch for it would
+        stop every scan of the folder there. A message refused alone that is still in the
+        folder is left out and named (take_unread): the scan asks for it again later, so a
+        message refused only for a while still counts. REFUSALS_IN_A_ROW refusals with
+        nothing answered in between mean the server refuses everything: then the refusal
+        stands, and no message is left out for it.
+        """
+        self._refusals += 1
+        if self._refusals >= REFUSALS_IN_A_ROW:
+            raise refusal
+        if len(uids) == 1:
+            there = self._call(self._client.search, ["UID", str(uids[0])])
+            if uids[0] in there:
+                log.warning("%s would not give the message with UID %d in %s (%s); it is "
+                            "not counted for now, and asked for again at later scans",
+                            self.host, uids[0], self._selected or "the selected folder",
+                            refusal)
+                self._unread.append(uids[0])
+            return []
+        half = len(uids) // 2
+        return self.fetch_headers(uids[:half]) + self.fetch_headers(uids[half:])
+
+    @property
+    def broke_through(self) -> int | None:
+        """When the connection broke while FETCH answers were on their way: the highest
+        UID asked for and not answered (the message it broke on is at most that)."""
+        return self._reading.broke_through if self._reading is not None else None
+
+    def take_unread(self, through: int) -> list[int]:
+        """The UIDs up to ``through`` that the server would not give (see _apart and
+        _complete), each once."""
+        if not self._unread:
+            return []
+        taken = [uid for uid in self._unread if uid <= through]
+        self._unread = [uid for uid in self._unread if uid > through]
+        return taken
 
     def header_batches(self, uids: Sequence[int], batch_size: int
                        ) -> Generator[tuple[Sequence[int], list[FetchedHeader]], None, None]:
@@ -505,14 +566,23 @@ class Mailbox:
             done = yield from self._pipelined(uids, batch_size)
         yield from self._one_at_a_time(uids[done:], batch_size)
 
+    def one_by_one(self, uids: Sequence[int]
+                   ) -> Iterator[tuple[Sequence[int], list[FetchedHeader]]]:
+        """The headers of ``uids`` as header_batches gives them, one FETCH of one message at
+        a time and nothing sent ahead: a connection that breaks, breaks on the message
+        asked for."""
+        for uid in uids:
+            chunk = [uid]
+            yield chunk, self.fetch_headers(chunk)
+
     def _pipelined(self, uids: Sequence[int], batch_size: int
                    ) -> Generator[tuple[Sequence[int], list[FetchedHeader]], None, int]:
         """Batches of ``uids`` with PIPELINE_DEPTH FETCHes in flight; returns how many UIDs
         it handed over (all, unless the server refused a FETCH)."""
         imap = imaplib_of(self._client)
         assert imap is not None
-        pipeline = self._pipeline = FetchPipeline(imap, self._header_items(), self.clock,
-                                                  USUAL)
+        pipeline = self._pipeline = self._reading = FetchPipeline(
+            imap, self._header_items(), self.clock, USUAL)
         early: dict[int, FetchedHeader] = {}  # answers that came with an earlier batch
         sent = done = 0
         broken = False
@@ -567,8 +637,10 @@ class Mailbox:
         lost = [uid for uid in there if uid not in again]
         if lost:
             log.warning("%s gave no headers for UID %s in %s twice, though the message(s) "
-                        "exist; not counted", self.host, ", ".join(map(str, lost)),
+                        "exist; not counted for now, and asked for again at later scans",
+                        self.host, ", ".join(map(str, lost)),
                         self._selected or "the selected folder")
+            self._unread.extend(lost)
         records = {record.uid: record for record in found}
         records.update(again)
         return [records[uid] for uid in uids if uid in records]
@@ -643,7 +715,7 @@ class Mailbox:
         """imaplib-shaped answer to one ``UID FETCH``, read off imaplib's connection."""
         imap = imaplib_of(self._client)
         assert imap is not None
-        pipeline = FetchPipeline(imap, items, self.clock)
+        pipeline = self._reading = FetchPipeline(imap, items, self.clock)
         pipeline.send(uids)
         _, answer, self._round_trip = pipeline.receive()
         return answer

@@ -66,6 +66,7 @@ class _Sent:
     sent_at: float
     answer: FetchData | None = None  # once read (perhaps ahead of its turn: settle)
     refused: str | None = None  # the server's NO or BAD, once read
+    unsent: OSError | None = None  # why it could not be sent (the connection is gone)
     waited: float = 0.0  # seconds from sending to the answer's first line
 
     @property
@@ -106,6 +107,8 @@ class FetchPipeline:
         self._usual = usual
         self._sent: deque[_Sent] = deque()
         self._data: FetchData = []  # untagged FETCH data read since the last tagged line
+        # When the connection broke: the highest UID of the FETCHes not answered whole.
+        self.broke_through: int | None = None
 
     @property
     def in_flight(self) -> int:
@@ -125,8 +128,14 @@ class FetchPipeline:
             self.send(uids[:half])
             self.send(uids[half:])
             return
-        self._imap.send(command)
-        self._sent.append(_Sent(tag, uids, self._clock()))
+        sent = _Sent(tag, uids, self._clock())
+        try:
+            self._imap.send(command)
+        except OSError as exc:
+            # The server closed the connection (a BYE, perhaps) while this was being sent:
+            # what it answered before is still to be read, in turn (see _read).
+            sent.unsent = exc
+        self._sent.append(sent)
 
     def receive(self) -> tuple[Sequence[int], FetchData, float]:
         """The oldest command's UIDs, its answer, and the seconds until its first line came
@@ -153,6 +162,34 @@ class FetchPipeline:
 
     def _read(self, sent: _Sent) -> None:
         """Read up to ``sent``'s tagged line."""
+        try:
+            self._read_to(sent)
+        except Exception:
+            self._broke(sent.uids)
+            raise
+
+    def _read_to(self, sent: _Sent) -> None:
+        """Read the answers up to ``sent``'s; a FETCH that could not be sent ends it."""
+        for earlier in self._sent:  # servers answer in turn
+            if earlier.unsent is not None:
+                raise imap_errors.IMAPClientAbortError(
+                    f"connection closed while sending a FETCH: {earlier.unsent}")
+            if earlier is sent:
+                break
+            if not earlier.read:
+                self._answer(earlier)
+        self._answer(sent)
+
+    def _broke(self, uids: Sequence[int]) -> None:
+        """The connection broke while ``uids`` were being read: on one of the messages of
+        the FETCHes not answered whole. Not always the one being read: Dovecot, failing
+        on a message of a later FETCH, closes the connection and drops what it had not
+        sent yet of the answers before it."""
+        self.broke_through = max(max(s.uids) for s in self._sent if not s.read) \
+            if self.unread else max(uids)
+
+    def _answer(self, sent: _Sent) -> None:
+        """Read lines up to ``sent``'s tagged line."""
         imap = self._imap
         first = True
         while not sent.read:

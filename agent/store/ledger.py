@@ -10,7 +10,8 @@ import hashlib
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from agent.model import (
     Direction,
@@ -27,6 +28,15 @@ from agent.store.migrations import LEDGER_TABLES
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
+#: A message the server would not give is asked for again at later scans, at most once in
+#: UNREAD_AGAIN; after UNREAD_TRIES scans that asked in vain, the first of them at least
+#: UNREAD_GIVE_UP ago, no more (README "A message the server will not give").
+UNREAD_AGAIN: Final = timedelta(hours=1)
+UNREAD_TRIES: Final = 4
+UNREAD_GIVE_UP: Final = timedelta(days=1)
+#: ``folders.breaks`` of a folder whose connection broke on one message asked for alone.
+ALONE: Final = -1
+
 
 @dataclass(frozen=True, slots=True)
 class FolderState:
@@ -37,6 +47,15 @@ class FolderState:
     last_uid: int
     uidnext: int
     highestmodseq: int | None
+    # When reading the folder broke the connection (note_break): the highest UID asked for
+    # and not answered, and how many times it broke before the scan got past it.
+    broke_through: int | None = None
+    breaks: int = 0
+
+    @property
+    def alone(self) -> int | None:
+        """The UID of the message that broke the connection when asked for alone."""
+        return self.broke_through if self.breaks == ALONE else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +104,8 @@ class Ledger:
     def folder_states(self, mailbox: str = "") -> dict[str, FolderState]:
         """The sync state of every folder of ``mailbox`` ("" the primary), by name."""
         return {row["name"]: FolderState(**row) for row in self._db.query(
-            "SELECT name, uidvalidity, last_uid, uidnext, highestmodseq FROM folders "
-            "WHERE mailbox = ?", (mailbox,))}
+            "SELECT name, uidvalidity, last_uid, uidnext, highestmodseq, broke_through, "
+            "breaks FROM folders WHERE mailbox = ?", (mailbox,))}
 
     def folder_state(self, name: str, mailbox: str = "") -> FolderState | None:
         return self.folder_states(mailbox).get(name)
@@ -99,11 +118,12 @@ class Ledger:
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM messages WHERE mailbox = ? AND folder = ?",
                          (mailbox, name))
+            conn.execute("DELETE FROM unread WHERE mailbox = ? AND folder = ?", (mailbox, name))
             conn.execute(
                 "INSERT INTO folders (mailbox, name, uidvalidity, last_uid, uidnext) "
                 "VALUES (?, ?, ?, 0, 0) "
                 "ON CONFLICT (mailbox, name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
-                "last_uid = 0, uidnext = 0, highestmodseq = NULL",
+                "last_uid = 0, uidnext = 0, highestmodseq = NULL, broke_through = NULL, breaks = 0",
                 (mailbox, name, uidvalidity),
             )
 
@@ -117,7 +137,8 @@ class Ledger:
                                       sent_ids, held), mailbox)
 
     def save(self, folder: str, uidvalidity: int, last_uid: int, batch: LedgerBatch,
-             mailbox: str = "") -> int:
+             mailbox: str = "", *, unread: Sequence[int] = (), now: datetime | None = None
+             ) -> int:
         """Record one fetched batch of ``mailbox`` and advance the folder's sync state,
         atomically.
 
@@ -127,6 +148,9 @@ class Ledger:
         exchanges were new (a message seen in two folders, or in two mailboxes, counts
         once). The hot path of a scan: plain ``executemany`` with the batch's tuples as
         they come, measured.
+
+        ``unread`` are UIDs of the batch the server would not give (at ``now``): remembered
+        with it, so that a scan that moves past them also asks for them again later.
         """
         with self._db.transaction() as conn:
             conn.executemany(
@@ -146,6 +170,8 @@ class Ledger:
             if batch.sent_ids or batch.held:
                 added += self._hold_and_release(conn, mailbox, folder, batch.sent_ids,
                                                 batch.held)
+            if unread:
+                self._unread(conn, mailbox, folder, uidvalidity, unread, now)
             conn.execute(
                 "INSERT INTO folders (mailbox, name, uidvalidity, last_uid) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (mailbox, name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
@@ -153,6 +179,83 @@ class Ledger:
                 (mailbox, folder, uidvalidity, last_uid),
             )
         return added
+
+    @staticmethod
+    def _unread(conn: sqlite3.Connection, mailbox: str, folder: str, uidvalidity: int,
+                uids: Sequence[int], now: datetime | None) -> None:
+        """Remember ``uids`` as not given at ``now``: a try more, unless this scan counted
+        it already (:meth:`asking_again`)."""
+        at = epoch(now or datetime.now(UTC))
+        conn.executemany(
+            "INSERT INTO unread (mailbox, folder, uid, uidvalidity, first_seen, asked_at, "
+            "tries) VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT (mailbox, folder, uid) DO UPDATE "
+            "SET uidvalidity = excluded.uidvalidity, asked_at = excluded.asked_at, "
+            "tries = tries + (excluded.asked_at > asked_at)",
+            [(mailbox, folder, uid, uidvalidity, at, at) for uid in uids])
+
+    def unread_due(self, folder: str, uidvalidity: int, now: datetime, mailbox: str = ""
+                   ) -> list[int]:
+        """UIDs of ``folder`` the server would not give that are due to be asked for again:
+        not asked within UNREAD_AGAIN, and not given up on."""
+        return [row["uid"] for row in self._db.query(
+            "SELECT uid FROM unread WHERE mailbox = ? AND folder = ? AND uidvalidity = ? "
+            "AND asked_at <= ? AND NOT (tries >= ? AND first_seen <= ?) ORDER BY uid",
+            (mailbox, folder, uidvalidity, epoch(now - UNREAD_AGAIN), UNREAD_TRIES,
+             epoch(now - UNREAD_GIVE_UP)))]
+
+    def asking_again(self, folder: str, uids: Sequence[int], now: datetime,
+                     mailbox: str = "") -> None:
+        """Count a try for ``uids`` before they are asked for: should asking break the
+        connection, the next attempt does not ask again at once."""
+        at = epoch(now)
+        with self._db.transaction() as conn:
+            conn.executemany(
+                "UPDATE unread SET asked_at = ?, tries = tries + 1 "
+                "WHERE mailbox = ? AND folder = ? AND uid = ?",
+                [(at, mailbox, folder, uid) for uid in uids])
+
+    def given(self, folder: str, uids: Iterable[int], mailbox: str = "") -> None:
+        """``uids`` came (or are gone from the folder): no longer unread."""
+        with self._db.transaction() as conn:
+            conn.executemany("DELETE FROM unread WHERE mailbox = ? AND folder = ? AND uid = ?",
+                             [(mailbox, folder, uid) for uid in uids])
+
+    def given_up(self, folder: str, uids: Iterable[int], now: datetime, mailbox: str = ""
+                 ) -> list[int]:
+        """Which of ``uids`` (unread) are no longer asked for (:meth:`unread_due`)."""
+        wanted = set(uids)
+        return [row["uid"] for row in self._db.query(
+            "SELECT uid FROM unread WHERE mailbox = ? AND folder = ? AND tries >= ? "
+            "AND first_seen <= ? ORDER BY uid",
+            (mailbox, folder, UNREAD_TRIES, epoch(now - UNREAD_GIVE_UP)))
+            if row["uid"] in wanted]
+
+    def unread_count(self, mailbox: str | None = None) -> int:
+        """Messages the server would not give, still unread (of ``mailbox``, or all)."""
+        if mailbox is None:
+            return int(self._db.value("SELECT count(*) FROM unread"))
+        return int(self._db.value("SELECT count(*) FROM unread WHERE mailbox = ?",
+                                  (mailbox,)))
+
+    def note_break(self, folder: str, uidvalidity: int, through: int | None,
+                   mailbox: str = "", *, alone: bool = False) -> None:
+        """The connection broke while reading the folder, on a message up to UID
+        ``through`` (None: the message that breaks it was found, the count starts again;
+        ``alone``: on that message, asked for alone)."""
+        if alone:
+            with self._db.transaction() as conn:
+                conn.execute("UPDATE folders SET broke_through = ?, breaks = ? "
+                             "WHERE mailbox = ? AND name = ?", (through, ALONE, mailbox, folder))
+            return
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO folders (mailbox, name, uidvalidity, broke_through, breaks) "
+                "VALUES (?1, ?2, ?3, ?4, ?4 IS NOT NULL) ON CONFLICT (mailbox, name) DO UPDATE "
+                "SET broke_through = CASE WHEN ?4 IS NULL THEN NULL "
+                "WHEN broke_through > last_uid THEN max(broke_through, ?4) ELSE ?4 END, "
+                "breaks = CASE WHEN ?4 IS NULL THEN 0 "
+                "WHEN broke_through > last_uid THEN max(breaks, 1) + 1 ELSE 1 END",
+                (mailbox, folder, uidvalidity, through))
 
     def _hold_and_release(self, conn: sqlite3.Connection, mailbox: str, folder: str,
                           sent_ids: Sequence[str], held: Sequence[HeldRow]) -> int:
@@ -225,7 +328,7 @@ class Ledger:
                 "highestmodseq, scanned_at) VALUES (?, ?, ?, 0, ?, ?, ?) "
                 "ON CONFLICT (mailbox, name) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
                 "uidnext = excluded.uidnext, highestmodseq = excluded.highestmodseq, "
-                "scanned_at = excluded.scanned_at",
+                "scanned_at = excluded.scanned_at, broke_through = NULL, breaks = 0",
                 (mailbox, folder, uidvalidity, uidnext, highestmodseq, epoch(now)),
             )
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # only annotations: opening a current database needs no sqlit
 # Tables rebuilt from the mailbox by `scan --full`. Everything else is the user's.
 LEDGER_TABLES = (
     "folders", "messages", "exchanges", "addresses", "address_names", "lists", "dirty",
-    "sent_ids", "held",
+    "sent_ids", "held", "unread",
 )
 # Tables read from the address books; each sync replaces what changed at a source.
 CARD_TABLES = ("addressbooks", "cards", "card_addresses", "card_tags", "phones")
@@ -348,6 +348,31 @@ def _m8_messages_by_key(db: sqlite_utils.Database) -> None:
     """)
 
 
+def _m9_unread_messages(db: sqlite_utils.Database) -> None:
+    db.executescript("""
+    -- Messages the server would not give (it refused their FETCH, left them out of its
+    -- answer, or broke the connection on them): not counted yet, asked for again at later
+    -- scans until they come or UNREAD_TRIES scans over a day have failed (README "A
+    -- message the server will not give").
+    CREATE TABLE unread (
+        mailbox TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uid INTEGER NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,    -- epoch seconds: the scan that first missed it
+        asked_at INTEGER NOT NULL,      -- epoch seconds: the last scan that asked for it
+        tries INTEGER NOT NULL,         -- scans that asked for it in vain
+        PRIMARY KEY (mailbox, folder, uid)
+    ) WITHOUT ROWID;
+    -- When reading the folder broke the connection: the highest UID asked for and not
+    -- answered, and how many times it broke before the scan got past that UID. Twice, and
+    -- the next attempt reads the messages up to it one FETCH each, to find the one that
+    -- breaks it (a connection that broke once is more likely the network).
+    ALTER TABLE folders ADD COLUMN broke_through INTEGER;
+    ALTER TABLE folders ADD COLUMN breaks INTEGER NOT NULL DEFAULT 0;
+    """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _m1_initial,
     _m2_secret_and_digest_attempts,
@@ -357,5 +382,6 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _m6_touchpoints_and_commands,
     _m7_signatures,
     _m8_messages_by_key,
+    _m9_unread_messages,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

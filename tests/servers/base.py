@@ -183,6 +183,10 @@ class MasterProcessServer(ImapServer):
 
     #: Files under `root` that `log_tail` shows, in this order.
     log_files: ClassVar[tuple[str, ...]]
+    #: Where, under `root`, the server keeps its users' messages (one file each).
+    mail_dir: ClassVar[str]
+    #: Its own files there (indexes, caches), by the start of their names.
+    own_files: ClassVar[tuple[str, ...]]
 
     def __init__(self) -> None:
         super().__init__()
@@ -193,6 +197,16 @@ class MasterProcessServer(ImapServer):
         if self.root is None:
             raise RuntimeError(f"{self.kind} is not running")
         return self.root.joinpath(*parts)
+
+    def message_file(self, needle: bytes) -> Path:
+        """The file of the one stored message that holds ``needle`` (its Message-ID, say):
+        what a test makes unreadable to see the server fail on that message."""
+        found = [path for path in self._path(self.mail_dir).rglob("*")
+                 if path.is_file() and not path.name.startswith(self.own_files)
+                 and needle in path.read_bytes()]
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} message files hold {needle!r}")
+        return found[0]
 
     def _spawn(self, argv: list[str], output: str, timeout: float,
                env: dict[str, str] | None = None) -> None:

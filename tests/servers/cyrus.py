@@ -88,6 +88,8 @@ class Cyrus(MasterProcessServer):
     kind = "cyrus"
     user_prefix = "c"
     log_files: ClassVar[tuple[str, ...]] = ("master.log",)
+    mail_dir: ClassVar[str] = "spool"
+    own_files: ClassVar[tuple[str, ...]] = ("cyrus.",)
     FOLDERS: ClassVar[tuple[tuple[str, str], ...]] = (
         ("Sent", "sent"), ("Drafts", "drafts"), ("Trash", "trash"), ("Junk", "junk"),
         ("Archive", "archive"),

@@ -226,6 +226,8 @@ class Dovecot(MasterProcessServer):
     kind = "dovecot"
     user_prefix = "t"
     log_files: ClassVar[tuple[str, ...]] = ("stderr.log", "dovecot.log")
+    mail_dir: ClassVar[str] = "home"
+    own_files: ClassVar[tuple[str, ...]] = ("dovecot",)
 
     def __init__(
         self,

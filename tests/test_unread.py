@@ -1,0 +1,411 @@
+"""A message the server will not give (README "A message the server will not give").
+
+Real servers fail on a message they cannot read, each in its own way, and every time:
+
+- Dovecot answers the FETCH up to it, then says ``BYE FETCH failed: Internal error`` and
+  closes the connection (here: its maildir file made unreadable to Dovecot);
+- Cyrus leaves it out (``* OK Message 5 no longer exists``) and says OK;
+- Gmail ("NO Some messages could not be FETCHed"), Yahoo and Exchange refuse the FETCH.
+  None of our servers refuses for one message, so a FETCH that holds the message is sent
+  with an item Dovecot does not know, and the real Dovecot refuses it (BAD).
+
+Each time the scan counts every other message, names the one it could not read, and asks
+for it again at later scans until it comes (then the ledger is what it would have been) or
+the scans of a day have failed. A server that refuses everything (it throttles) still
+fails the scan, and no message is left out for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import service
+from agent.config import load_config
+from agent.errors import MailboxError
+from agent.mailbox import pipeline
+from agent.mailbox.client import Mailbox
+from agent.mailbox.records import FetchedHeader
+from agent.model import LedgerBatch
+from agent.scan import ScanSummary
+from agent.service import Retry
+from agent.store import Store
+from agent.store.ledger import UNREAD_TRIES
+from tests.kit import write_config
+from tests.mailgen import realistic
+from tests.servers.account import ImapAccount
+from tests.servers.base import MasterProcessServer
+from tests.servers.cyrus import Cyrus
+from tests.servers.dovecot import Dovecot
+
+NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
+MESSAGES = 60
+BATCH = 10
+INBOX_ONLY = 23
+
+
+class Sleeps(list[float]):
+    """An injectable sleep that records the back-off instead of waiting."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def scan(config: Path, now: datetime = NOW, sleeps: Sleeps | None = None) -> ScanSummary:
+    summary = service.run(load_config(config), now, replace(service.SCAN, commands=False),
+                          retry=Retry(sleep=sleeps if sleeps is not None else Sleeps())).scan
+    assert summary is not None
+    return summary
+
+
+def ledger(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """What the mail says: messages, exchanges and aggregates (not the sync state)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {table: sorted(conn.execute(sql).fetchall(), key=repr) for table, sql in {
+            "messages": "SELECT folder, uid, msg_key, time, skipped FROM messages",
+            "exchanges": "SELECT * FROM exchanges",
+            "addresses": "SELECT * FROM addresses",
+            "address_names": "SELECT * FROM address_names",
+        }.items()}
+    finally:
+        conn.close()
+
+
+def unread(db: Path) -> list[tuple[str, int, int]]:
+    """(folder, uid, tries) of every message the ledger waits for."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT folder, uid, tries FROM unread ORDER BY folder, uid"
+                            ).fetchall()
+    finally:
+        conn.close()
+
+
+def planted(account: ImapAccount) -> list[bytes]:
+    """MESSAGES ordinary messages; the Message-ID lines of those in INBOX, in UID order.
+
+    INBOX gets INBOX_ONLY and more UIDs, its other folder fewer: a UID from INBOX_ONLY on
+    is a message of INBOX."""
+    items = list(realistic(31, MESSAGES, now=NOW, sent=account.sent_folder))
+    account.append_many(items)
+    inbox = [_message_id(raw) for folder, raw, _, _ in items if folder == "INBOX"]
+    assert len(items) - len(inbox) < INBOX_ONLY <= len(inbox) - 10
+    return inbox
+
+
+def _message_id(raw: bytes) -> bytes:
+    return next(line for line in raw.split(b"\r\n") if line.lower().startswith(b"message-id:"))
+
+
+@pytest.fixture
+def account_on(make_account: Callable[[str], ImapAccount]) -> Callable[[str], ImapAccount]:
+    return make_account
+
+
+def reference(account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+              now: datetime) -> dict[str, list[tuple[Any, ...]]]:
+    """The ledger of an uneventful scan of ``account`` at ``now``, in a database apart."""
+    path = write_config(monkeypatch, account, tmp_path / "reference", batch_size=BATCH)
+    scan(path, now)
+    return ledger(tmp_path / "reference" / "followup.db")
+
+
+@pytest.fixture
+def records(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    caplog.set_level(logging.INFO, logger="agent")
+    yield caplog
+
+
+def _unreadable(server: MasterProcessServer, message_id: bytes) -> Path:
+    path = server.message_file(message_id)
+    path.chmod(0)
+    return path
+
+
+# --------------------------------------------------------------------------- real servers
+
+
+def test_dovecot_breaking_the_connection_on_one_message(
+        dovecot_server: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        records: pytest.LogCaptureFixture) -> None:
+    account = dovecot_server.new_account()
+    inbox = planted(account)
+    bad = _unreadable(dovecot_server, inbox[len(inbox) // 2])
+    uid = len(inbox) // 2 + 1
+    path = write_config(monkeypatch, account, tmp_path / "main", batch_size=BATCH)
+    db = tmp_path / "main" / "followup.db"
+    sleeps = Sleeps()
+
+    summary = scan(path, NOW, sleeps)
+
+    # Two attempts broke on the FETCHes that hold it (once could be the network); the
+    # third read those messages one FETCH each and broke on it alone, and so did the
+    # fourth, asking for it alone once more; the fifth read on.
+    assert len(sleeps) == 4, records.text
+    assert summary.unread == 1
+    assert unread(db) == [("INBOX", uid, 1)]
+    assert f"broke twice on the message with UID {uid} alone" in records.text
+    with Store(db) as store:
+        assert store.ledger.message_count() == MESSAGES - 1
+        state = store.ledger.folder_state("INBOX")
+        assert state is not None and state.broke_through is None  # the folder was finished
+
+    # Readable again: the next scan an hour later asks for it, and the ledger is whole.
+    bad.chmod(0o600)
+    later = NOW + timedelta(hours=2)
+    summary = scan(path, later)
+    assert summary.unread == 0 and summary.fetched == 1
+    assert unread(db) == []
+    assert ledger(db) == reference(account, tmp_path, monkeypatch, later)
+
+
+def test_cyrus_leaving_one_message_out(cyrus_server: Cyrus, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch,
+                                       records: pytest.LogCaptureFixture) -> None:
+    account = cyrus_server.new_account()
+    inbox = planted(account)
+    bad = _unreadable(cyrus_server, inbox[3])
+    path = write_config(monkeypatch, account, tmp_path / "main", batch_size=BATCH)
+    db = tmp_path / "main" / "followup.db"
+
+    summary = scan(path)
+
+    assert summary.unread == 1
+    assert unread(db) == [("INBOX", 4, 1)]
+    assert "gave no headers for UID 4 in INBOX twice" in records.text
+    with Store(db) as store:
+        assert store.ledger.message_count() == MESSAGES - 1
+
+    bad.chmod(0o600)
+    later = NOW + timedelta(hours=2)
+    assert scan(path, later).unread == 0
+    assert unread(db) == []
+    assert ledger(db) == reference(account, tmp_path, monkeypatch, later)
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+@pytest.fixture
+def refusing(monkeypatch: pytest.MonkeyPatch) -> set[int]:
+    """UIDs whose FETCH the (real) Dovecot refuses: a FETCH that holds one of them asks for
+    an item Dovecot does not know, and Dovecot answers BAD. Holds every UID from 0 on when
+    it holds 0 (a server that refuses everything)."""
+    bad: set[int] = set()
+    real = pipeline.fetch_command
+
+    def command(tag: bytes, uids: Sequence[int], items: Sequence[str]) -> bytes:
+        if 0 in bad or bad.intersection(uids):
+            items = [*items, "X-NO-SUCH-ITEM"]
+        return real(tag, uids, items)
+
+    monkeypatch.setattr(pipeline, "fetch_command", command)
+    return bad
+
+
+def fetched_uids(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every UID the scan was given, across connections."""
+    given: list[int] = []
+    original = Mailbox.header_batches
+
+    def spy(self: Mailbox, uids: Sequence[int], batch_size: int
+            ) -> Iterator[tuple[Sequence[int], list[FetchedHeader]]]:
+        for chunk, found in original(self, uids, batch_size):
+            given.extend(record.uid for record in found)
+            yield chunk, found
+
+    monkeypatch.setattr(Mailbox, "header_batches", spy)
+    return given
+
+
+def test_a_refused_message_is_left_out_asked_again_and_counted_once_given(
+        dovecot_account: ImapAccount, refusing: set[int], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, records: pytest.LogCaptureFixture) -> None:
+    planted(dovecot_account)
+    uid = INBOX_ONLY + 4
+    refusing.add(uid)
+    path = write_config(monkeypatch, dovecot_account, tmp_path / "main", batch_size=BATCH)
+    db = tmp_path / "main" / "followup.db"
+    sleeps = Sleeps()
+
+    summary = scan(path, NOW, sleeps)
+    assert sleeps == []  # the connection went on
+    assert summary.unread == 1
+    assert unread(db) == [("INBOX", uid, 1)]
+    assert f"would not give the message with UID {uid} in INBOX" in records.text
+    assert "asked for again at later scans" in records.text
+    assert "1 the server would not give" in summary.line()
+
+    # Not asked again within the hour; then asked, and refused again: one try more.
+    given = fetched_uids(monkeypatch)
+    assert scan(path, NOW + timedelta(minutes=30)).unread == 1
+    assert given == []
+    assert scan(path, NOW + timedelta(hours=2)).unread == 1
+    assert unread(db) == [("INBOX", uid, 2)]
+
+    # Given at last: counted, and the ledger is the one of a scan that never missed it.
+    refusing.clear()
+    later = NOW + timedelta(hours=4)
+    summary = scan(path, later)
+    assert given == [uid] and summary.unread == 0 and summary.fetched == 1
+    assert unread(db) == []
+    assert ledger(db) == reference(dovecot_account, tmp_path, monkeypatch, later)
+
+
+def test_a_message_refused_for_a_day_of_scans_is_given_up(
+        dovecot_account: ImapAccount, refusing: set[int], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, records: pytest.LogCaptureFixture) -> None:
+    planted(dovecot_account)
+    refusing.add(INBOX_ONLY)
+    path = write_config(monkeypatch, dovecot_account, tmp_path / "main", batch_size=BATCH)
+    db = tmp_path / "main" / "followup.db"
+    hours = [0, 2, 4, 30]  # the fourth try is more than a day after the first
+    assert len(hours) == UNREAD_TRIES
+    for hour in hours:
+        assert scan(path, NOW + timedelta(hours=hour)).unread == 1
+    assert unread(db) == [("INBOX", INBOX_ONLY, UNREAD_TRIES)]
+    assert "they are not asked for again" in records.text
+
+    given = fetched_uids(monkeypatch)
+    refusing.clear()
+    assert scan(path, NOW + timedelta(days=3)).unread == 1
+    assert given == []  # no longer asked for
+    # `scan --full` asks for everything again.
+    with Store(db) as store:
+        store.ledger.forget()
+    scan(path, NOW + timedelta(days=3))
+    assert unread(db) == []
+    with Store(db) as store:
+        assert store.ledger.message_count() == MESSAGES
+
+
+def test_a_server_that_refuses_everything_fails_the_scan_and_leaves_nothing_out(
+        dovecot_account: ImapAccount, refusing: set[int], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    planted(dovecot_account)
+    path = write_config(monkeypatch, dovecot_account, tmp_path / "main", batch_size=BATCH)
+    db = tmp_path / "main" / "followup.db"
+    refusing.add(0)
+    with pytest.raises(MailboxError, match="refused FETCH"):
+        scan(path)
+    assert unread(db) == []
+    with Store(db) as store:
+        assert store.ledger.message_count() == 0
+        assert all(state.last_uid == 0 for state in store.ledger.folder_states().values())
+
+    refusing.clear()
+    scan(path, NOW + timedelta(minutes=5))
+    with Store(db) as store:
+        assert store.ledger.message_count() == MESSAGES
+
+
+def _one_refused(account: ImapAccount, refusing: set[int], uid: int, tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A first scan of the planted mailbox with ``uid`` of INBOX refused: its config and
+    database."""
+    planted(account)
+    refusing.add(uid)
+    path = write_config(monkeypatch, account, tmp_path / "main", batch_size=BATCH)
+    scan(path)
+    db = tmp_path / "main" / "followup.db"
+    assert unread(db) == [("INBOX", uid, 1)]
+    return path, db
+
+
+def test_a_message_gone_before_it_is_asked_for_again_is_forgotten(
+        dovecot_account: ImapAccount, refusing: set[int], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    path, db = _one_refused(dovecot_account, refusing, INBOX_ONLY + 1, tmp_path, monkeypatch)
+    with dovecot_account.client() as client:
+        client.select_folder("INBOX")
+        client.delete_messages([INBOX_ONLY + 1])
+        client.expunge()
+    assert scan(path, NOW + timedelta(hours=2)).unread == 0
+    assert unread(db) == []
+
+
+def test_a_new_uidvalidity_forgets_what_the_folder_did_not_give(
+        dovecot_account: ImapAccount, refusing: set[int], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    path, db = _one_refused(dovecot_account, refusing, INBOX_ONLY + 2, tmp_path, monkeypatch)
+    refusing.clear()
+    dovecot_account.change_uidvalidity("INBOX")
+    summary = scan(path, NOW + timedelta(minutes=5))
+    assert "INBOX" in summary.reset
+    assert unread(db) == []
+    with Store(db) as store:
+        assert store.ledger.message_count() == MESSAGES
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+def test_a_connection_that_broke_once_is_the_network_twice_a_message(tmp_path: Path) -> None:
+    """Breaks are counted until the scan gets past the highest UID asked for: one, and the
+    next attempt reads as ever (a network that dropped); two before getting past it, and
+    the next attempt reads up to it one message at a time."""
+    with Store(tmp_path / "followup.db") as store:
+        ledger = store.ledger
+
+        def state() -> tuple[int | None, int]:
+            folder = ledger.folder_state("INBOX")
+            assert folder is not None
+            return folder.broke_through, folder.breaks
+
+        ledger.note_break("INBOX", 7, 40)
+        assert state() == (40, 1)
+        ledger.save("INBOX", 7, 50, _empty())  # got past it: the count starts again
+        ledger.note_break("INBOX", 7, 90)
+        assert state() == (90, 1)
+        ledger.note_break("INBOX", 7, 70)  # broke again before getting past 90
+        assert state() == (90, 2)
+        ledger.note_break("INBOX", 7, 77, alone=True)  # on 77 asked for alone
+        folder = ledger.folder_state("INBOX")
+        assert folder is not None and folder.alone == 77
+        ledger.note_break("INBOX", 7, None)  # the message that breaks it was found
+        assert state() == (None, 0)
+        ledger.note_break("INBOX", 7, 95)
+        ledger.finish_folder("INBOX", 7, 101, None, NOW)
+        assert state() == (None, 0)
+        ledger.note_break("INBOX", 7, 120)
+        ledger.reset_folder("INBOX", 8)
+        assert state() == (None, 0)
+
+
+def test_unread_messages_are_asked_for_at_most_hourly_and_given_up_after_a_day(
+        tmp_path: Path) -> None:
+    with Store(tmp_path / "followup.db") as store:
+        ledger = store.ledger
+        ledger.save("INBOX", 7, 10, _empty(), unread=[4, 9], now=NOW)
+        ledger.save("INBOX", 7, 10, _empty(), unread=[4], now=NOW)  # the same scan: one try
+        assert ledger.unread_due("INBOX", 7, NOW + timedelta(minutes=59)) == []
+        assert ledger.unread_due("INBOX", 8, NOW + timedelta(hours=2)) == []  # other UIDs
+        assert ledger.unread_due("Sent", 7, NOW + timedelta(hours=2)) == []
+        assert ledger.unread_due("INBOX", 7, NOW + timedelta(hours=2), "work") == []
+        when = NOW + timedelta(hours=9)
+        assert ledger.unread_due("INBOX", 7, when) == [4, 9]
+        ledger.asking_again("INBOX", [4, 9], when)
+        ledger.save("INBOX", 7, 10, _empty(), unread=[4], now=when)  # 9 came, 4 did not
+        ledger.given("INBOX", [9])
+        assert ledger.unread_count() == 1
+        for _ in range(UNREAD_TRIES - 2):
+            when += timedelta(hours=9)
+            assert ledger.unread_due("INBOX", 7, when) == [4]
+            assert ledger.given_up("INBOX", [4], when) == []
+            ledger.asking_again("INBOX", [4], when)
+            ledger.save("INBOX", 7, 10, _empty(), unread=[4], now=when)
+        # UNREAD_TRIES tries, the first of them a day ago: given up.
+        assert ledger.given_up("INBOX", [4], when) == [4]
+        assert ledger.unread_due("INBOX", 7, when + timedelta(hours=2)) == []
+
+
+def _empty() -> LedgerBatch:
+    return LedgerBatch([], [], [], [], [], [], [])
