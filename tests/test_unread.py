@@ -260,6 +260,30 @@ def test_a_refused_message_is_left_out_asked_again_and_counted_once_given(
     assert ledger(db) == reference(dovecot_account, tmp_path, monkeypatch, later)
 
 
+def test_after_a_refusal_for_one_message_fetches_are_sent_ahead_again(
+        dovecot_account: ImapAccount, refusing: set[int], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, records: pytest.LogCaptureFixture) -> None:
+    """Gmail refuses a FETCH for one message it cannot serve, not for being sent ahead: once
+    the message is found, the scan goes on with FETCHes sent ahead (a server that answers
+    the refused FETCH alone refuses FETCHes sent ahead: tests/test_pipeline.py)."""
+    planted(dovecot_account)
+    refusing.add(INBOX_ONLY)
+    one_at_a_time: list[int] = []  # how many UIDs were read one FETCH at a time
+    original = Mailbox._one_at_a_time
+
+    def spy(self: Mailbox, uids: Sequence[int], batch_size: int
+            ) -> Iterator[tuple[Sequence[int], list[FetchedHeader]]]:
+        one_at_a_time.append(len(uids))
+        return original(self, uids, batch_size)
+
+    monkeypatch.setattr(Mailbox, "_one_at_a_time", spy)
+    path = write_config(monkeypatch, dovecot_account, tmp_path / "main", batch_size=BATCH)
+    scan(path)
+    assert unread(tmp_path / "main" / "followup.db") == [("INBOX", INBOX_ONLY, 1)]
+    assert one_at_a_time and set(one_at_a_time) == {0}
+    assert "one FETCH at a time" not in records.text
+
+
 def test_a_message_refused_for_a_day_of_scans_is_given_up(
         dovecot_account: ImapAccount, refusing: set[int], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, records: pytest.LogCaptureFixture) -> None:

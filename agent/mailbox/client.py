@@ -255,6 +255,7 @@ class Mailbox:
         # (take_unread) to ask for them again at later scans.
         self._unread: list[int] = []
         self._refusals = 0  # FETCHes refused since the last one answered
+        self._refused = 0  # FETCHes refused on this connection
         # What batch growth (one FETCH at a time) measures time with; tests set their own.
         self.clock = time.monotonic
 
@@ -520,6 +521,7 @@ class Mailbox:
         stands, and no message is left out for it.
         """
         self._refusals += 1
+        self._refused += 1
         if self._refusals >= REFUSALS_IN_A_ROW:
             raise refusal
         if len(uids) == 1:
@@ -556,14 +558,29 @@ class Mailbox:
         short answer is checked, see ``_complete``).
 
         PIPELINE_DEPTH FETCHes are in flight at a time, so no batch waits for a network
-        round trip. Where a server refuses a FETCH sent ahead, this connection goes on one
-        FETCH at a time, in batches that grow while the round trip is a noticeable part of
-        their time. Close the iterator when leaving early (``contextlib.closing``): it reads
-        the answers still on their way, so the connection can go on.
+        round trip. A FETCH sent ahead that the server refuses is asked again alone: if
+        that is refused too, for one message it will not give (fetch_headers), FETCHes are
+        sent ahead again; if not, the server refuses FETCHes sent ahead, and this connection
+        goes on one FETCH at a time, in batches that grow while the round trip is a
+        noticeable part of their time. Close the iterator when leaving early
+        (``contextlib.closing``): it reads the answers still on their way, so the
+        connection can go on.
         """
         done = 0
-        if self._pipelining and PIPELINE_DEPTH > 1 and imaplib_of(self._client) is not None:
-            done = yield from self._pipelined(uids, batch_size)
+        while (done < len(uids) and self._pipelining and PIPELINE_DEPTH > 1
+               and imaplib_of(self._client) is not None):
+            done += yield from self._pipelined(uids[done:], batch_size)
+            if done < len(uids):  # a FETCH sent ahead was refused: that batch alone
+                chunk = uids[done:done + batch_size]
+                refused = self._refused
+                found = self.fetch_headers(chunk)
+                if self._refused == refused:
+                    log.info("%s refused a FETCH sent ahead and answered it alone; one FETCH "
+                             "at a time on this connection from now on", self.host)
+                else:
+                    self._pipelining = True  # it was the message, not the FETCHes sent ahead
+                yield chunk, found
+                done += len(chunk)
         yield from self._one_at_a_time(uids[done:], batch_size)
 
     def one_by_one(self, uids: Sequence[int]
@@ -597,8 +614,8 @@ class Mailbox:
                     raise
                 except MailboxError as exc:
                     self._errors(pipeline.settle)
-                    log.info("%s refused a FETCH sent ahead (%s); one FETCH at a time on "
-                             "this connection from now on", self.host, exc)
+                    log.info("%s refused a FETCH sent ahead (%s); asking for it alone",
+                             self.host, exc)
                     self._pipelining = False
                     return done
                 found = _in_order(chunk, self._parsed(answer), early)
