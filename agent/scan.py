@@ -210,8 +210,8 @@ def _ask_again(read: _Reader, folder: str, due: Sequence[int],
     from the folder are forgotten, the others wait for the next scan, or are given up."""
     ledger, key = read.store.ledger, read.source.key
     ledger.asking_again(folder, due, read.now, key)  # counted first, should asking break it
-    still = read.run(due, 0, should_stop, again=True)
-    ledger.given(folder, [uid for uid in due if uid not in still], key)
+    asked, still = read.run(due, 0, should_stop, again=True)
+    ledger.given(folder, [uid for uid in due[:asked] if uid not in still], key)
     if still:
         log.info("folder %s: %d message(s) the server would not give at earlier scans "
                  "still not given", folder, len(still))
@@ -243,8 +243,9 @@ class _Reader:
         self._unread: list[int] = []
 
     def run(self, uids: Sequence[int], careful: int, should_stop: Callable[[], bool],
-            again: bool = False) -> list[int]:
-        """Read ``uids``; the first ``careful`` of them one FETCH each. Returns the UIDs the
+            again: bool = False) -> tuple[int, list[int]]:
+        """Read ``uids``; the first ``careful`` of them one FETCH each. Returns how many of
+        them were read (all, unless ``should_stop`` said stop), and the UIDs among them the
         server would not give. ``again``: they were read before (no progress shown)."""
         classify, summary = self._classify, self.summary
         self._unread = []
@@ -262,10 +263,10 @@ class _Reader:
                     if step is None:
                         break
                     chunk, fetched = step
-                    read += len(chunk)
                     if should_stop():
                         summary.interrupted = True
                         break
+                    read += len(chunk)
                     if waiting is not None:
                         done = classify.collect()
                     classify.submit(fetched, self.folder, self._delivered)  # the worker starts
@@ -286,7 +287,7 @@ class _Reader:
                 raise
             if waiting is not None:  # the last batch (or, when stopped, the one in hand)
                 self._save(*waiting, *classify.collect(), wrote, again)
-        return self._unread
+        return read, self._unread
 
     def _batches(self, uids: Sequence[int], careful: int
                  ) -> Generator[tuple[Sequence[int], list[FetchedHeader]], None, None]:
