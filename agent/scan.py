@@ -60,6 +60,7 @@ class ScanSummary(Tally):
     seconds: float = 0.0
     interrupted: bool = False
     unread: int = 0  # messages of the mailbox the server would not give, in the ledger
+    unread_messages: list[str] = field(default_factory=list)  # a line for each (`-v`)
 
     def line(self) -> str:
         """The one-line summary printed when not on a terminal."""
@@ -130,6 +131,8 @@ def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
         work.close()
     summary.addresses_refreshed = store.refresh(now)
     summary.unread = store.ledger.unread_count(source.key)
+    if summary.unread:
+        summary.unread_messages = store.ledger.unread_messages(now, source.key)
     if summary.fetched:
         store.database.checkpoint()
     summary.seconds = time.monotonic() - started

@@ -387,6 +387,8 @@ def merge_scans(config: Config,
         total.skipped.update(summary.skipped)
         total.repaired.update(summary.repaired)
         total.addresses_refreshed += summary.addresses_refreshed
+        total.unread += summary.unread
+        total.unread_messages += [prefix + line for line in summary.unread_messages]
         total.seconds += summary.seconds
         total.interrupted = total.interrupted or summary.interrupted
     return total

@@ -38,7 +38,7 @@ from agent.scan import ScanSummary
 from agent.service import Retry
 from agent.store import Store
 from agent.store.ledger import UNREAD_TRIES
-from tests.kit import write_config
+from tests.kit import run_cli, write_config
 from tests.mailgen import realistic
 from tests.servers.account import ImapAccount
 from tests.servers.base import MasterProcessServer
@@ -243,6 +243,9 @@ def test_a_refused_message_is_left_out_asked_again_and_counted_once_given(
     assert f"would not give the message with UID {uid} in INBOX" in records.text
     assert "asked for again at later scans" in records.text
     assert "1 the server would not give" in summary.line()
+    assert summary.unread_messages == [
+        f"INBOX UID {uid}: not given since 2026-03-01 07:30 UTC, asked at 1 scan(s); asked "
+        "for again at later scans"]
 
     # Not asked again within the hour; then asked, and refused again: one try more.
     given = fetched_uids(monkeypatch)
@@ -286,7 +289,8 @@ def test_after_a_refusal_for_one_message_fetches_are_sent_ahead_again(
 
 def test_a_message_refused_for_a_day_of_scans_is_given_up(
         dovecot_account: ImapAccount, refusing: set[int], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, records: pytest.LogCaptureFixture) -> None:
+        monkeypatch: pytest.MonkeyPatch, records: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
     planted(dovecot_account)
     refusing.add(INBOX_ONLY)
     path = write_config(monkeypatch, dovecot_account, tmp_path / "main", batch_size=BATCH)
@@ -297,6 +301,11 @@ def test_a_message_refused_for_a_day_of_scans_is_given_up(
         assert scan(path, NOW + timedelta(hours=hour)).unread == 1
     assert unread(db) == [("INBOX", INBOX_ONLY, UNREAD_TRIES)]
     assert "they are not asked for again" in records.text
+    code, out, err = run_cli(["--now", "2026-03-04T07:30:00Z", "-v", "scan"], capsys)
+    assert code == 0, err
+    assert (f"  not given by the server: INBOX UID {INBOX_ONLY}: not given since 2026-03-01 "
+            "07:30 UTC, asked at 4 scan(s); given up (`followup scan --full` asks again)"
+            in out.splitlines())
 
     given = fetched_uids(monkeypatch)
     refusing.clear()

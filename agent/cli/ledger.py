@@ -77,6 +77,9 @@ def scan(app: App, full: bool) -> None:
     if summary.skipped and app.verbose:
         for reason, count in summary.skipped.most_common():
             click.echo(f"  not counted: {count} × {reason}")
+    if app.verbose:
+        for unread in summary.unread_messages:
+            click.echo(f"  not given by the server: {unread}")
     if summary.repaired and app.verbose:
         for reason, count in summary.repaired.most_common():
             click.echo(f"  repaired: {count} × {reason}")

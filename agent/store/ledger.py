@@ -237,6 +237,21 @@ class Ledger:
         return int(self._db.value("SELECT count(*) FROM unread WHERE mailbox = ?",
                                   (mailbox,)))
 
+    def unread_messages(self, now: datetime, mailbox: str = "") -> list[str]:
+        """One line for each message of ``mailbox`` the server would not give, by folder and
+        UID: since when, how many scans asked for it, and whether they still do."""
+        lines = []
+        for row in self._db.query(
+                "SELECT folder, uid, first_seen, tries FROM unread WHERE mailbox = ? "
+                "ORDER BY folder, uid", (mailbox,)):
+            since = from_epoch(row["first_seen"]) or _NEVER
+            given_up = row["tries"] >= UNREAD_TRIES and since <= now - UNREAD_GIVE_UP
+            lines.append(f"{row['folder']} UID {row['uid']}: not given since "
+                         f"{since:%Y-%m-%d %H:%M} UTC, asked at {row['tries']} scan(s); "
+                         + ("given up (`followup scan --full` asks again)" if given_up
+                            else "asked for again at later scans"))
+        return lines
+
     def note_break(self, folder: str, uidvalidity: int, through: int | None,
                    mailbox: str = "", *, alone: bool = False) -> None:
         """The connection broke while reading the folder, on a message up to UID
