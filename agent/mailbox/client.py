@@ -494,16 +494,18 @@ class Mailbox:
             if "X-GM-MSGID" not in items:
                 return self._apart(uids, exc)
             # Proxies and look-alikes advertise X-GM-EXT-1 but answer BAD to its fetch
-            # items: ask again without it, once, and not again on this connection.
-            log.warning("%s advertises X-GM-EXT-1 but refused X-GM-MSGID (%s); "
-                        "fetching without it", self.host, exc)
+            # items: ask again without it, once, and not again on this connection. Refused
+            # without it too, it was a message Gmail will not give, not the item.
             self._gm_msgid = False
             try:
                 parsed = self._fetch(uids, self._header_items())
             except TransientMailboxError:
                 raise
             except MailboxError as again:
+                self._gm_msgid = True
                 return self._apart(uids, again)
+            log.warning("%s advertises X-GM-EXT-1 but refused X-GM-MSGID (%s); "
+                        "fetching without it", self.host, exc)
         self._refusals = 0
         found = [parsed[uid] for uid in uids if uid in parsed]
         return found if len(found) == len(uids) else self._complete(uids, found)
