@@ -13,7 +13,7 @@ from typing import Protocol
 
 from agent.classify import Tally
 from agent.config import Config, MailboxConfig
-from agent.errors import TransientMailboxError
+from agent.errors import MailboxError, TransientMailboxError
 from agent.identity import self_keys
 from agent.mailbox.client import FolderStatus, Mailbox
 from agent.mailbox.records import FetchedHeader
@@ -60,6 +60,7 @@ class ScanSummary(Tally):
     seconds: float = 0.0
     interrupted: bool = False
     unread: int = 0  # messages of the mailbox the server would not give, in the ledger
+    refused: dict[str, str] = field(default_factory=dict)  # folder → why it was skipped
     unread_messages: list[str] = field(default_factory=list)  # a line for each (`-v`)
 
     def line(self) -> str:
@@ -76,6 +77,8 @@ class ScanSummary(Tally):
             parts.append(f"{self.unread} the server would not give")
         if self.reset:
             parts.append("reset: " + ", ".join(f"{f} ({why})" for f, why in self.reset.items()))
+        if self.refused:
+            parts.append("skipped, the server refused: " + ", ".join(self.refused))
         if self.interrupted:
             parts.append("interrupted (resumes next time)")
         return "; ".join(parts)
@@ -122,13 +125,22 @@ def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
     work = Classifiers(self_keys(config), now, source.key)
     try:
         for folder in folders:
-            _scan_folder(source, mailbox, store, folder, states.get(folder),
-                         statuses.get(folder) or mailbox.status(folder), now, progress,
-                         should_stop, summary, sent_folders, work)
+            try:
+                status = statuses.get(folder) or mailbox.status(folder)
+            except TransientMailboxError:
+                raise
+            except MailboxError as exc:
+                _refused(folder, exc, summary)
+                continue
+            _scan_folder(source, mailbox, store, folder, states.get(folder), status, now,
+                         progress, should_stop, summary, sent_folders, work)
             if summary.interrupted:
                 break
     finally:
         work.close()
+    if summary.refused and len(summary.refused) == len(folders):
+        # Not one folder could be read: the server's trouble, and the run's failure.
+        raise MailboxError(next(iter(summary.refused.values())))
     summary.addresses_refreshed = store.refresh(now)
     summary.unread = store.ledger.unread_count(source.key)
     if summary.unread:
@@ -160,9 +172,15 @@ def _scan_folder(source: MailboxConfig, mailbox: Mailbox, store: Store, folder: 
         log.warning("folder %s: %s, rescanning it", folder, why)
         summary.reset[folder] = why
         store.ledger.reset_folder(folder, status.uidvalidity, source.key)
-    selected = mailbox.select(folder)
+    try:
+        selected = mailbox.select(folder)
+        uids: Sequence[int] = mailbox.uids_after(last_uid) if plan != "skip" else []
+    except TransientMailboxError:
+        raise
+    except MailboxError as exc:
+        _refused(folder, exc, summary)
+        return
     uidvalidity = selected.uidvalidity or status.uidvalidity
-    uids: Sequence[int] = mailbox.uids_after(last_uid) if plan != "skip" else []
     # Reading the folder broke the connection twice before the scan got past broke_through:
     # the messages up to it are read one FETCH each, nothing sent ahead, to find the one
     # that breaks it (Dovecot says BYE to a FETCH of a message it cannot read, every time);
@@ -204,6 +222,13 @@ def _scan_folder(source: MailboxConfig, mailbox: Mailbox, store: Store, folder: 
         uidnext = max(status.uidnext, selected.uidnext)
         store.ledger.finish_folder(folder, status.uidvalidity, uidnext, status.highestmodseq, now,
                                    source.key)
+
+
+def _refused(folder: str, refusal: MailboxError, summary: ScanSummary) -> None:
+    """A folder the server will not open or search (deleted since the LIST, no right to
+    read it, a broken folder): this scan goes on without it, and says so."""
+    log.warning("folder %s skipped: %s; the next scan tries it again", folder, refusal)
+    summary.refused[folder] = str(refusal)
 
 
 def _ask_again(read: _Reader, folder: str, due: Sequence[int],

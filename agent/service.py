@@ -381,6 +381,7 @@ def merge_scans(config: Config,
         total.folders += [prefix + f for f in summary.folders]
         total.unchanged += [prefix + f for f in summary.unchanged]
         total.reset.update({prefix + f: why for f, why in summary.reset.items()})
+        total.refused.update({prefix + f: why for f, why in summary.refused.items()})
         total.fetched += summary.fetched
         total.counted += summary.counted
         total.new_exchanges += summary.new_exchanges

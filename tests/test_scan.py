@@ -25,6 +25,7 @@ from agent import service
 from agent.classify import process_batch
 from agent.config import load_config
 from agent.decisions import resolve
+from agent.errors import MailboxError
 from agent.mailbox.client import FolderStatus, Mailbox
 from agent.mailbox.records import FetchedHeader
 from agent.scan import ScanSummary, folder_plan
@@ -38,6 +39,7 @@ from tests.kit import (
     generated_folders,
     iso,
     ledger_of,
+    message,
     plant,
     run_cli,
     write_config,
@@ -655,6 +657,53 @@ def test_an_empty_mailbox_scans_to_an_empty_ledger(
     assert len(out.splitlines()) == 1
     assert " 0 new message(s)" in out
     assert contacts_json(capsys) == []
+
+
+def _deleted_after_the_list(monkeypatch: pytest.MonkeyPatch, account: ImapAccount,
+                            *names: str) -> None:
+    """Another mail program deletes ``names`` just after the scan listed the folders."""
+    chosen = Mailbox.folders_to_scan
+
+    def choosing(self: Mailbox, include: Sequence[str] | None = None,
+                 exclude: Sequence[str] = ()) -> list[str]:
+        folders = chosen(self, include, exclude)
+        with account.client() as client:
+            for name in names:
+                client.delete_folder(name)
+        return folders
+
+    monkeypatch.setattr(Mailbox, "folders_to_scan", choosing)
+
+
+def test_a_folder_the_server_refuses_is_skipped_and_the_rest_is_read(
+        dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder listed but then refused (deleted meanwhile, no right to read it, broken):
+    every other folder is read, the summary names the one skipped, and the scan succeeds."""
+    account = dovecot_account
+    account.create_folder("Projekt")
+    account.append("Projekt", message(sender="projekt@example.net", subject="Projekt"))
+    account.append("INBOX", message(sender="anna@example.net", subject="Hallo"))
+    path = write_config(monkeypatch, account, tmp_path)
+    _deleted_after_the_list(monkeypatch, account, "Projekt")
+    summary = scan(path)
+    assert list(summary.refused) == ["Projekt"]
+    assert "Projekt" in summary.refused["Projekt"] and "refused" in summary.refused["Projekt"]
+    assert "skipped, the server refused: Projekt" in summary.line()
+    assert summary.fetched == 1  # INBOX's
+
+    monkeypatch.undo()
+    write_config(monkeypatch, account, tmp_path)
+    assert scan(path).refused == {}  # gone from the LIST: nothing to refuse
+
+
+def test_a_scan_whose_every_folder_is_refused_fails(
+        dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    account = dovecot_account
+    account.create_folder("Projekt")
+    path = write_config(monkeypatch, account, tmp_path, imap_extra='folders = ["Projekt"]')
+    _deleted_after_the_list(monkeypatch, account, "Projekt")
+    with pytest.raises(MailboxError, match=r"refused .*Projekt"):
+        scan(path)
 
 
 def test_message_keys_sort_by_minute_and_gmail_ids_win() -> None:
