@@ -287,22 +287,33 @@ def test_after_a_refusal_for_one_message_fetches_are_sent_ahead_again(
     assert "one FETCH at a time" not in records.text
 
 
+def _gmail(make_account: Callable[[str], ImapAccount], monkeypatch: pytest.MonkeyPatch, *,
+           knows_x_gm_msgid: bool) -> tuple[ImapAccount, list[bool]]:
+    """A user of our "gmail" Dovecot with the planted messages, and whether each FETCH
+    asked for X-GM-MSGID. That Dovecot refuses the item; ``knows_x_gm_msgid`` takes it out
+    of each command on its way, as if the server answered it (the answers lack it)."""
+    account = make_account("gmail")
+    account.append_many(realistic(31, MESSAGES, now=NOW, sent=account.sent_folder))
+    asked: list[bool] = []
+    sent = pipeline.fetch_command  # the `refusing` fixture's, when the test has it
+
+    def command(tag: bytes, uids: Sequence[int], items: Sequence[str]) -> bytes:
+        asked.append("X-GM-MSGID" in items)
+        if knows_x_gm_msgid:
+            items = [item for item in items if item != "X-GM-MSGID"]
+        return sent(tag, uids, items)
+
+    monkeypatch.setattr(pipeline, "fetch_command", command)
+    return account, asked
+
+
 def test_a_gmail_look_alike_that_refuses_x_gm_msgid_still_finds_the_message(
         make_account: Callable[[str], ImapAccount], refusing: set[int], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, records: pytest.LogCaptureFixture) -> None:
     """Two refusals at once: a server that advertises X-GM-EXT-1 but refuses X-GM-MSGID (our
     "gmail" Dovecot; proxies do it), and one message it will not give. X-GM-MSGID is given
     up once, for the item; the message is found and left out; everything else counts."""
-    account = make_account("gmail")
-    account.append_many(realistic(31, MESSAGES, now=NOW, sent=account.sent_folder))
-    asked: list[bool] = []  # whether each FETCH asked for X-GM-MSGID
-    real = pipeline.fetch_command
-
-    def command(tag: bytes, uids: Sequence[int], items: Sequence[str]) -> bytes:
-        asked.append("X-GM-MSGID" in items)
-        return real(tag, uids, items)
-
-    monkeypatch.setattr(pipeline, "fetch_command", command)
+    account, asked = _gmail(make_account, monkeypatch, knows_x_gm_msgid=False)
     refusing.add(INBOX_ONLY)
     path = write_config(monkeypatch, account, tmp_path / "main", batch_size=BATCH)
     summary = scan(path)
@@ -318,18 +329,8 @@ def test_on_gmail_a_refused_message_is_not_taken_for_a_refused_x_gm_msgid(
         monkeypatch: pytest.MonkeyPatch, records: pytest.LogCaptureFixture) -> None:
     """Gmail itself: X-GM-MSGID is answered, one message is refused. The refusal is not
     blamed on X-GM-MSGID, which every later FETCH still asks for (the ledger's keys are
-    Gmail's ids). Our "gmail" Dovecot does not know X-GM-MSGID, so it is taken out of the
-    command on its way (the answers lack it; the client asked for it)."""
-    account = make_account("gmail")
-    account.append_many(realistic(31, MESSAGES, now=NOW, sent=account.sent_folder))
-    asked: list[bool] = []  # whether each FETCH asked for X-GM-MSGID
-    refusing_command = pipeline.fetch_command
-
-    def command(tag: bytes, uids: Sequence[int], items: Sequence[str]) -> bytes:
-        asked.append("X-GM-MSGID" in items)
-        return refusing_command(tag, uids, [item for item in items if item != "X-GM-MSGID"])
-
-    monkeypatch.setattr(pipeline, "fetch_command", command)
+    Gmail's ids)."""
+    account, asked = _gmail(make_account, monkeypatch, knows_x_gm_msgid=True)
     refusing.add(INBOX_ONLY)
     path = write_config(monkeypatch, account, tmp_path / "main", batch_size=BATCH)
     assert scan(path).unread == 1
