@@ -18,7 +18,9 @@ fails the scan, and no message is left out for it.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -38,6 +40,7 @@ from agent.scan import ScanSummary
 from agent.service import Retry
 from agent.store import Store
 from agent.store.ledger import UNREAD_TRIES
+from tests.faultproxy import FaultProxy
 from tests.kit import run_cli, write_config
 from tests.mailgen import realistic
 from tests.servers.account import ImapAccount
@@ -189,6 +192,45 @@ def test_cyrus_leaving_one_message_out(cyrus_server: Cyrus, tmp_path: Path,
     assert scan(path, later).unread == 0
     assert unread(db) == []
     assert ledger(db) == reference(account, tmp_path, monkeypatch, later)
+
+
+def _unreadable_answer(uid: int) -> Callable[[bytes], bytes]:
+    """A FaultProxy ``rewrite_down`` that makes the server's FETCH answer for ``uid`` one
+    no parser can read, every time: the ``]`` of its BODY[…] dropped. Lines are rewritten
+    whole: a line cut between two reads waits for its end (per connection)."""
+    line = re.compile(rb"(FETCH \(UID %d [^\r\n]*\))\] \{" % uid)
+    held: dict[str, bytes] = {}
+
+    def rewrite(chunk: bytes) -> bytes:
+        name = threading.current_thread().name  # one thread reads each connection
+        data = held.pop(name, b"") + chunk
+        end = data.rfind(b"\n") + 1
+        held[name] = data[end:]
+        return line.sub(rb"\1 {", data[:end])
+
+    return rewrite
+
+
+def test_an_answer_that_cannot_be_read_for_one_message(
+        dovecot_account: ImapAccount, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        records: pytest.LogCaptureFixture) -> None:
+    """A server whose answer for one message no parser can read, every time: found as a
+    message that breaks the connection, and left out; everything else counts."""
+    planted(dovecot_account)
+    uid = INBOX_ONLY + 3
+    with FaultProxy(dovecot_account.host, dovecot_account.port,
+                    rewrite_down=_unreadable_answer(uid)) as proxy:
+        path = write_config(monkeypatch, dovecot_account, tmp_path / "main",
+                            port=proxy.port, batch_size=BATCH)
+        sleeps = Sleeps()
+        summary = scan(path, NOW, sleeps)
+    assert "cannot be parsed" in records.text
+    assert len(sleeps) == 4, records.text
+    assert summary.unread == 1
+    db = tmp_path / "main" / "followup.db"
+    assert unread(db) == [("INBOX", uid, 1)]
+    with Store(db) as store:
+        assert store.ledger.message_count() == MESSAGES - 1
 
 
 # --------------------------------------------------------------------------- refusals

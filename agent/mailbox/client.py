@@ -244,6 +244,7 @@ class Mailbox:
         # command first reads their answers (_call).
         self._pipeline: FetchPipeline | None = None
         self._reading: FetchPipeline | None = None  # the last FETCHes sent (broke_through)
+        self._unparsed_through: int | None = None  # of an answer that could not be read
         # False once the server refused a FETCH sent ahead: one at a time from then on.
         self._pipelining = True
         # Seconds from sending the last FETCH to its first answer line (fast path only).
@@ -440,7 +441,7 @@ class Mailbox:
         data = self._call(self._client.select_folder, folder, readonly=readonly)
         self._selected = folder
         self._unread = []  # UIDs of the folder selected before
-        self._reading = None
+        self._reading = self._unparsed_through = None
         self._selected_status = FolderStatus(
             uidvalidity=int(data.get(b"UIDVALIDITY", 0)),
             uidnext=int(data.get(b"UIDNEXT", 0)),
@@ -540,9 +541,11 @@ class Mailbox:
 
     @property
     def broke_through(self) -> int | None:
-        """When the connection broke while FETCH answers were on their way: the highest
-        UID asked for and not answered (the message it broke on is at most that)."""
-        return self._reading.broke_through if self._reading is not None else None
+        """When the connection broke while FETCH answers were on their way, or an answer
+        could not be read: the highest UID asked for and not answered (the message it broke
+        on is at most that)."""
+        broke = self._reading.broke_through if self._reading is not None else None
+        return max(filter(None, (broke, self._unparsed_through)), default=None)
 
     def take_unread(self, through: int) -> list[int]:
         """The UIDs up to ``through`` that the server would not give (see _apart and
@@ -620,7 +623,10 @@ class Mailbox:
                              self.host, exc)
                     self._pipelining = False
                     return done
-                found = _in_order(chunk, self._parsed(answer), early)
+                # The answer may hold lines of the FETCHes after it (servers that answer
+                # them side by side): any of the UIDs sent so far.
+                found = _in_order(chunk, self._parsed(answer, uids[min(sent, len(uids)) - 1]),
+                                  early)
                 if len(found) < len(chunk):
                     found = self._complete(chunk, found)
                 yield chunk, found
@@ -728,7 +734,7 @@ class Mailbox:
             self._round_trip = None
             found: dict[int, FetchedHeader] = self._call(public_fetch, self._client, uids, items)
             return found
-        return self._parsed(self._call(self._raw_fetch, uids, items))
+        return self._parsed(self._call(self._raw_fetch, uids, items), max(uids))
 
     def _raw_fetch(self, uids: Sequence[int], items: Sequence[str]) -> FetchData:
         """imaplib-shaped answer to one ``UID FETCH``, read off imaplib's connection."""
@@ -739,10 +745,14 @@ class Mailbox:
         _, answer, self._round_trip = pipeline.receive()
         return answer
 
-    def _parsed(self, answer: FetchData) -> dict[int, FetchedHeader]:
+    def _parsed(self, answer: FetchData, through: int) -> dict[int, FetchedHeader]:
         try:
             return parse_fetch(answer)
         except UnreadableFetch as exc:
+            # Taken as a break on a message up to UID ``through`` (broke_through): one whose
+            # answer cannot be read, every time, is found and left out as one that breaks
+            # the connection.
+            self._unparsed_through = through
             raise TransientMailboxError(
                 f"{self.host} sent a FETCH response that cannot be parsed ({exc})") from None
 
