@@ -47,18 +47,12 @@ from tests.servers.account import ImapAccount
 from tests.servers.base import MasterProcessServer
 from tests.servers.cyrus import Cyrus
 from tests.servers.dovecot import Dovecot
+from tests.test_faults import Sleeps
 
 NOW = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
 MESSAGES = 60
 BATCH = 10
 INBOX_ONLY = 23
-
-
-class Sleeps(list[float]):
-    """An injectable sleep that records the back-off instead of waiting."""
-
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
 
 
 def scan(config: Path, now: datetime = NOW, sleeps: Sleeps | None = None) -> ScanSummary:
@@ -254,7 +248,8 @@ def refusing(monkeypatch: pytest.MonkeyPatch) -> set[int]:
 
 
 def fetched_uids(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Every UID the scan was given, across connections."""
+    """Every UID the scan was given, across connections (test_faults' spy_fetches counts
+    those asked for: a refused message is asked for and not given)."""
     given: list[int] = []
     original = Mailbox.header_batches
 
