@@ -161,30 +161,22 @@ class FetchPipeline:
                 self._read(sent)
 
     def _read(self, sent: _Sent) -> None:
-        """Read up to ``sent``'s tagged line."""
+        """Read up to ``sent``'s tagged line (receive and settle go in order: every FETCH
+        before it is read); a FETCH that could not be sent ends the reading there."""
         try:
-            self._read_to(sent)
+            if sent.unsent is not None:
+                raise imap_errors.IMAPClientAbortError(
+                    f"connection closed while sending a FETCH: {sent.unsent}")
+            self._answer(sent)
         except Exception:
             self._broke(sent.uids)
             raise
 
-    def _read_to(self, sent: _Sent) -> None:
-        """Read the answers up to ``sent``'s; a FETCH that could not be sent ends it."""
-        for earlier in self._sent:  # servers answer in turn
-            if earlier.unsent is not None:
-                raise imap_errors.IMAPClientAbortError(
-                    f"connection closed while sending a FETCH: {earlier.unsent}")
-            if earlier is sent:
-                break
-            if not earlier.read:
-                self._answer(earlier)
-        self._answer(sent)
-
     def _broke(self, uids: Sequence[int]) -> None:
         """The connection broke while ``uids`` were being read: on one of the messages of
-        the FETCHes not answered whole. Not always the one being read: Dovecot, failing
-        on a message of a later FETCH, closes the connection and drops what it had not
-        sent yet of the answers before it."""
+        the FETCHes not answered whole. Not always the one being read: Dovecot answers
+        FETCHes sent ahead side by side and, failing on a message of a later one, closes
+        the connection without what it had not yet sent of the answers before it."""
         self.broke_through = max(max(s.uids) for s in self._sent if not s.read) \
             if self.unread else max(uids)
 
