@@ -142,9 +142,8 @@ def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
         # Not one folder could be read: the server's trouble, and the run's failure.
         raise MailboxError(next(iter(summary.refused.values())))
     summary.addresses_refreshed = store.refresh(now)
-    summary.unread = store.ledger.unread_count(source.key)
-    if summary.unread:
-        summary.unread_messages = store.ledger.unread_messages(now, source.key)
+    summary.unread_messages = store.ledger.unread_messages(now, source.key)
+    summary.unread = len(summary.unread_messages)
     if summary.fetched:
         store.database.checkpoint()
     summary.seconds = time.monotonic() - started
@@ -186,9 +185,8 @@ def _scan_folder(source: MailboxConfig, mailbox: Mailbox, store: Store, folder: 
     # that breaks it (Dovecot says BYE to a FETCH of a message it cannot read, every time);
     # one that breaks it alone twice is left out (README "A message the server will not
     # give").
-    through = state.broke_through if state is not None and plan == "fetch" else None
-    careful = (bisect.bisect_right(uids, through) if through is not None and state is not None
-               and (state.breaks >= 2 or state.alone is not None) else 0)
+    through = state.one_by_one_through if state is not None and plan == "fetch" else None
+    careful = bisect.bisect_right(uids, through) if through is not None else 0
     # Mail From the user counts as sent where the user files sent mail; anywhere else (INBOX,
     # folders a server-side filter delivers into) only if it was not delivered from outside.
     delivered = None if folder in sent_folders else mailbox.delivered

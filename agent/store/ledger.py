@@ -57,6 +57,12 @@ class FolderState:
         """The UID of the message that broke the connection when asked for alone."""
         return self.broke_through if self.breaks == ALONE else None
 
+    @property
+    def one_by_one_through(self) -> int | None:
+        """Up to which UID the next read goes one message at a time: reading broke the
+        connection twice before getting past it, or on one message asked for alone."""
+        return self.broke_through if self.breaks >= 2 or self.breaks == ALONE else None
+
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
@@ -229,13 +235,6 @@ class Ledger:
             "AND first_seen <= ? ORDER BY uid",
             (mailbox, folder, UNREAD_TRIES, epoch(now - UNREAD_GIVE_UP)))
             if row["uid"] in wanted]
-
-    def unread_count(self, mailbox: str | None = None) -> int:
-        """Messages the server would not give, still unread (of ``mailbox``, or all)."""
-        if mailbox is None:
-            return int(self._db.value("SELECT count(*) FROM unread"))
-        return int(self._db.value("SELECT count(*) FROM unread WHERE mailbox = ?",
-                                  (mailbox,)))
 
     def unread_messages(self, now: datetime, mailbox: str = "") -> list[str]:
         """One line for each message of ``mailbox`` the server would not give, by folder and
