@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,10 +12,11 @@ from agent.addressbook import sources as addressbook_source
 from agent.addressbook.phones import default_region
 from agent.auth import tokens
 from agent.config import Config, MailboxConfig, ServerLogin, load_config
-from agent.errors import FollowupError
+from agent.errors import FollowupError, MailboxError, TransientMailboxError
 from agent.mailbox.client import Mailbox
 from agent.model import Contact, Direction
 from agent.plan import Plan
+from agent.store import Store
 
 CAPABILITY_WORDS = {
     "SPECIAL-USE": "marks its Sent/Drafts/Junk/Trash folders (SPECIAL-USE)",
@@ -55,6 +56,7 @@ def run_checks(config_path: Path | None,
     yield from _template_checks(config, now or datetime.now(UTC))
     for mailbox in config.mailboxes:
         yield from _imap_checks(config, mailbox)
+        yield from _unread_checks(config, mailbox, now or datetime.now(UTC))
     if config.digest.delivery == "smtp":
         yield from _smtp_checks(config)
     yield from _addressbook_checks(config)
@@ -141,6 +143,52 @@ def _imap_checks(config: Config, source: MailboxConfig) -> Iterator[Check]:
                 yield Check(True, f"{role.capitalize()} folder: {name!r} "
                                   f"(found by {roles.how.get(role, 'name')})")
         yield Check(True, f"will scan {len(scan)} folder(s): {', '.join(scan)}")
+        yield from _refused_folders(mailbox, scan)
+
+
+def _refused_folders(mailbox: Mailbox, folders: Sequence[str]) -> Iterator[Check]:
+    """A folder the server lists but will not give its STATUS (no right to read it, a broken
+    folder): every scan skips it with a warning (README "A message the server will not
+    give"), which the user ends by excluding it."""
+    try:
+        answered = mailbox.statuses(folders)
+        for folder in (name for name in folders if name not in answered):
+            try:
+                mailbox.status(folder)
+            except TransientMailboxError:
+                raise  # the connection, not the folder: a failure, below
+            except MailboxError as exc:
+                yield Check(None, f"folder {folder!r}: {str(exc).rstrip('.')}; every scan "
+                                  "skips it (add it to [imap] exclude_folders to stop the "
+                                  "warning)")
+    except FollowupError as exc:
+        yield Check(False, str(exc))
+
+
+#: How many of the messages the server would not give the doctor names (-v scan: all).
+UNREAD_SHOWN = 5
+
+
+def _unread_checks(config: Config, source: MailboxConfig, now: datetime) -> Iterator[Check]:
+    """The messages of this mailbox the server would not give at the last scans, from the
+    ledger (none before the first scan): their exchanges are not counted."""
+    path = config.storage.path
+    if not path.is_file():
+        return
+    try:
+        with Store(path) as store:
+            lines = store.ledger.unread_messages(now, source.key)
+    except FollowupError as exc:
+        yield Check(False, str(exc))
+        return
+    if not lines:
+        return
+    named = "; ".join(lines[:UNREAD_SHOWN])
+    more = f"; and {len(lines) - UNREAD_SHOWN} more" if len(lines) > UNREAD_SHOWN else ""
+    yield Check(None, f"{source.imap.host} would not give {len(lines)} message(s) of "
+                      f"{source.email} at the last scans, so their mail is not counted: "
+                      f"{named}{more}. If your mail program cannot open them either, "
+                      "they are damaged on the server, which its administrator can repair")
 
 
 def _folder_checks(config: Config, sent: str | None, drafts: str | None,

@@ -12,6 +12,7 @@ import pytest
 from tests.kit import run_cli, write_config
 from tests.servers.account import ImapAccount
 from tests.servers.base import free_port
+from tests.test_scan import deleted_after_the_list
 
 
 def test_doctor_reports_sent_and_drafts(dovecot_account: ImapAccount, tmp_path: Path,
@@ -34,6 +35,23 @@ def test_doctor_over_verified_tls(dovecot_account: ImapAccount, tmp_path: Path,
     code, out, err = run_cli(["doctor"], capsys)
     assert code == 0, out + err
     assert "over TLS" in out
+
+
+def test_doctor_warns_of_a_folder_the_server_refuses(
+        dovecot_account: ImapAccount, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder listed but refused (here deleted just after the LIST; in life also one the
+    user may not read): every scan would skip it, so the doctor says which, and how to stop
+    the warning; nothing fails."""
+    dovecot_account.create_folder("Projekt")
+    write_config(monkeypatch, dovecot_account, tmp_path)
+    deleted_after_the_list(monkeypatch, dovecot_account, "Projekt")
+    code, out, err = run_cli(["doctor"], capsys)
+    assert code == 0, out + err
+    warnings = [line for line in out.splitlines() if line.startswith("warn")]
+    assert len(warnings) == 1, out
+    assert "folder 'Projekt'" in warnings[0] and "refused STATUS" in warnings[0]
+    assert "exclude_folders" in warnings[0]
 
 
 def _failure(out: str) -> list[str]:

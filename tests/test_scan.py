@@ -659,7 +659,7 @@ def test_an_empty_mailbox_scans_to_an_empty_ledger(
     assert contacts_json(capsys) == []
 
 
-def _deleted_after_the_list(monkeypatch: pytest.MonkeyPatch, account: ImapAccount,
+def deleted_after_the_list(monkeypatch: pytest.MonkeyPatch, account: ImapAccount,
                             *names: str) -> None:
     """Another mail program deletes ``names`` just after the scan listed the folders."""
     chosen = Mailbox.folders_to_scan
@@ -684,7 +684,7 @@ def test_a_folder_the_server_refuses_is_skipped_and_the_rest_is_read(
     account.append("Projekt", message(sender="projekt@example.net", subject="Projekt"))
     account.append("INBOX", message(sender="anna@example.net", subject="Hallo"))
     path = write_config(monkeypatch, account, tmp_path)
-    _deleted_after_the_list(monkeypatch, account, "Projekt")
+    deleted_after_the_list(monkeypatch, account, "Projekt")
     summary = scan(path)
     assert list(summary.refused) == ["Projekt"]
     assert "Projekt" in summary.refused["Projekt"] and "refused" in summary.refused["Projekt"]
@@ -701,7 +701,7 @@ def test_a_scan_whose_every_folder_is_refused_fails(
     account = dovecot_account
     account.create_folder("Projekt")
     path = write_config(monkeypatch, account, tmp_path, imap_extra='folders = ["Projekt"]')
-    _deleted_after_the_list(monkeypatch, account, "Projekt")
+    deleted_after_the_list(monkeypatch, account, "Projekt")
     with pytest.raises(MailboxError, match=r"refused .*Projekt"):
         scan(path)
 

@@ -395,6 +395,13 @@ def test_a_message_refused_for_a_day_of_scans_is_given_up(
     assert (f"  not given by the server: INBOX UID {INBOX_ONLY}: not given since 2026-03-01 "
             "07:30 UTC, asked at 4 scan(s); given up (`followup scan --full` asks again)"
             in out.splitlines())
+    # The doctor names it too, as a warning: nothing the user must mend for followup.
+    code, out, err = run_cli(["--now", "2026-03-04T07:30:00Z", "doctor"], capsys)
+    assert code == 0, out + err
+    warning = next(line for line in out.splitlines() if "would not give" in line)
+    assert warning.startswith("warn ")
+    assert "would not give 1 message(s) of" in warning and "not counted" in warning
+    assert f"INBOX UID {INBOX_ONLY}: not given since 2026-03-01 07:30 UTC" in warning
 
     given = fetched_uids(monkeypatch)
     refusing.clear()
