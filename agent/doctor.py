@@ -56,7 +56,7 @@ def run_checks(config_path: Path | None,
     yield from _template_checks(config, now or datetime.now(UTC))
     for mailbox in config.mailboxes:
         yield from _imap_checks(config, mailbox)
-        yield from _unread_checks(config, mailbox, now or datetime.now(UTC))
+        yield from _unread_checks(config, mailbox)
     if config.digest.delivery == "smtp":
         yield from _smtp_checks(config)
     yield from _addressbook_checks(config)
@@ -169,7 +169,7 @@ def _refused_folders(mailbox: Mailbox, folders: Sequence[str]) -> Iterator[Check
 UNREAD_SHOWN = 5
 
 
-def _unread_checks(config: Config, source: MailboxConfig, now: datetime) -> Iterator[Check]:
+def _unread_checks(config: Config, source: MailboxConfig) -> Iterator[Check]:
     """The messages of this mailbox the server would not give at the last scans, from the
     ledger (none before the first scan): their exchanges are not counted."""
     path = config.storage.path
@@ -177,7 +177,7 @@ def _unread_checks(config: Config, source: MailboxConfig, now: datetime) -> Iter
         return
     try:
         with Store(path) as store:
-            lines = store.ledger.unread_messages(now, source.key)
+            lines = store.ledger.unread_messages(source.key)
     except FollowupError as exc:
         yield Check(False, str(exc))
         return

@@ -142,7 +142,8 @@ def scan(config: Config, mailbox: Mailbox, store: Store, *, full: bool = False,
         # Not one folder could be read: the server's trouble, and the run's failure.
         raise MailboxError(next(iter(summary.refused.values())))
     summary.addresses_refreshed = store.refresh(now)
-    summary.unread_messages = store.ledger.unread_messages(now, source.key)
+    store.ledger.unread_only_in(folders, source.key)
+    summary.unread_messages = store.ledger.unread_messages(source.key)
     summary.unread = len(summary.unread_messages)
     if summary.fetched:
         store.database.checkpoint()
@@ -217,7 +218,9 @@ def _scan_folder(source: MailboxConfig, mailbox: Mailbox, store: Store, folder: 
         _ask_again(read, folder, due, should_stop)
     progress.folder_done(folder)
     if not summary.interrupted:
-        uidnext = max(status.uidnext, selected.uidnext)
+        # Unchanged at its STATUS, the folder was opened only to ask again: mail that came
+        # since that STATUS was not read, and waits for the next scan.
+        uidnext = status.uidnext if plan == "skip" else max(status.uidnext, selected.uidnext)
         store.ledger.finish_folder(folder, status.uidvalidity, uidnext, status.highestmodseq, now,
                                    source.key)
 
@@ -235,18 +238,40 @@ def _ask_again(read: _Reader, folder: str, due: Sequence[int],
     (README "A message the server will not give"): those that come are counted, those gone
     from the folder are forgotten, the others wait for the next scan, or are given up."""
     ledger, key = read.store.ledger, read.source.key
-    ledger.asking_again(folder, due, read.now, key)  # counted first, should asking break it
-    asked, still = read.run(due, 0, should_stop, again=True)
-    ledger.given(folder, [uid for uid in due[:asked] if uid not in still], key)
+    still: list[int] = []
+    # One at a time, each kept (or forgotten, when gone) before the next is asked: one that
+    # still breaks the connection costs nobody else's answer, and a folder with many that
+    # are still refused is not taken for a server that refuses everything.
+    for uid in due:
+        ledger.asking_again(folder, [uid], read.now, key)  # counted first, should it break
+        read.mailbox.asking_again()
+        try:
+            asked, refused = read.run([uid], 1, should_stop, again=True)
+        except TransientMailboxError:
+            # It still breaks the connection (or the network did): this attempt ends, and
+            # the retry goes on without asking for it within the hour.
+            _given_up(read, folder, [uid])
+            raise
+        if not asked:
+            break  # stopped
+        if refused:
+            still.extend(refused)
+        else:
+            ledger.given(folder, [uid], key)
     if still:
         log.info("folder %s: %d message(s) the server would not give at earlier scans "
                  "still not given", folder, len(still))
-    given_up = ledger.given_up(folder, still, read.now, key)
+    _given_up(read, folder, still)
+
+
+def _given_up(read: _Reader, folder: str, still: Sequence[int]) -> None:
+    """Warn of those of ``still`` that this scan asked for the last time."""
+    given_up = read.store.ledger.given_up(folder, still, read.source.key)
     if given_up:
-        log.warning("folder %s: the server has not given the message(s) with UID %s at %d "
-                    "scans over a day; they are not asked for again (`followup scan --full` "
-                    "asks for everything again)", folder, ", ".join(map(str, given_up)),
-                    UNREAD_TRIES)
+        log.warning("folder %s: the server has not given the message(s) with UID %s at "
+                    "%d scans or more over a day; they are not asked for again (`followup "
+                    "scan --full` asks for everything again)", folder,
+                    ", ".join(map(str, given_up)), UNREAD_TRIES)
 
 
 class _Reader:
@@ -300,6 +325,13 @@ class _Reader:
                         self._save(*waiting, *done, wrote, again)  # meanwhile, the one before
                         waiting = done = None
                     waiting = (chunk, len(fetched))
+                    if read <= careful:
+                        # Read one message at a time to find the one that breaks the
+                        # connection: each is kept before the next is asked for, also when
+                        # classifying it asks the server (delivered), which that one would
+                        # break.
+                        self._save(*waiting, *classify.collect(), wrote, again)
+                        waiting = None
             except Exception:
                 # A batch failed to come (a dropped connection) or to be classified: the one
                 # before it was read whole, and is kept unless classifying it needs the

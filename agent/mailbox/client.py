@@ -539,6 +539,12 @@ class Mailbox:
         half = len(uids) // 2
         return self.fetch_headers(uids[:half]) + self.fetch_headers(uids[half:])
 
+    def asking_again(self) -> None:
+        """The next FETCH asks for a message the server would not give before: refused
+        again, that is the message, not a server that refuses everything, so the count of
+        refusals in a row (REFUSALS_IN_A_ROW) starts anew."""
+        self._refusals = 0
+
     @property
     def broke_through(self) -> int | None:
         """When the connection broke while FETCH answers were on their way, or an answer
@@ -627,6 +633,7 @@ class Mailbox:
                 # them side by side): any of the UIDs sent so far.
                 found = _in_order(chunk, self._parsed(answer, uids[min(sent, len(uids)) - 1]),
                                   early)
+                self._refusals = 0  # answered: refusals before it were not "in a row"
                 if len(found) < len(chunk):
                     found = self._complete(chunk, found)
                 yield chunk, found

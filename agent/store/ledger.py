@@ -29,11 +29,13 @@ from agent.store.migrations import LEDGER_TABLES
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 #: A message the server would not give is asked for again at later scans, at most once in
-#: UNREAD_AGAIN; after UNREAD_TRIES scans that asked in vain, the first of them at least
-#: UNREAD_GIVE_UP ago, no more (README "A message the server will not give").
+#: UNREAD_AGAIN; after UNREAD_TRIES scans that asked in vain, the last of them at least
+#: UNREAD_GIVE_UP after the first, no more: the scan that gives up has asked, and says so
+#: (README "A message the server will not give").
 UNREAD_AGAIN: Final = timedelta(hours=1)
 UNREAD_TRIES: Final = 4
 UNREAD_GIVE_UP: Final = timedelta(days=1)
+_GIVE_UP_SECONDS: Final = int(UNREAD_GIVE_UP.total_seconds())
 #: ``folders.breaks`` of a folder whose connection broke on one message asked for alone.
 ALONE: Final = -1
 
@@ -205,9 +207,10 @@ class Ledger:
         not asked within UNREAD_AGAIN, and not given up on."""
         return [row["uid"] for row in self._db.query(
             "SELECT uid FROM unread WHERE mailbox = ? AND folder = ? AND uidvalidity = ? "
-            "AND asked_at <= ? AND NOT (tries >= ? AND first_seen <= ?) ORDER BY uid",
+            "AND asked_at <= ? AND NOT (tries >= ? AND asked_at - first_seen >= ?) "
+            "ORDER BY uid",
             (mailbox, folder, uidvalidity, epoch(now - UNREAD_AGAIN), UNREAD_TRIES,
-             epoch(now - UNREAD_GIVE_UP)))]
+             _GIVE_UP_SECONDS))]
 
     def asking_again(self, folder: str, uids: Sequence[int], now: datetime,
                      mailbox: str = "") -> None:
@@ -226,25 +229,36 @@ class Ledger:
             conn.executemany("DELETE FROM unread WHERE mailbox = ? AND folder = ? AND uid = ?",
                              [(mailbox, folder, uid) for uid in uids])
 
-    def given_up(self, folder: str, uids: Iterable[int], now: datetime, mailbox: str = ""
-                 ) -> list[int]:
+    def given_up(self, folder: str, uids: Iterable[int], mailbox: str = "") -> list[int]:
         """Which of ``uids`` (unread) are no longer asked for (:meth:`unread_due`)."""
         wanted = set(uids)
         return [row["uid"] for row in self._db.query(
             "SELECT uid FROM unread WHERE mailbox = ? AND folder = ? AND tries >= ? "
-            "AND first_seen <= ? ORDER BY uid",
-            (mailbox, folder, UNREAD_TRIES, epoch(now - UNREAD_GIVE_UP)))
+            "AND asked_at - first_seen >= ? ORDER BY uid",
+            (mailbox, folder, UNREAD_TRIES, _GIVE_UP_SECONDS))
             if row["uid"] in wanted]
 
-    def unread_messages(self, now: datetime, mailbox: str = "") -> list[str]:
+    def unread_only_in(self, folders: Iterable[str], mailbox: str = "") -> None:
+        """Forget what the server would not give in ``mailbox``'s folders other than
+        ``folders`` (those a scan reads): deleted on the server, or no longer scanned."""
+        kept = set(folders)
+        gone = [(mailbox, row["folder"]) for row in self._db.query(
+            "SELECT DISTINCT folder FROM unread WHERE mailbox = ?", (mailbox,))
+            if row["folder"] not in kept]
+        if gone:
+            with self._db.transaction() as conn:
+                conn.executemany("DELETE FROM unread WHERE mailbox = ? AND folder = ?", gone)
+
+    def unread_messages(self, mailbox: str = "") -> list[str]:
         """One line for each message of ``mailbox`` the server would not give, by folder and
         UID: since when, how many scans asked for it, and whether they still do."""
         lines = []
         for row in self._db.query(
-                "SELECT folder, uid, first_seen, tries FROM unread WHERE mailbox = ? "
+                "SELECT folder, uid, first_seen, asked_at, tries FROM unread WHERE mailbox = ? "
                 "ORDER BY folder, uid", (mailbox,)):
             since = from_epoch(row["first_seen"]) or _NEVER
-            given_up = row["tries"] >= UNREAD_TRIES and since <= now - UNREAD_GIVE_UP
+            given_up = (row["tries"] >= UNREAD_TRIES
+                        and row["asked_at"] - row["first_seen"] >= _GIVE_UP_SECONDS)
             lines.append(f"{row['folder']} UID {row['uid']}: not given since "
                          f"{since:%Y-%m-%d %H:%M} UTC, asked at {row['tries']} scan(s); "
                          + ("given up (`followup scan --full` asks again)" if given_up
