@@ -35,7 +35,9 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 UNREAD_AGAIN: Final = timedelta(hours=1)
 UNREAD_TRIES: Final = 4
 UNREAD_GIVE_UP: Final = timedelta(days=1)
-_GIVE_UP_SECONDS: Final = int(UNREAD_GIVE_UP.total_seconds())
+#: Whether a row of ``unread`` is given up on, as SQL (fixed numbers, no input).
+_GIVEN_UP: Final = (f"(tries >= {UNREAD_TRIES} "
+                    f"AND asked_at - first_seen >= {int(UNREAD_GIVE_UP.total_seconds())})")
 #: ``folders.breaks`` of a folder whose connection broke on one message asked for alone.
 ALONE: Final = -1
 
@@ -206,11 +208,9 @@ class Ledger:
         """UIDs of ``folder`` the server would not give that are due to be asked for again:
         not asked within UNREAD_AGAIN, and not given up on."""
         return [row["uid"] for row in self._db.query(
-            "SELECT uid FROM unread WHERE mailbox = ? AND folder = ? AND uidvalidity = ? "
-            "AND asked_at <= ? AND NOT (tries >= ? AND asked_at - first_seen >= ?) "
-            "ORDER BY uid",
-            (mailbox, folder, uidvalidity, epoch(now - UNREAD_AGAIN), UNREAD_TRIES,
-             _GIVE_UP_SECONDS))]
+            "SELECT uid FROM unread WHERE mailbox = ? AND folder = ? AND uidvalidity = ? "  # noqa: S608 - fixed text
+            f"AND asked_at <= ? AND NOT {_GIVEN_UP} ORDER BY uid",
+            (mailbox, folder, uidvalidity, epoch(now - UNREAD_AGAIN)))]
 
     def asking_again(self, folder: str, uids: Sequence[int], now: datetime,
                      mailbox: str = "") -> None:
@@ -233,9 +233,8 @@ class Ledger:
         """Which of ``uids`` (unread) are no longer asked for (:meth:`unread_due`)."""
         wanted = set(uids)
         return [row["uid"] for row in self._db.query(
-            "SELECT uid FROM unread WHERE mailbox = ? AND folder = ? AND tries >= ? "
-            "AND asked_at - first_seen >= ? ORDER BY uid",
-            (mailbox, folder, UNREAD_TRIES, _GIVE_UP_SECONDS))
+            "SELECT uid FROM unread WHERE mailbox = ? AND folder = ? "  # noqa: S608 - fixed text
+            f"AND {_GIVEN_UP} ORDER BY uid", (mailbox, folder))
             if row["uid"] in wanted]
 
     def unread_only_in(self, folders: Iterable[str], mailbox: str = "") -> None:
@@ -254,14 +253,12 @@ class Ledger:
         UID: since when, how many scans asked for it, and whether they still do."""
         lines = []
         for row in self._db.query(
-                "SELECT folder, uid, first_seen, asked_at, tries FROM unread WHERE mailbox = ? "
-                "ORDER BY folder, uid", (mailbox,)):
+                f"SELECT folder, uid, first_seen, tries, {_GIVEN_UP} AS given_up "  # noqa: S608 - fixed text
+                "FROM unread WHERE mailbox = ? ORDER BY folder, uid", (mailbox,)):
             since = from_epoch(row["first_seen"]) or _NEVER
-            given_up = (row["tries"] >= UNREAD_TRIES
-                        and row["asked_at"] - row["first_seen"] >= _GIVE_UP_SECONDS)
             lines.append(f"{row['folder']} UID {row['uid']}: not given since "
                          f"{since:%Y-%m-%d %H:%M} UTC, asked at {row['tries']} scan(s); "
-                         + ("given up (`followup scan --full` asks again)" if given_up
+                         + ("given up (`followup scan --full` asks again)" if row["given_up"]
                             else "asked for again at later scans"))
         return lines
 
