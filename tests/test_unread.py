@@ -252,22 +252,20 @@ def fetched_uids(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Every UID the scan was given, across connections (test_faults' spy_fetches counts
     those asked for: a refused message is asked for and not given)."""
     given: list[int] = []
-    in_batches, one_by_one = Mailbox.header_batches, Mailbox.one_by_one
 
-    def spy(self: Mailbox, uids: Sequence[int], batch_size: int
-            ) -> Iterator[tuple[Sequence[int], list[FetchedHeader]]]:
-        for chunk, found in in_batches(self, uids, batch_size):
-            given.extend(record.uid for record in found)
-            yield chunk, found
+    def spying(read: Callable[..., Iterator[tuple[Sequence[int], list[FetchedHeader]]]]
+               ) -> Callable[..., Iterator[tuple[Sequence[int], list[FetchedHeader]]]]:
+        def spy(self: Mailbox, *args: Any) -> Iterator[tuple[Sequence[int],
+                                                              list[FetchedHeader]]]:
+            for chunk, found in read(self, *args):
+                given.extend(record.uid for record in found)
+                yield chunk, found
+        return spy
 
-    def spy_one_by_one(self: Mailbox, uids: Sequence[int]
-                       ) -> Iterator[tuple[Sequence[int], list[FetchedHeader]]]:
-        for chunk, found in one_by_one(self, uids):
-            given.extend(record.uid for record in found)
-            yield chunk, found
-
-    monkeypatch.setattr(Mailbox, "header_batches", spy)
-    monkeypatch.setattr(Mailbox, "one_by_one", spy_one_by_one)
+    # In batches, and one at a time (asking again, and reading to find a message that
+    # breaks the connection).
+    monkeypatch.setattr(Mailbox, "header_batches", spying(Mailbox.header_batches))
+    monkeypatch.setattr(Mailbox, "one_by_one", spying(Mailbox.one_by_one))
     return given
 
 
